@@ -1,0 +1,236 @@
+//! The wasmtime sandbox the engine component runs in.
+//!
+//! The component is compiled once (and the compiled code cached on disk),
+//! pre-linked into an `InstancePre`, and instantiated fresh for every request
+//! from a pooling allocator, so no state survives from one request or tenant
+//! to the next. Each instance gets a memory cap and an epoch deadline; WASI
+//! is linked with no filesystem, network, environment or stdio.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
+use crate::bindings::{Engine as EngineWorld, EnginePre};
+use crate::storage::SqlStore;
+
+/// Epoch tick; request deadlines are counted in ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Sandbox limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest a request may run inside the engine.
+    pub timeout: Duration,
+    /// Largest linear memory of an instance, in bytes.
+    pub memory_bytes: usize,
+    /// Instances that may exist at once (requests in flight).
+    pub instances: u32,
+}
+
+/// The state of one request's instance.
+pub struct RequestState {
+    pub store: SqlStore,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl RequestState {
+    pub fn new(store: SqlStore, limits: &Limits) -> Self {
+        RequestState {
+            store,
+            // Clocks and randomness only: no preopens, env, args, stdio or sockets.
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(64)
+                .trap_on_grow_failure(true)
+                .build(),
+        }
+    }
+}
+
+/// The compiled engine, ready to instantiate.
+pub struct Runtime {
+    engine: wasmtime::Engine,
+    pre: EnginePre<RequestState>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Compiles (or loads from `cache_dir`) the component and links it.
+    pub fn new(wasm: &[u8], limits: Limits, cache_dir: Option<&Path>) -> Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.instances)
+            .total_core_instances(limits.instances * 8)
+            .total_memories(limits.instances * 2)
+            .total_tables(limits.instances * 4)
+            .max_memory_size(limits.memory_bytes)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = ctx(wasmtime::Engine::new(&config), "configuring wasmtime")?;
+        let component = load_component(&engine, wasm, cache_dir)?;
+
+        let mut linker: Linker<RequestState> = Linker::new(&engine);
+        ctx(
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
+            "linking WASI",
+        )?;
+        ctx(
+            EngineWorld::add_to_linker::<_, HasSelf<SqlStore>>(
+                &mut linker,
+                |s: &mut RequestState| &mut s.store,
+            ),
+            "linking the store interface",
+        )?;
+        let pre = ctx(
+            linker.instantiate_pre(&component).and_then(EnginePre::new),
+            "pre-instantiating the engine",
+        )?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ticker, stop2) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    ticker.increment_epoch();
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            pre,
+            limits,
+            stop,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs `handle` in a fresh instance. The state comes back in every case
+    /// so the caller can commit or roll back its transaction.
+    pub fn handle(
+        &self,
+        state: RequestState,
+        request: &HttpRequest,
+    ) -> (wasmtime::Result<HttpResponse>, RequestState) {
+        let mut store = self.store(state);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|inst| inst.lms_scim_handler().call_handle(&mut store, request));
+        (result, store.into_data())
+    }
+
+    /// Renders an error response through the engine (401, 413, 500…).
+    pub fn error_response(
+        &self,
+        state: RequestState,
+        context: &RequestContext,
+        status: u16,
+        detail: &str,
+    ) -> (wasmtime::Result<HttpResponse>, RequestState) {
+        let mut store = self.store(state);
+        let result = self.pre.instantiate(&mut store).and_then(|inst| {
+            inst.lms_scim_handler()
+                .call_error_response(&mut store, context, status, detail)
+        });
+        (result, store.into_data())
+    }
+
+    fn store(&self, state: RequestState) -> Store<RequestState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+/// Converts a wasmtime error, adding what was being done.
+fn ctx<T>(r: wasmtime::Result<T>, what: &'static str) -> Result<T> {
+    r.map_err(anyhow::Error::from).context(what)
+}
+
+/// Compiles the component, or loads the compiled code a previous start
+/// cached under a key of the component bytes and the wasmtime version.
+fn load_component(
+    engine: &wasmtime::Engine,
+    wasm: &[u8],
+    cache_dir: Option<&Path>,
+) -> Result<Component> {
+    let Some(dir) = cache_dir else {
+        return ctx(
+            Component::new(engine, wasm),
+            "compiling the engine component",
+        );
+    };
+    let mut h = Sha256::new();
+    h.update(wasm);
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let mut compat = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
+    h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
+    let path: PathBuf = dir.join(format!("engine-{}.cwasm", hex::encode(&h.finalize()[..16])));
+    if path.exists() {
+        // SAFETY: the file was written by `serialize` below into the host's
+        // own cache directory; wasmtime also checks its version and config.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "ignoring unusable compiled cache")
+            }
+        }
+    }
+    let component = ctx(
+        Component::new(engine, wasm),
+        "compiling the engine component",
+    )?;
+    if let Ok(bytes) = component.serialize() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&tmp, bytes))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not cache the compiled engine");
+        }
+    }
+    Ok(component)
+}

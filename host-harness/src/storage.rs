@@ -1,0 +1,555 @@
+//! The WIT `store` interface over SQLite, scoped to one tenant and running
+//! inside the request's transaction. It matches index terms as opaque
+//! strings and knows nothing of SCIM.
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, params, params_from_iter};
+
+use crate::bindings::lms::scim::store::{
+    self as wit, Document, MemberEntry, MemberRef, NewDocument, Page, Selection, StoreError,
+    TermMatch, Written,
+};
+use crate::db::Conn;
+
+/// Store calls made by one request, for the log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub calls: u32,
+    pub rows: u64,
+}
+
+/// One request's view of the database.
+pub struct SqlStore {
+    /// `None` for the detached store used while rendering host errors.
+    conn: Option<Conn>,
+    tenant: i64,
+    savepoints: u32,
+    pub stats: Stats,
+}
+
+type R<T> = Result<T, StoreError>;
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+/// The SQL condition for a selection over `terms` (as `t`), with its
+/// parameters appended to `args`.
+fn term_condition(q: &wit::TermQuery, args: &mut Vec<Box<dyn ToSql>>) -> String {
+    args.push(Box::new(q.name.clone()));
+    let mut cond = String::from("t.name = ?");
+    match &q.match_ {
+        TermMatch::Exact(v) => {
+            cond.push_str(" AND t.value = ?");
+            args.push(Box::new(v.clone()));
+        }
+        TermMatch::Prefix(p) => {
+            // A range the index can walk, then the exact prefix test.
+            cond.push_str(
+                " AND t.value >= ? AND t.value < ? AND substr(t.value, 1, length(?)) = ?",
+            );
+            args.push(Box::new(p.clone()));
+            args.push(Box::new(format!("{p}\u{10FFFF}")));
+            args.push(Box::new(p.clone()));
+            args.push(Box::new(p.clone()));
+        }
+        TermMatch::Contains(s) => {
+            cond.push_str(" AND instr(t.value, ?) > 0");
+            args.push(Box::new(s.clone()));
+        }
+        TermMatch::Range((lo, hi)) => {
+            if let Some(b) = lo {
+                cond.push_str(if b.inclusive {
+                    " AND t.value >= ?"
+                } else {
+                    " AND t.value > ?"
+                });
+                args.push(Box::new(b.value.clone()));
+            }
+            if let Some(b) = hi {
+                cond.push_str(if b.inclusive {
+                    " AND t.value <= ?"
+                } else {
+                    " AND t.value < ?"
+                });
+                args.push(Box::new(b.value.clone()));
+            }
+        }
+    }
+    cond
+}
+
+/// The connection, unless the store is detached.
+fn db(conn: &Option<Conn>) -> R<&Conn> {
+    conn.as_ref()
+        .ok_or_else(|| StoreError::Unavailable("no database in this context".into()))
+}
+
+impl SqlStore {
+    pub fn new(conn: Conn, tenant: i64) -> Self {
+        SqlStore {
+            conn: Some(conn),
+            tenant,
+            savepoints: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// A store with no database, for instances that only render errors.
+    pub fn detached() -> Self {
+        SqlStore {
+            conn: None,
+            tenant: 0,
+            savepoints: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Gives the connection back (to commit or roll back).
+    pub fn into_conn(self) -> Option<Conn> {
+        self.conn
+    }
+
+    fn seq_of(&self, kind: &str, id: &str) -> R<Option<(i64, u64)>> {
+        db(&self.conn)?
+            .prepare_cached(
+                "SELECT seq, version FROM documents WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.tenant, kind, id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(unavailable)
+    }
+
+    /// The seq of a document of any kind by id.
+    fn seq_of_any(&self, id: &str) -> R<Option<i64>> {
+        db(&self.conn)?
+            .prepare_cached("SELECT seq FROM documents WHERE tenant = ?1 AND id = ?2 LIMIT 1")
+            .and_then(|mut s| {
+                s.query_row(params![self.tenant, id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(unavailable)
+    }
+
+    fn group_seq(&self, kind: &str, id: &str) -> R<i64> {
+        self.seq_of(kind, id)?
+            .map(|(s, _)| s)
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Runs `f` inside a savepoint so a failed write changes nothing.
+    fn atomic<T>(&mut self, f: impl FnOnce(&Connection, i64) -> R<T>) -> R<T> {
+        self.stats.calls += 1;
+        let tenant = self.tenant;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no database in this context".into()))?;
+        let sp = conn.savepoint().map_err(unavailable)?;
+        let out = f(&sp, tenant)?;
+        sp.commit().map_err(unavailable)?;
+        Ok(out)
+    }
+
+    fn insert_terms(
+        conn: &Connection,
+        tenant: i64,
+        kind: &str,
+        seq: i64,
+        doc: &NewDocument,
+    ) -> R<()> {
+        let mut stmt = conn
+            .prepare_cached("INSERT INTO terms (tenant, kind, name, value, seq, is_unique) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .map_err(unavailable)?;
+        for t in &doc.terms {
+            stmt.execute(params![tenant, kind, t.name, t.value, seq, t.unique])
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::UniqueViolation(t.name.clone())
+                    } else {
+                        unavailable(e)
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    fn select_docs(
+        &mut self,
+        kind: &str,
+        selection: &Selection,
+        page: Page,
+        bodies: bool,
+    ) -> R<Vec<(String, i64, u64, String)>> {
+        self.stats.calls += 1;
+        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind.to_string())];
+        let (cmp, order) = if page.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let after = page.after.map(|a| a as i64);
+        let cols = if bodies {
+            "d.id, d.seq, d.version, d.body"
+        } else {
+            "d.id, d.seq, 0, ''"
+        };
+        let sql = match selection {
+            Selection::All => {
+                let mut sql =
+                    format!("SELECT {cols} FROM documents d WHERE d.tenant = ? AND d.kind = ?");
+                if let Some(a) = after {
+                    sql.push_str(&format!(" AND d.seq {cmp} ?"));
+                    args.push(Box::new(a));
+                }
+                sql.push_str(&format!(" ORDER BY d.seq {order} LIMIT ? OFFSET ?"));
+                sql
+            }
+            Selection::Term(q) => {
+                let cond = term_condition(q, &mut args);
+                let mut inner = format!(
+                    "SELECT DISTINCT t.seq FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}"
+                );
+                if let Some(a) = after {
+                    inner.push_str(&format!(" AND t.seq {cmp} ?"));
+                    args.push(Box::new(a));
+                }
+                inner.push_str(&format!(" ORDER BY t.seq {order} LIMIT ? OFFSET ?"));
+                format!(
+                    "SELECT {cols} FROM ({inner}) m JOIN documents d ON d.seq = m.seq ORDER BY d.seq {order}"
+                )
+            }
+        };
+        args.push(Box::new(page.limit as i64));
+        args.push(Box::new(page.offset as i64));
+        let mut stmt = db(&self.conn)?.prepare_cached(&sql).map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params_from_iter(args.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(unavailable)?;
+        self.stats.rows += rows.len() as u64;
+        Ok(rows)
+    }
+
+    fn entries(&mut self, sql: &str, args: &[&dyn ToSql]) -> R<Vec<MemberEntry>> {
+        self.stats.calls += 1;
+        let mut stmt = db(&self.conn)?.prepare_cached(sql).map_err(unavailable)?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(MemberEntry {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    label: r.get(2)?,
+                    seq: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(unavailable)?;
+        self.stats.rows += rows.len() as u64;
+        Ok(rows)
+    }
+}
+
+impl wit::Host for SqlStore {
+    fn get(&mut self, kind: String, id: String) -> R<Option<Document>> {
+        let mut docs = self.get_many(kind, vec![id])?;
+        Ok(docs.pop())
+    }
+
+    fn get_many(&mut self, kind: String, ids: Vec<String>) -> R<Vec<Document>> {
+        self.stats.calls += 1;
+        let mut stmt = db(&self.conn)?
+            .prepare_cached("SELECT id, seq, version, body FROM documents WHERE tenant = ?1 AND kind = ?2 AND id = ?3")
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let doc = stmt
+                .query_row(params![self.tenant, kind, id], |r| {
+                    Ok(Document {
+                        id: r.get(0)?,
+                        seq: r.get::<_, i64>(1)? as u64,
+                        version: r.get(2)?,
+                        body: r.get(3)?,
+                    })
+                })
+                .optional()
+                .map_err(unavailable)?;
+            out.extend(doc);
+        }
+        self.stats.rows += out.len() as u64;
+        Ok(out)
+    }
+
+    fn insert(&mut self, kind: String, doc: NewDocument) -> R<Written> {
+        self.atomic(|conn, tenant| {
+            let seq: i64 = conn
+                .prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body) VALUES (?1, ?2, ?3, 1, ?4, ?5) RETURNING seq")
+                .and_then(|mut s| s.query_row(params![tenant, kind, doc.id, doc.label, doc.body], |r| r.get(0)))
+                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
+            Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            Ok(Written { seq: seq as u64, version: 1 })
+        })
+    }
+
+    fn replace(
+        &mut self,
+        kind: String,
+        doc: NewDocument,
+        expected_version: Option<u64>,
+    ) -> R<Written> {
+        let (seq, current) = self.seq_of(&kind, &doc.id)?.ok_or(StoreError::NotFound)?;
+        if expected_version.is_some_and(|v| v != current) {
+            return Err(StoreError::Conflict(current));
+        }
+        self.atomic(|conn, tenant| {
+            conn.prepare_cached(
+                "UPDATE documents SET version = version + 1, label = ?2, body = ?3 WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.execute(params![seq, doc.label, doc.body]))
+            .map_err(unavailable)?;
+            conn.prepare_cached("DELETE FROM terms WHERE seq = ?1")
+                .and_then(|mut s| s.execute([seq]))
+                .map_err(unavailable)?;
+            Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            Ok(Written {
+                seq: seq as u64,
+                version: current + 1,
+            })
+        })
+    }
+
+    fn delete(&mut self, kind: String, id: String, expected_version: Option<u64>) -> R<()> {
+        let (seq, current) = self.seq_of(&kind, &id)?.ok_or(StoreError::NotFound)?;
+        if expected_version.is_some_and(|v| v != current) {
+            return Err(StoreError::Conflict(current));
+        }
+        self.atomic(|conn, _| {
+            for sql in [
+                "DELETE FROM terms WHERE seq = ?1",
+                "DELETE FROM members WHERE group_seq = ?1",
+                "DELETE FROM members WHERE member_seq = ?1",
+                "DELETE FROM documents WHERE seq = ?1",
+            ] {
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.execute([seq]))
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scan(&mut self, kind: String, selection: Selection, page: Page) -> R<Vec<Document>> {
+        Ok(self
+            .select_docs(&kind, &selection, page, true)?
+            .into_iter()
+            .map(|(id, seq, version, body)| Document {
+                id,
+                seq: seq as u64,
+                version,
+                body,
+            })
+            .collect())
+    }
+
+    fn scan_keys(
+        &mut self,
+        kind: String,
+        selection: Selection,
+        page: Page,
+    ) -> R<Vec<(String, u64)>> {
+        Ok(self
+            .select_docs(&kind, &selection, page, false)?
+            .into_iter()
+            .map(|(id, seq, _, _)| (id, seq as u64))
+            .collect())
+    }
+
+    fn count(&mut self, kind: String, selection: Selection) -> R<u64> {
+        self.stats.calls += 1;
+        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind)];
+        let sql = match &selection {
+            Selection::All => {
+                "SELECT count(*) FROM documents WHERE tenant = ? AND kind = ?".to_string()
+            }
+            Selection::Term(q) => {
+                let cond = term_condition(q, &mut args);
+                format!(
+                    "SELECT count(DISTINCT t.seq) FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}"
+                )
+            }
+        };
+        db(&self.conn)?
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(unavailable)
+    }
+
+    fn savepoint(&mut self) -> R<u32> {
+        self.savepoints += 1;
+        let n = self.savepoints;
+        db(&self.conn)?
+            .execute_batch(&format!("SAVEPOINT engine_{n}"))
+            .map_err(unavailable)?;
+        Ok(n)
+    }
+
+    fn rollback_to(&mut self, savepoint: u32) -> R<()> {
+        db(&self.conn)?
+            .execute_batch(&format!(
+                "ROLLBACK TO engine_{savepoint}; RELEASE engine_{savepoint}"
+            ))
+            .map_err(unavailable)
+    }
+
+    fn release(&mut self, savepoint: u32) -> R<()> {
+        db(&self.conn)?
+            .execute_batch(&format!("RELEASE engine_{savepoint}"))
+            .map_err(unavailable)
+    }
+
+    fn members_add(
+        &mut self,
+        group_kind: String,
+        group: String,
+        members: Vec<MemberRef>,
+    ) -> R<Vec<String>> {
+        let g = self.group_seq(&group_kind, &group)?;
+        let mut seqs = Vec::with_capacity(members.len());
+        let mut missing = Vec::new();
+        for m in &members {
+            match self.seq_of(&m.kind, &m.id)? {
+                Some((s, _)) => seqs.push((s, &m.id)),
+                None => missing.push(m.id.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(StoreError::Missing(missing));
+        }
+        self.atomic(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO members (group_seq, member_seq) VALUES (?1, ?2)",
+                )
+                .map_err(unavailable)?;
+            let mut added = Vec::new();
+            for (s, id) in seqs {
+                if stmt.execute([g, s]).map_err(unavailable)? == 1 {
+                    added.push(id.clone());
+                }
+            }
+            Ok(added)
+        })
+    }
+
+    fn members_remove(
+        &mut self,
+        group_kind: String,
+        group: String,
+        ids: Vec<String>,
+    ) -> R<Vec<String>> {
+        let g = self.group_seq(&group_kind, &group)?;
+        let mut seqs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(s) = self.seq_of_any(id)? {
+                seqs.push((s, id));
+            }
+        }
+        self.atomic(|conn, _| {
+            let mut stmt = conn
+                .prepare_cached("DELETE FROM members WHERE group_seq = ?1 AND member_seq = ?2")
+                .map_err(unavailable)?;
+            let mut removed = Vec::new();
+            for (s, id) in seqs {
+                if stmt.execute([g, s]).map_err(unavailable)? == 1 {
+                    removed.push(id.clone());
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    fn members_clear(&mut self, group_kind: String, group: String) -> R<u64> {
+        let g = self.group_seq(&group_kind, &group)?;
+        self.atomic(|conn, _| {
+            conn.prepare_cached("DELETE FROM members WHERE group_seq = ?1")
+                .and_then(|mut s| s.execute([g]))
+                .map(|n| n as u64)
+                .map_err(unavailable)
+        })
+    }
+
+    fn members_contains(
+        &mut self,
+        group_kind: String,
+        group: String,
+        ids: Vec<String>,
+    ) -> R<Vec<String>> {
+        self.stats.calls += 1;
+        let g = self.group_seq(&group_kind, &group)?;
+        let mut stmt = db(&self.conn)?
+            .prepare_cached(
+                "SELECT 1 FROM members m JOIN documents d ON d.seq = m.member_seq
+                 WHERE m.group_seq = ?1 AND d.tenant = ?2 AND d.id = ?3",
+            )
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if stmt
+                .exists(params![g, self.tenant, id])
+                .map_err(unavailable)?
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    fn members_list(
+        &mut self,
+        group_kind: String,
+        group: String,
+        after: Option<u64>,
+        limit: u32,
+    ) -> R<Vec<MemberEntry>> {
+        let g = self.group_seq(&group_kind, &group)?;
+        let after = after.map_or(-1, |a| a as i64);
+        self.entries(
+            "SELECT d.id, d.kind, d.label, d.seq FROM members m JOIN documents d ON d.seq = m.member_seq
+             WHERE m.group_seq = ?1 AND m.member_seq > ?2 ORDER BY m.member_seq LIMIT ?3",
+            &[&g, &after, &(limit as i64)],
+        )
+    }
+
+    fn members_count(&mut self, group_kind: String, group: String) -> R<u64> {
+        self.stats.calls += 1;
+        let g = self.group_seq(&group_kind, &group)?;
+        db(&self.conn)?
+            .prepare_cached("SELECT count(*) FROM members WHERE group_seq = ?1")
+            .and_then(|mut s| s.query_row([g], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(unavailable)
+    }
+
+    fn groups_of(&mut self, group_kind: String, member: String) -> R<Vec<MemberEntry>> {
+        let Some(m) = self.seq_of_any(&member)? else {
+            return Ok(Vec::new());
+        };
+        self.entries(
+            "SELECT d.id, d.kind, d.label, d.seq FROM members m JOIN documents d ON d.seq = m.group_seq
+             WHERE m.member_seq = ?1 AND d.kind = ?2 ORDER BY d.seq",
+            &[&m, &group_kind],
+        )
+    }
+}
+
+impl crate::bindings::lms::scim::types::Host for SqlStore {}

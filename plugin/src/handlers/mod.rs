@@ -1,0 +1,88 @@
+//! Routing a request to the endpoint that serves it.
+
+mod crud;
+mod discovery;
+mod list;
+mod membership;
+mod preconditions;
+
+use crate::error::{ScimError, ScimResult};
+use crate::http::{Request, Response, decode_component};
+use crate::schema::{RESOURCE_TYPES, ResourceType};
+use crate::store::Store;
+
+pub use discovery::{CAPABILITIES, Capabilities};
+
+/// Handles one request; every failure becomes a SCIM Error response.
+pub fn handle(req: &Request, store: &mut dyn Store) -> Response {
+    route(req, store).unwrap_or_else(Response::from)
+}
+
+fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
+    let segments: Vec<String> = req
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_component_path)
+        .collect();
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method.to_ascii_uppercase();
+    let m = method.as_str();
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+
+    if let Some(rt) = seg.first().and_then(|s| resource_type(s)) {
+        return match (&seg[1..], m) {
+            ([], "GET") => list::list(req, store, rt),
+            ([], "POST") => crud::create(req, store, rt),
+            ([], _) => Err(not_allowed(&req.path, "GET, POST")),
+            ([id], "GET") => crud::get(req, store, rt, id),
+            ([id], "PUT") => crud::replace(req, store, rt, id),
+            ([id], "DELETE") => crud::delete(req, store, rt, id),
+            ([id], _) => Err(not_allowed(id, "GET, PUT, DELETE")),
+            _ => Err(no_endpoint(req)),
+        };
+    }
+    match (seg.as_slice(), m) {
+        ([s], "GET") if is(s, "ServiceProviderConfig") => {
+            Ok(discovery::service_provider_config(req))
+        }
+        ([s], "GET") if is(s, "ResourceTypes") => Ok(discovery::resource_types(req)),
+        ([s, name], "GET") if is(s, "ResourceTypes") => discovery::resource_type(req, name),
+        ([s], "GET") if is(s, "Schemas") => Ok(discovery::schemas(req)),
+        ([s, id], "GET") if is(s, "Schemas") => discovery::schema(req, id),
+        ([s, ..], _)
+            if is(s, "ServiceProviderConfig") || is(s, "ResourceTypes") || is(s, "Schemas") =>
+        {
+            Err(not_allowed(s, "GET"))
+        }
+        ([s, ..], _) if is(s, "Me") => Err(ScimError::new(
+            501,
+            None,
+            "/Me is not supported: requests are authenticated as a provisioning client, not a user",
+        )),
+        _ => Err(no_endpoint(req)),
+    }
+}
+
+/// Path segments are percent-decoded, but `+` stays literal (unlike queries).
+fn decode_component_path(s: &str) -> String {
+    decode_component(&s.replace('+', "%2B"))
+}
+
+/// The resource type served at an endpoint name, case-insensitively.
+fn resource_type(segment: &str) -> Option<&'static ResourceType> {
+    RESOURCE_TYPES
+        .iter()
+        .copied()
+        .find(|rt| rt.endpoint[1..].eq_ignore_ascii_case(segment))
+}
+
+fn not_allowed(what: &str, allowed: &str) -> ScimError {
+    ScimError::method_not_allowed(format!(
+        "This method is not allowed on '{what}'; allowed: {allowed}"
+    ))
+}
+
+fn no_endpoint(req: &Request) -> ScimError {
+    ScimError::not_found(format!("No SCIM endpoint at '{}'", req.path))
+}

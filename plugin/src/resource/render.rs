@@ -1,0 +1,128 @@
+//! Rendering a stored resource as a SCIM response body: `meta.location` and
+//! `meta.version`, the membership relation as `members` or `groups` when the
+//! projection asks for it, then the projection itself.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{ScimError, ScimResult};
+use crate::projection::Projection;
+use crate::schema::{GROUP_TYPE, Relation, ResourceType};
+use crate::store::{Document, MemberEntry, Store};
+
+use super::{etag, location, type_of_kind};
+
+/// Rows fetched per call when listing a group's members.
+const MEMBER_PAGE: u32 = 1000;
+
+/// Parses a stored body.
+pub fn parse_body(doc: &Document) -> ScimResult<Value> {
+    serde_json::from_str(&doc.body).map_err(|e| {
+        ScimError::internal(format!("Stored resource {} is not valid JSON: {e}", doc.id))
+    })
+}
+
+/// The response body for a stored resource.
+pub fn render(
+    store: &mut dyn Store,
+    base_url: &str,
+    rt: &ResourceType,
+    doc: &Document,
+    projection: &Projection,
+) -> ScimResult<Value> {
+    let mut body = parse_body(doc)?;
+    render_value(store, base_url, rt, doc, &mut body, projection)?;
+    Ok(body)
+}
+
+/// Like [`render`], for a body the caller already parsed.
+pub fn render_value(
+    store: &mut dyn Store,
+    base_url: &str,
+    rt: &ResourceType,
+    doc: &Document,
+    body: &mut Value,
+    projection: &Projection,
+) -> ScimResult<()> {
+    let Value::Object(map) = body else {
+        return Err(ScimError::internal("Stored resource is not an object"));
+    };
+    let meta = map.remove("meta").unwrap_or_else(|| json!({}));
+    let relation = match rt.relation {
+        Relation::Members => "members",
+        Relation::Groups => "groups",
+    };
+    let attr = rt.schema.attribute(relation).expect("relation attribute");
+    if projection.wants(rt.schema, attr) {
+        let values = match rt.relation {
+            Relation::Members => members(store, base_url, rt, &doc.id)?,
+            Relation::Groups => groups(store, base_url, &doc.id)?,
+        };
+        if !values.is_empty() {
+            map.insert(relation.into(), Value::Array(values));
+        }
+    }
+    let mut meta = match meta {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    meta.insert("location".into(), json!(location(base_url, rt, &doc.id)));
+    meta.insert("version".into(), json!(etag(doc.version)));
+    map.insert("meta".into(), Value::Object(meta));
+    projection.apply(rt, body);
+    Ok(())
+}
+
+fn member_json(base_url: &str, e: &MemberEntry, kind_field: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("value".into(), json!(e.id));
+    if let Some(rt) = type_of_kind(&e.kind) {
+        m.insert("$ref".into(), json!(location(base_url, rt, &e.id)));
+    }
+    if let Some(l) = &e.label {
+        m.insert("display".into(), json!(l));
+    }
+    m.insert("type".into(), json!(kind_field));
+    Value::Object(m)
+}
+
+/// A group's `members`, read from the relation in pages.
+fn members(
+    store: &mut dyn Store,
+    base_url: &str,
+    rt: &ResourceType,
+    id: &str,
+) -> ScimResult<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.members_list(rt.name, id, after, MEMBER_PAGE)?;
+        after = page.last().map(|e| e.seq);
+        out.extend(page.iter().map(|e| member_json(base_url, e, &e.kind)));
+        if page.len() < MEMBER_PAGE as usize {
+            return Ok(out);
+        }
+    }
+}
+
+/// A user's `groups`: direct memberships, then groups reached through nested
+/// groups as `indirect` (RFC 7643 §4.1.2).
+fn groups(store: &mut dyn Store, base_url: &str, id: &str) -> ScimResult<Vec<Value>> {
+    let direct = store.groups_of(GROUP_TYPE.name, id)?;
+    let mut seen: HashSet<String> = direct.iter().map(|g| g.id.clone()).collect();
+    let mut out: Vec<Value> = direct
+        .iter()
+        .map(|g| member_json(base_url, g, "direct"))
+        .collect();
+    let mut frontier = direct;
+    while let Some(g) = frontier.pop() {
+        for parent in store.groups_of(GROUP_TYPE.name, &g.id)? {
+            if seen.insert(parent.id.clone()) {
+                out.push(member_json(base_url, &parent, "indirect"));
+                frontier.push(parent);
+            }
+        }
+    }
+    Ok(out)
+}

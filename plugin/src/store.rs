@@ -1,0 +1,177 @@
+//! The storage contract the engine runs against: a native mirror of the WIT
+//! `store` interface, so the engine core stays plain Rust. The component glue
+//! forwards each call to the host; tests and benchmarks use [`crate::memstore`].
+
+/// An index entry derived from a document (see [`crate::resource::terms`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Term {
+    pub name: String,
+    pub value: String,
+    pub unique: bool,
+}
+
+/// A stored document as the host returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub id: String,
+    pub seq: u64,
+    pub version: u64,
+    pub body: String,
+}
+
+/// A document to write.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub id: String,
+    pub body: String,
+    pub label: Option<String>,
+    pub terms: Vec<Term>,
+}
+
+/// What a write returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub seq: u64,
+    pub version: u64,
+}
+
+/// Storage failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("version conflict (current version {0})")]
+    Conflict(u64),
+    #[error("unique term '{0}' is taken")]
+    UniqueViolation(String),
+    #[error("referenced documents do not exist: {0:?}")]
+    Missing(Vec<String>),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An end of a range match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub value: String,
+    pub inclusive: bool,
+}
+
+/// How a term value is matched (byte-wise on normalised strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TermMatch {
+    Exact(String),
+    Prefix(String),
+    Contains(String),
+    Range(Option<Bound>, Option<Bound>),
+}
+
+/// Documents whose term `name` matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermQuery {
+    pub name: String,
+    pub matches: TermMatch,
+}
+
+/// Which documents of a kind a scan or count covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Term(TermQuery),
+}
+
+/// A window over a selection in `seq` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<u64>,
+    pub offset: u64,
+    pub limit: u32,
+    pub descending: bool,
+}
+
+impl Page {
+    /// The first `limit` rows after `after`, ascending.
+    pub fn after(after: Option<u64>, limit: u32) -> Self {
+        Page {
+            after,
+            offset: 0,
+            limit,
+            descending: false,
+        }
+    }
+}
+
+/// A reference to a group member.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberRef {
+    pub id: String,
+    pub kind: String,
+}
+
+/// A membership row as the host lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEntry {
+    pub id: String,
+    pub kind: String,
+    pub label: Option<String>,
+    pub seq: u64,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The host's storage, scoped to one tenant and one transaction.
+/// Method contracts are documented on the WIT `store` interface.
+pub trait Store {
+    fn get(&mut self, kind: &str, id: &str) -> StoreResult<Option<Document>>;
+    fn get_many(&mut self, kind: &str, ids: &[String]) -> StoreResult<Vec<Document>>;
+    fn insert(&mut self, kind: &str, doc: NewDocument) -> StoreResult<Written>;
+    fn replace(
+        &mut self,
+        kind: &str,
+        doc: NewDocument,
+        expected_version: Option<u64>,
+    ) -> StoreResult<Written>;
+    fn delete(&mut self, kind: &str, id: &str, expected_version: Option<u64>) -> StoreResult<()>;
+    fn scan(&mut self, kind: &str, selection: &Selection, page: Page)
+    -> StoreResult<Vec<Document>>;
+    fn scan_keys(
+        &mut self,
+        kind: &str,
+        selection: &Selection,
+        page: Page,
+    ) -> StoreResult<Vec<(String, u64)>>;
+    fn count(&mut self, kind: &str, selection: &Selection) -> StoreResult<u64>;
+
+    fn savepoint(&mut self) -> StoreResult<u32>;
+    fn rollback_to(&mut self, savepoint: u32) -> StoreResult<()>;
+    fn release(&mut self, savepoint: u32) -> StoreResult<()>;
+
+    fn members_add(
+        &mut self,
+        group_kind: &str,
+        group: &str,
+        members: &[MemberRef],
+    ) -> StoreResult<Vec<String>>;
+    fn members_remove(
+        &mut self,
+        group_kind: &str,
+        group: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<String>>;
+    fn members_clear(&mut self, group_kind: &str, group: &str) -> StoreResult<u64>;
+    fn members_contains(
+        &mut self,
+        group_kind: &str,
+        group: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<String>>;
+    fn members_list(
+        &mut self,
+        group_kind: &str,
+        group: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> StoreResult<Vec<MemberEntry>>;
+    fn members_count(&mut self, group_kind: &str, group: &str) -> StoreResult<u64>;
+    fn groups_of(&mut self, group_kind: &str, member: &str) -> StoreResult<Vec<MemberEntry>>;
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `scim-host` binary with the real engine
+//! component, driven over HTTP on a loopback port with a temporary database.
+
+mod support;
+
+mod discovery;
+mod groups;
+mod protocol;
+mod users;

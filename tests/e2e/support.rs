@@ -1,0 +1,262 @@
+//! Starts the real `scim-host` binary on a free loopback port with a fresh
+//! database, and talks to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// A running `scim-host` and an HTTP client authenticated as its tenant.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub token: String,
+    client: reqwest::blocking::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A response, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts a SCIM error with this status and scimType.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, scim_type: Option<&str>) -> Self {
+        let s = self.expect(status);
+        assert_eq!(
+            s.json["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{}",
+            s.text
+        );
+        assert_eq!(s.json["status"], status.to_string(), "{}", s.text);
+        assert_eq!(s.json["scimType"].as_str(), scim_type, "{}", s.text);
+        assert!(
+            s.json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}",
+            s.text
+        );
+        assert!(
+            s.header("content-type")
+                .unwrap_or("")
+                .starts_with("application/scim+json"),
+            "{:?}",
+            s.headers
+        );
+        s
+    }
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra `serve` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("scim.db");
+        let token = format!("test-{:x}", std::process::id() as u64 * 7919 + rand_u64());
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-cache");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--token", &token])
+            .arg("--db")
+            .arg(&db)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start scim-host");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => {
+                    let log =
+                        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                    panic!("scim-host exited before listening:\n{log}");
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Server {
+            child,
+            base,
+            token,
+            client,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with the tenant's token and optional JSON body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method.parse().expect("method"), self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        into_resp(req.send().expect("request"))
+    }
+
+    /// A raw request: no token unless given, body as bytes.
+    pub fn raw(&self, method: &str, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self
+            .client
+            .request(method.parse().expect("method"), self.url(path))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        into_resp(req.send().expect("request"))
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send("POST", path, Some(body), &[])
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send("PUT", path, Some(body), &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, None, &[])
+    }
+
+    /// Creates a user and returns its id.
+    pub fn create_user(&self, user_name: &str) -> String {
+        let r = self
+            .post(
+                "/Users",
+                &serde_json::json!({
+                    "schemas": [USER_SCHEMA],
+                    "userName": user_name,
+                    "name": {"givenName": "Given", "familyName": user_name},
+                    "emails": [{"value": format!("{user_name}@example.com"), "type": "work", "primary": true}],
+                    "active": true,
+                }),
+            )
+            .expect(201);
+        r.json["id"].as_str().expect("id").to_string()
+    }
+
+    /// Creates a group with members and returns its id.
+    pub fn create_group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
+        let r = self
+            .post(
+                "/Groups",
+                &serde_json::json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": members}),
+            )
+            .expect(201);
+        r.json["id"].as_str().expect("id").to_string()
+    }
+
+    /// `totalResults` of a filtered list.
+    pub fn count(&self, endpoint: &str, filter: &str) -> u64 {
+        let r = self
+            .get(&format!("{endpoint}?filter={}", encode(filter)))
+            .expect(200);
+        r.json["totalResults"].as_u64().expect("totalResults")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn into_resp(r: reqwest::blocking::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
