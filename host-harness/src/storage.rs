@@ -36,6 +36,11 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 
+/// `body-contains`: SQLite's `lower()` folds ASCII only, so bodies with
+/// other characters are always included and left to the engine.
+const BODY_CONTAINS: &str =
+    "(instr(lower(d.body), ?) > 0 OR length(d.body) <> octet_length(d.body))";
+
 /// The SQL condition for a selection over `terms` (as `t`), with its
 /// parameters appended to `args`.
 fn term_condition(q: &wit::TermQuery, args: &mut Vec<Box<dyn ToSql>>) -> String {
@@ -202,9 +207,13 @@ impl SqlStore {
             "d.id, d.seq, 0, ''"
         };
         let sql = match selection {
-            Selection::All => {
+            Selection::All | Selection::BodyContains(_) => {
                 let mut sql =
                     format!("SELECT {cols} FROM documents d WHERE d.tenant = ? AND d.kind = ?");
+                if let Selection::BodyContains(needle) = selection {
+                    sql.push_str(&format!(" AND {BODY_CONTAINS}"));
+                    args.push(Box::new(needle.clone()));
+                }
                 if let Some(a) = after {
                     sql.push_str(&format!(" AND d.seq {cmp} ?"));
                     args.push(Box::new(a));
@@ -379,6 +388,12 @@ impl wit::Host for SqlStore {
         let sql = match &selection {
             Selection::All => {
                 "SELECT count(*) FROM documents WHERE tenant = ? AND kind = ?".to_string()
+            }
+            Selection::BodyContains(needle) => {
+                args.push(Box::new(needle.clone()));
+                format!(
+                    "SELECT count(*) FROM documents d WHERE d.tenant = ? AND d.kind = ? AND {BODY_CONTAINS}"
+                )
             }
             Selection::Term(q) => {
                 let cond = term_condition(q, &mut args);

@@ -30,11 +30,18 @@ struct State {
 pub struct MemStore {
     state: State,
     savepoints: Vec<State>,
+    member_reads: usize,
 }
 
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many times a group's member list was read (tests check that
+    /// projections that drop `members` never read it).
+    pub fn member_reads(&self) -> usize {
+        self.member_reads
     }
 }
 
@@ -83,6 +90,9 @@ impl State {
                 .terms
                 .iter()
                 .any(|t| t.name == q.name && term_matches(&t.value, &q.matches)),
+            Selection::BodyContains(needle) => {
+                !r.body.is_ascii() || r.body.to_ascii_lowercase().contains(needle.as_str())
+            }
         };
         let in_window = |seq: u64| match (page.after, page.descending) {
             (None, _) => true,
@@ -353,6 +363,7 @@ impl Store for MemStore {
         after: Option<u64>,
         limit: u32,
     ) -> StoreResult<Vec<MemberEntry>> {
+        self.member_reads += 1;
         let g = self.state.group_seq(group_kind, group)?;
         let Some(set) = self.state.members.get(&g) else {
             return Ok(Vec::new());

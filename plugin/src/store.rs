@@ -78,6 +78,9 @@ pub struct TermQuery {
 pub enum Selection {
     All,
     Term(TermQuery),
+    /// Bodies containing the ASCII needle ASCII-case-insensitively, plus all
+    /// non-ASCII bodies (see the WIT contract).
+    BodyContains(String),
 }
 
 /// A window over a selection in `seq` order.

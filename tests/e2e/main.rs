@@ -6,4 +6,5 @@ mod support;
 mod discovery;
 mod groups;
 mod protocol;
+mod query;
 mod users;

@@ -17,6 +17,7 @@ pub struct Server {
     child: Child,
     pub base: String,
     pub token: String,
+    db: PathBuf,
     client: reqwest::blocking::Client,
     _dir: tempfile::TempDir,
 }
@@ -122,9 +123,15 @@ impl Server {
             child,
             base,
             token,
+            db,
             client,
             _dir: dir,
         }
+    }
+
+    /// The server's database file (for `scim-host tenant add`).
+    pub fn db_path(&self) -> &std::path::Path {
+        &self.db
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -108,6 +108,7 @@ fn bound(b: &core::Bound) -> host::Bound {
 fn selection(s: &core::Selection) -> host::Selection {
     match s {
         core::Selection::All => host::Selection::All,
+        core::Selection::BodyContains(s) => host::Selection::BodyContains(s.clone()),
         core::Selection::Term(q) => host::Selection::Term(host::TermQuery {
             name: q.name.clone(),
             match_: match &q.matches {

@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::path::Path;
-use crate::schema::AttrType;
+use crate::schema::{AttrType, Attribute};
 
 pub use parse::{MAX_DEPTH, MAX_LEN, parse};
 
@@ -122,6 +122,17 @@ impl Filter {
                 Some(single @ Value::Object(_)) => filter.eval(resource, Some(single)),
                 _ => false,
             },
+        }
+    }
+
+    /// Whether any comparison in the filter names this top-level attribute.
+    pub fn mentions(&self, attr: &Attribute) -> bool {
+        match self {
+            Filter::Compare { path, .. }
+            | Filter::Present(path)
+            | Filter::ValuePath { path, .. } => std::ptr::eq(path.attr, attr),
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(|f| f.mentions(attr)),
+            Filter::Not(f) => f.mentions(attr),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::error::{ScimError, ScimResult};
 use crate::http::{Request, Response};
 use crate::schema::{RESOURCE_TYPES, ResourceType, SCHEMAS, Schema};
 
-use super::list::LIST_RESPONSE;
+use crate::query::LIST_RESPONSE;
 
 /// What the engine supports, advertised in `/ServiceProviderConfig` and
 /// enforced by the handlers.
@@ -26,7 +26,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     patch: false,
     bulk: false,
     bulk_max_operations: 0,
-    sort: false,
+    sort: true,
     etag: true,
     max_results: 1000,
     default_page_size: 100,
@@ -56,11 +56,12 @@ pub fn service_provider_config(req: &Request) -> Response {
         "sort": {"supported": c.sort},
         "etag": {"supported": c.etag},
         "pagination": {
-            "cursor": false,
+            "cursor": true,
             "index": true,
             "defaultPaginationMethod": "index",
             "defaultPageSize": c.default_page_size,
             "maxPageSize": c.max_results,
+            "cursorTimeout": crate::query::cursor::CURSOR_TIMEOUT_SECS,
         },
         "authenticationSchemes": [{
             "type": "oauthbearertoken",

@@ -35,6 +35,8 @@ fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
             ([], "GET") => list::list(req, store, rt),
             ([], "POST") => crud::create(req, store, rt),
             ([], _) => Err(not_allowed(&req.path, "GET, POST")),
+            ([s], "POST") if *s == ".search" => list::search(req, store, rt),
+            ([s], _) if *s == ".search" => Err(not_allowed(s, "POST")),
             ([id], "GET") => crud::get(req, store, rt, id),
             ([id], "PUT") => crud::replace(req, store, rt, id),
             ([id], "DELETE") => crud::delete(req, store, rt, id),
@@ -43,6 +45,8 @@ fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
         };
     }
     match (seg.as_slice(), m) {
+        ([".search"], "POST") => list::search_all(req, store),
+        ([".search"], _) => Err(not_allowed(".search", "POST")),
         ([s], "GET") if is(s, "ServiceProviderConfig") => {
             Ok(discovery::service_provider_config(req))
         }

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
-use crate::schema::{GROUP_TYPE, Relation, ResourceType};
+use crate::schema::{Attribute, GROUP_TYPE, Relation, ResourceType};
 use crate::store::{Document, MemberEntry, Store};
 
 use super::{etag, location, type_of_kind};
@@ -49,29 +49,52 @@ pub fn render_value(
         return Err(ScimError::internal("Stored resource is not an object"));
     };
     let meta = map.remove("meta").unwrap_or_else(|| json!({}));
-    let relation = match rt.relation {
+    let relation = relation_attribute(rt);
+    if projection.wants(rt.schema, relation) && !map.contains_key(relation.name) {
+        let values = relation_values(store, base_url, rt, &doc.id)?;
+        if !values.is_empty() {
+            map.insert(relation.name.into(), Value::Array(values));
+        }
+    }
+    map.insert("meta".into(), meta);
+    complete_meta(base_url, rt, doc, body);
+    projection.apply(rt, body);
+    Ok(())
+}
+
+/// Adds the computed `meta.location` and `meta.version`.
+pub fn complete_meta(base_url: &str, rt: &ResourceType, doc: &Document, body: &mut Value) {
+    let Value::Object(map) = body else { return };
+    let meta = map.entry("meta").or_insert_with(|| json!({}));
+    if let Value::Object(meta) = meta {
+        meta.insert("location".into(), json!(location(base_url, rt, &doc.id)));
+        meta.insert("version".into(), json!(etag(doc.version)));
+    }
+}
+
+/// The attribute that carries the membership relation (`members` of a
+/// Group, `groups` of a User).
+pub fn relation_attribute(rt: &ResourceType) -> &'static Attribute {
+    let name = match rt.relation {
         Relation::Members => "members",
         Relation::Groups => "groups",
     };
-    let attr = rt.schema.attribute(relation).expect("relation attribute");
-    if projection.wants(rt.schema, attr) {
-        let values = match rt.relation {
-            Relation::Members => members(store, base_url, rt, &doc.id)?,
-            Relation::Groups => groups(store, base_url, &doc.id)?,
-        };
-        if !values.is_empty() {
-            map.insert(relation.into(), Value::Array(values));
-        }
+    rt.schema
+        .attribute(name)
+        .expect("relation attribute is in the schema")
+}
+
+/// The relation as attribute values: a group's `members` or a user's `groups`.
+pub fn relation_values(
+    store: &mut dyn Store,
+    base_url: &str,
+    rt: &ResourceType,
+    id: &str,
+) -> ScimResult<Vec<Value>> {
+    match rt.relation {
+        Relation::Members => members(store, base_url, rt, id),
+        Relation::Groups => groups(store, base_url, id),
     }
-    let mut meta = match meta {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    meta.insert("location".into(), json!(location(base_url, rt, &doc.id)));
-    meta.insert("version".into(), json!(etag(doc.version)));
-    map.insert("meta".into(), Value::Object(meta));
-    projection.apply(rt, body);
-    Ok(())
 }
 
 fn member_json(base_url: &str, e: &MemberEntry, kind_field: &str) -> Value {

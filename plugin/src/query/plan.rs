@@ -5,15 +5,19 @@
 //! and that an index term can answer: `eq` (exact), `sw` (prefix), ordering
 //! on a dateTime (range) or `co` (substring) on an indexed attribute, also
 //! inside a value filter (`emails[type eq "work"].value eq "x"` has the
-//! conjunct `emails.value eq "x"`). `id eq` reads one document. Anything else
-//! is a scan of every document of the type, in pages. Whatever the plan, the
+//! conjunct `emails.value eq "x"`). `id eq` reads one document, and
+//! `members.value eq` (or `members[value eq …]`) reads the groups that
+//! contain that member. A substring-like test on an unindexed attribute lets
+//! the host pre-filter document bodies (`body-contains`). Anything else is a
+//! scan of every document of the type, in pages. Whatever the plan, the
 //! engine evaluates the whole filter on every candidate, so results are
 //! exact; the plan only decides how many documents are read.
 
 use crate::filter::{CompareOp, Filter, Literal};
 use crate::path::Path;
+use crate::resource::render::relation_attribute;
 use crate::resource::terms::{fold, instant_key};
-use crate::schema::ResourceType;
+use crate::schema::{AttrType, Relation, ResourceType};
 use crate::store::{Bound, Selection, TermMatch, TermQuery};
 
 /// How candidates are found.
@@ -21,8 +25,12 @@ use crate::store::{Bound, Selection, TermMatch, TermQuery};
 pub enum Plan {
     /// `id eq "x"`: at most one document.
     Id(String),
+    /// The groups that directly contain this member.
+    ContainersOf(String),
     /// The documents with a matching index term.
     Index(TermQuery),
+    /// Documents whose body contains this ASCII text (case-insensitively).
+    Text(String),
     /// Every document of the type.
     Scan,
 }
@@ -32,15 +40,19 @@ impl Plan {
     pub fn name(&self) -> &'static str {
         match self {
             Plan::Id(_) => "id",
+            Plan::ContainersOf(_) => "members",
             Plan::Index(_) => "index",
+            Plan::Text(_) => "text",
             Plan::Scan => "scan",
         }
     }
 
-    /// The host selection this plan reads (an `Id` plan reads directly).
+    /// The host selection this plan scans (`Id` and `ContainersOf` read
+    /// documents by id instead).
     pub fn selection(&self) -> Selection {
         match self {
             Plan::Index(q) => Selection::Term(q.clone()),
+            Plan::Text(t) => Selection::BodyContains(t.clone()),
             _ => Selection::All,
         }
     }
@@ -73,21 +85,23 @@ pub fn plan(rt: &ResourceType, filter: Option<&Filter>) -> Plan {
     best.map_or(Plan::Scan, |(_, p)| p)
 }
 
-/// The index lookup for one comparison, ranked (lower is more selective).
+/// The lookup for one comparison, ranked (lower is more selective).
 fn term_plan(rt: &ResourceType, path: &Path, op: CompareOp, value: &Literal) -> Option<(u8, Plan)> {
     let name = path.display();
-    if name == "id"
-        && op == CompareOp::Eq
-        && let Literal::Str(s) = value
-    {
-        return Some((0, Plan::Id(s.clone())));
+    if let (CompareOp::Eq, Literal::Str(s)) = (op, value) {
+        if name == "id" {
+            return Some((0, Plan::Id(s.clone())));
+        }
+        if name == "members.value" && rt.relation == Relation::Members {
+            return Some((1, Plan::ContainersOf(s.clone())));
+        }
     }
     if !rt
         .indexed
         .iter()
         .any(|raw| Path::resolve(rt, raw).is_ok_and(|p| p.display() == name))
     {
-        return None;
+        return text_plan(rt, path, op, value);
     }
     let key = match value {
         Literal::Str(s) => fold(path.leaf(), s),
@@ -114,11 +128,35 @@ fn term_plan(rt: &ResourceType, path: &Path, op: CompareOp, value: &Literal) -> 
     Some((rank, Plan::Index(TermQuery { name, matches })))
 }
 
+/// A body pre-filter for a string comparison on an unindexed attribute:
+/// every match's stored JSON contains the literal verbatim, provided the
+/// literal has nothing JSON would escape and the attribute is stored in the
+/// body (not `meta`, computed at read time, nor the membership relation).
+fn text_plan(rt: &ResourceType, path: &Path, op: CompareOp, value: &Literal) -> Option<(u8, Plan)> {
+    let Literal::Str(s) = value else { return None };
+    if path.attr.name == "meta" || std::ptr::eq(path.attr, relation_attribute(rt)) {
+        return None;
+    }
+    let stringy = matches!(
+        path.leaf().ty,
+        AttrType::String | AttrType::Reference | AttrType::Binary
+    );
+    let needle = s.to_ascii_lowercase();
+    let plain = !needle.is_empty()
+        && needle.is_ascii()
+        && !needle.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    let substring = matches!(
+        op,
+        CompareOp::Eq | CompareOp::Co | CompareOp::Sw | CompareOp::Ew
+    );
+    (stringy && plain && substring).then_some((5, Plan::Text(needle)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::filter::parse;
-    use crate::schema::USER_TYPE;
+    use crate::schema::{GROUP_TYPE, USER_TYPE};
 
     fn p(f: &str) -> Plan {
         plan(&USER_TYPE, Some(&parse(&USER_TYPE, f).unwrap()))
@@ -157,10 +195,25 @@ mod tests {
     }
 
     #[test]
+    fn relation_and_text_plans() {
+        assert_eq!(
+            plan(
+                &GROUP_TYPE,
+                Some(&parse(&GROUP_TYPE, r#"members[value eq "U1"]"#).unwrap())
+            ),
+            Plan::ContainersOf("U1".into())
+        );
+        assert_eq!(p(r#"title co "Tour""#), Plan::Text("tour".into()));
+        assert_eq!(p(r#"title co "say \"hi\"""#), Plan::Scan);
+        assert_eq!(p(r#"title co "é""#), Plan::Scan);
+    }
+
+    #[test]
     fn falls_back_to_scan() {
-        assert_eq!(p(r#"title eq "x""#), Plan::Scan);
+        assert_eq!(p(r#"nickName pr"#), Plan::Scan);
         assert_eq!(p(r#"userName eq "a" or userName eq "b""#), Plan::Scan);
         assert_eq!(p(r#"not (userName eq "a")"#), Plan::Scan);
         assert_eq!(p(r#"userName ne "a""#), Plan::Scan);
+        assert_eq!(p(r#"title ew "x" or title ew "y""#), Plan::Scan);
     }
 }
