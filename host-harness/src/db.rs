@@ -36,8 +36,16 @@ CREATE TABLE IF NOT EXISTS documents (
     version INTEGER NOT NULL,
     label   TEXT,
     body    TEXT NOT NULL,
+    -- Whether body is pure ASCII (for the body-contains pre-filter).
+    ascii   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant, kind, id)
 );
+CREATE TABLE IF NOT EXISTS kind_counts (
+    tenant INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS documents_by_kind ON documents (tenant, kind, seq);
 CREATE INDEX IF NOT EXISTS documents_by_id ON documents (tenant, id);
 CREATE TABLE IF NOT EXISTS terms (

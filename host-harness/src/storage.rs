@@ -36,10 +36,24 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 
-/// `body-contains`: SQLite's `lower()` folds ASCII only, so bodies with
-/// other characters are always included and left to the engine.
-const BODY_CONTAINS: &str =
-    "(instr(lower(d.body), ?) > 0 OR length(d.body) <> octet_length(d.body))";
+/// `body-contains`: `LIKE` compares ASCII letters case-insensitively and
+/// nothing else, so bodies that are not pure ASCII (flagged when written)
+/// are always included and left to the engine.
+const BODY_CONTAINS: &str = "(d.ascii = 0 OR d.body LIKE ? ESCAPE '\\')";
+
+/// The `LIKE` pattern for a substring, with its wildcards escaped.
+fn like_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
 
 /// The SQL condition for a selection over `terms` (as `t`), with its
 /// parameters appended to `args`.
@@ -163,6 +177,16 @@ impl SqlStore {
         Ok(out)
     }
 
+    fn adjust_count(conn: &Connection, tenant: i64, kind: &str, by: i64) -> R<()> {
+        conn.prepare_cached(
+            "INSERT INTO kind_counts (tenant, kind, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, kind) DO UPDATE SET n = n + excluded.n",
+        )
+        .and_then(|mut s| s.execute(params![tenant, kind, by]))
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
     fn insert_terms(
         conn: &Connection,
         tenant: i64,
@@ -212,7 +236,7 @@ impl SqlStore {
                     format!("SELECT {cols} FROM documents d WHERE d.tenant = ? AND d.kind = ?");
                 if let Selection::BodyContains(needle) = selection {
                     sql.push_str(&format!(" AND {BODY_CONTAINS}"));
-                    args.push(Box::new(needle.clone()));
+                    args.push(Box::new(like_pattern(needle)));
                 }
                 if let Some(a) = after {
                     sql.push_str(&format!(" AND d.seq {cmp} ?"));
@@ -301,10 +325,11 @@ impl wit::Host for SqlStore {
     fn insert(&mut self, kind: String, doc: NewDocument) -> R<Written> {
         self.atomic(|conn, tenant| {
             let seq: i64 = conn
-                .prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body) VALUES (?1, ?2, ?3, 1, ?4, ?5) RETURNING seq")
-                .and_then(|mut s| s.query_row(params![tenant, kind, doc.id, doc.label, doc.body], |r| r.get(0)))
+                .prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body, ascii) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) RETURNING seq")
+                .and_then(|mut s| s.query_row(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()], |r| r.get(0)))
                 .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
             Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            Self::adjust_count(conn, tenant, &kind, 1)?;
             Ok(Written { seq: seq as u64, version: 1 })
         })
     }
@@ -321,9 +346,9 @@ impl wit::Host for SqlStore {
         }
         self.atomic(|conn, tenant| {
             conn.prepare_cached(
-                "UPDATE documents SET version = version + 1, label = ?2, body = ?3 WHERE seq = ?1",
+                "UPDATE documents SET version = version + 1, label = ?2, body = ?3, ascii = ?4 WHERE seq = ?1",
             )
-            .and_then(|mut s| s.execute(params![seq, doc.label, doc.body]))
+            .and_then(|mut s| s.execute(params![seq, doc.label, doc.body, doc.body.is_ascii()]))
             .map_err(unavailable)?;
             conn.prepare_cached("DELETE FROM terms WHERE seq = ?1")
                 .and_then(|mut s| s.execute([seq]))
@@ -341,7 +366,7 @@ impl wit::Host for SqlStore {
         if expected_version.is_some_and(|v| v != current) {
             return Err(StoreError::Conflict(current));
         }
-        self.atomic(|conn, _| {
+        self.atomic(|conn, tenant| {
             for sql in [
                 "DELETE FROM terms WHERE seq = ?1",
                 "DELETE FROM members WHERE group_seq = ?1",
@@ -352,7 +377,7 @@ impl wit::Host for SqlStore {
                     .and_then(|mut s| s.execute([seq]))
                     .map_err(unavailable)?;
             }
-            Ok(())
+            Self::adjust_count(conn, tenant, &kind, -1)
         })
     }
 
@@ -386,11 +411,13 @@ impl wit::Host for SqlStore {
         self.stats.calls += 1;
         let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind)];
         let sql = match &selection {
+            // Kept up to date by every insert and delete.
             Selection::All => {
-                "SELECT count(*) FROM documents WHERE tenant = ? AND kind = ?".to_string()
+                "SELECT coalesce(sum(n), 0) FROM kind_counts WHERE tenant = ? AND kind = ?"
+                    .to_string()
             }
             Selection::BodyContains(needle) => {
-                args.push(Box::new(needle.clone()));
+                args.push(Box::new(like_pattern(needle)));
                 format!(
                     "SELECT count(*) FROM documents d WHERE d.tenant = ? AND d.kind = ? AND {BODY_CONTAINS}"
                 )
@@ -555,15 +582,45 @@ impl wit::Host for SqlStore {
             .map_err(unavailable)
     }
 
-    fn groups_of(&mut self, group_kind: String, member: String) -> R<Vec<MemberEntry>> {
-        let Some(m) = self.seq_of_any(&member)? else {
-            return Ok(Vec::new());
-        };
-        self.entries(
-            "SELECT d.id, d.kind, d.label, d.seq FROM members m JOIN documents d ON d.seq = m.group_seq
-             WHERE m.member_seq = ?1 AND d.kind = ?2 ORDER BY d.seq",
-            &[&m, &group_kind],
-        )
+    fn groups_of(
+        &mut self,
+        group_kind: String,
+        members: Vec<String>,
+    ) -> R<Vec<(String, MemberEntry)>> {
+        self.stats.calls += 1;
+        let mut out = Vec::new();
+        // One statement per chunk of ids, well under SQLite's parameter limit.
+        for chunk in members.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT dm.id, d.id, d.kind, d.label, d.seq
+                 FROM documents dm
+                 JOIN members m ON m.member_seq = dm.seq
+                 JOIN documents d ON d.seq = m.group_seq
+                 WHERE dm.tenant = ? AND d.kind = ? AND dm.id IN ({marks})
+                 ORDER BY d.seq"
+            );
+            let mut args: Vec<&dyn ToSql> = vec![&self.tenant, &group_kind];
+            args.extend(chunk.iter().map(|id| id as &dyn ToSql));
+            let mut stmt = db(&self.conn)?.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(args.as_slice(), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        MemberEntry {
+                            id: r.get(1)?,
+                            kind: r.get(2)?,
+                            label: r.get(3)?,
+                            seq: r.get::<_, i64>(4)? as u64,
+                        },
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(unavailable)?;
+            out.extend(rows);
+        }
+        self.stats.rows += out.len() as u64;
+        Ok(out)
     }
 }
 

@@ -381,18 +381,26 @@ impl Store for MemStore {
         Ok(self.state.members.get(&g).map_or(0, |s| s.len() as u64))
     }
 
-    fn groups_of(&mut self, group_kind: &str, member: &str) -> StoreResult<Vec<MemberEntry>> {
-        let Some(m) = self.state.seq_of_any(member) else {
-            return Ok(Vec::new());
-        };
-        let mut groups: Vec<u64> = self
-            .state
-            .members
-            .iter()
-            .filter(|(g, set)| set.contains(&m) && self.state.rows[g].kind == group_kind)
-            .map(|(g, _)| *g)
-            .collect();
-        groups.sort_unstable();
-        Ok(groups.into_iter().map(|g| self.state.entry(g)).collect())
+    fn groups_of(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+    ) -> StoreResult<Vec<(String, MemberEntry)>> {
+        let st = &self.state;
+        let mut out = Vec::new();
+        for member in members {
+            let Some(m) = st.seq_of_any(member) else {
+                continue;
+            };
+            let mut groups: Vec<u64> = st
+                .members
+                .iter()
+                .filter(|(g, set)| set.contains(&m) && st.rows[g].kind == group_kind)
+                .map(|(g, _)| *g)
+                .collect();
+            groups.sort_unstable();
+            out.extend(groups.into_iter().map(|g| (member.clone(), st.entry(g))));
+        }
+        Ok(out)
     }
 }

@@ -176,5 +176,18 @@ pub trait Store {
         limit: u32,
     ) -> StoreResult<Vec<MemberEntry>>;
     fn members_count(&mut self, group_kind: &str, group: &str) -> StoreResult<u64>;
-    fn groups_of(&mut self, group_kind: &str, member: &str) -> StoreResult<Vec<MemberEntry>>;
+    fn groups_of(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+    ) -> StoreResult<Vec<(String, MemberEntry)>>;
+
+    /// The groups that directly contain one document.
+    fn groups_of_one(&mut self, group_kind: &str, member: &str) -> StoreResult<Vec<MemberEntry>> {
+        Ok(self
+            .groups_of(group_kind, &[member.to_string()])?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect())
+    }
 }

@@ -37,6 +37,8 @@ fn directory(s: &Server) {
                     {"value": format!("{name}@home.example.org"), "type": "home"}
                 ],
                 ENTERPRISE: {"department": dept, "employeeNumber": format!("{}", 100 + i)},
+                // U+212A KELVIN SIGN lower-cases to an ASCII 'k'.
+                "nickName": (*name == "mlee").then_some("Degrees in \u{212A}elvin"),
             }),
         )
         .expect(201);
@@ -85,7 +87,11 @@ fn filters_identity_providers_send() {
             &["bjensen", "jsmith", "adoe", "mlee"],
         ),
         (r#"meta.created lt "2011-05-13T04:42:34Z""#, &[]),
-        (r#"nickName pr"#, &[]),
+        (r#"nickName pr"#, &["mlee"]),
+        // Unindexed substring filters use the host's body pre-filter; a
+        // value whose lower case differs outside ASCII is still found.
+        (r#"nickName co "in k""#, &["mlee"]),
+        (r#"nickName ew "KELVIN""#, &["mlee"]),
     ];
     for (filter, want) in cases {
         let r = s

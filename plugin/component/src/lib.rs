@@ -269,10 +269,10 @@ impl core::Store for HostStore {
     fn groups_of(
         &mut self,
         group_kind: &str,
-        member: &str,
-    ) -> core::StoreResult<Vec<core::MemberEntry>> {
-        host::groups_of(group_kind, member)
-            .map(|es| es.into_iter().map(entry).collect())
+        members: &[String],
+    ) -> core::StoreResult<Vec<(String, core::MemberEntry)>> {
+        host::groups_of(group_kind, members)
+            .map(|es| es.into_iter().map(|(m, e)| (m, entry(e))).collect())
             .map_err(err)
     }
 }

@@ -234,3 +234,9 @@ fn group_filters_resolve_against_group_schema() {
     assert!(parse(&GROUP_TYPE, r#"members[value eq "1"]"#).is_ok());
     assert!(parse(&GROUP_TYPE, r#"userName eq "x""#).is_err());
 }
+
+#[test]
+fn case_folding_is_unicode_aware() {
+    let f = parse(&USER_TYPE, r#"nickName co "in k""#).unwrap();
+    assert!(f.matches(&json!({"nickName": "Degrees in \u{212A}elvin"})));
+}

@@ -126,7 +126,7 @@ pub fn replace_all(store: &mut dyn Store, group: &str, refs: &[MemberRef]) -> Sc
 /// Bumps `meta.lastModified` and the version of every group that directly
 /// contains `member` (its membership is about to change).
 pub fn touch_parents(store: &mut dyn Store, member: &str) -> ScimResult<()> {
-    for g in store.groups_of(GROUP_TYPE.name, member)? {
+    for g in store.groups_of_one(GROUP_TYPE.name, member)? {
         touch(store, &GROUP_TYPE, &g.id)?;
     }
     Ok(())

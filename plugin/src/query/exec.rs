@@ -10,9 +10,9 @@ use crate::http::{Request, Response};
 use crate::path::Path;
 use crate::projection::Projection;
 use crate::resource::render::{
-    complete_meta, parse_body, relation_attribute, relation_values, render_value,
+    complete_meta, groups_many, parse_body, relation_attribute, relation_values, render_value,
 };
-use crate::schema::ResourceType;
+use crate::schema::{Relation, ResourceType};
 use crate::store::{Document, Page, Selection, Store};
 
 use super::cursor::{self, Direction, Position};
@@ -82,6 +82,8 @@ pub fn run(
         }
         (Paging::Index(start), None) => index_page(store, base, &parts, *start - 1, q.count)?,
     };
+    let mut hits = hits;
+    prefetch_groups(store, base, &parts, &mut hits)?;
     let mut resources = Vec::with_capacity(hits.len());
     for mut hit in hits {
         let part = &parts[hit.part];
@@ -103,6 +105,40 @@ pub fn run(
     out.insert("Resources".into(), Value::Array(resources));
     let plans: Vec<&str> = parts.iter().map(|p| p.plan.name()).collect();
     Ok(Response::json(200, &Value::Object(out)).with_log("plan", plans.join(",")))
+}
+
+/// Reads the `groups` of every user on the page in one go instead of once
+/// per user.
+fn prefetch_groups(
+    store: &mut dyn Store,
+    base: &str,
+    parts: &[Part],
+    hits: &mut [Hit],
+) -> ScimResult<()> {
+    let wanted = |h: &Hit| {
+        let part = &parts[h.part];
+        part.rt.relation == Relation::Groups
+            && part
+                .projection
+                .wants(part.rt.schema, relation_attribute(part.rt))
+            && h.body.get("groups").is_none()
+    };
+    let ids: Vec<String> = hits
+        .iter()
+        .filter(|h| wanted(h))
+        .map(|h| h.doc.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut groups = groups_many(store, base, &ids)?;
+    for hit in hits.iter_mut().filter(|h| wanted(h)) {
+        let values = groups.remove(&hit.doc.id).unwrap_or_default();
+        if let Value::Object(m) = &mut hit.body {
+            m.insert("groups".into(), Value::Array(values));
+        }
+    }
+    Ok(())
 }
 
 /// Parses the filter and plans the query for each resource type. In a root
@@ -203,7 +239,7 @@ fn walk(
         Plan::Id(id) => Some(vec![id.clone()]),
         Plan::ContainersOf(member) => Some(
             store
-                .groups_of(part.rt.name, member)?
+                .groups_of_one(part.rt.name, member)?
                 .into_iter()
                 .map(|e| e.id)
                 .collect(),

@@ -2,7 +2,7 @@
 //! `meta.version`, the membership relation as `members` or `groups` when the
 //! projection asks for it, then the projection itself.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -52,9 +52,14 @@ pub fn render_value(
     let relation = relation_attribute(rt);
     if projection.wants(rt.schema, relation) && !map.contains_key(relation.name) {
         let values = relation_values(store, base_url, rt, &doc.id)?;
-        if !values.is_empty() {
-            map.insert(relation.name.into(), Value::Array(values));
-        }
+        map.insert(relation.name.into(), Value::Array(values));
+    }
+    // An empty relation (also one a caller prefetched) is not shown.
+    if map
+        .get(relation.name)
+        .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+    {
+        map.remove(relation.name);
     }
     map.insert("meta".into(), meta);
     complete_meta(base_url, rt, doc, body);
@@ -132,20 +137,59 @@ fn members(
 /// A user's `groups`: direct memberships, then groups reached through nested
 /// groups as `indirect` (RFC 7643 §4.1.2).
 fn groups(store: &mut dyn Store, base_url: &str, id: &str) -> ScimResult<Vec<Value>> {
-    let direct = store.groups_of(GROUP_TYPE.name, id)?;
-    let mut seen: HashSet<String> = direct.iter().map(|g| g.id.clone()).collect();
-    let mut out: Vec<Value> = direct
-        .iter()
-        .map(|g| member_json(base_url, g, "direct"))
-        .collect();
-    let mut frontier = direct;
-    while let Some(g) = frontier.pop() {
-        for parent in store.groups_of(GROUP_TYPE.name, &g.id)? {
-            if seen.insert(parent.id.clone()) {
-                out.push(member_json(base_url, &parent, "indirect"));
-                frontier.push(parent);
+    Ok(groups_many(store, base_url, &[id.to_string()])?
+        .remove(id)
+        .unwrap_or_default())
+}
+
+/// `groups` of many users at once: one store call for the direct
+/// memberships of all of them, then one per level of group nesting.
+pub fn groups_many(
+    store: &mut dyn Store,
+    base_url: &str,
+    ids: &[String],
+) -> ScimResult<HashMap<String, Vec<Value>>> {
+    let direct = store.groups_of(GROUP_TYPE.name, ids)?;
+    let mut parents: HashMap<String, Vec<MemberEntry>> = HashMap::new();
+    let mut frontier: Vec<String> = direct.iter().map(|(_, g)| g.id.clone()).collect();
+    loop {
+        frontier.retain(|g| !parents.contains_key(g));
+        frontier.sort();
+        frontier.dedup();
+        if frontier.is_empty() {
+            break;
+        }
+        for g in &frontier {
+            parents.insert(g.clone(), Vec::new());
+        }
+        let rows = store.groups_of(GROUP_TYPE.name, &frontier)?;
+        frontier = rows.iter().map(|(_, p)| p.id.clone()).collect();
+        for (child, parent) in rows {
+            parents.entry(child).or_default().push(parent);
+        }
+    }
+    let mut by_user: HashMap<String, Vec<MemberEntry>> = HashMap::new();
+    for (user, group) in direct {
+        by_user.entry(user).or_default().push(group);
+    }
+    let mut out = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let direct = by_user.remove(id).unwrap_or_default();
+        let mut seen: HashSet<&str> = direct.iter().map(|g| g.id.as_str()).collect();
+        let mut values: Vec<Value> = direct
+            .iter()
+            .map(|g| member_json(base_url, g, "direct"))
+            .collect();
+        let mut queue: Vec<&MemberEntry> = direct.iter().collect();
+        while let Some(g) = queue.pop() {
+            for p in parents.get(&g.id).map(Vec::as_slice).unwrap_or_default() {
+                if seen.insert(p.id.as_str()) {
+                    values.push(member_json(base_url, p, "indirect"));
+                    queue.push(p);
+                }
             }
         }
+        out.insert(id.clone(), values);
     }
     Ok(out)
 }
