@@ -10,12 +10,15 @@ pub mod filter;
 pub mod handlers;
 pub mod http;
 pub mod memstore;
+pub mod patch;
 pub mod path;
 pub mod projection;
 pub mod query;
 pub mod resource;
 pub mod schema;
 pub mod store;
+#[cfg(test)]
+mod testkit;
 
 pub use error::{ScimError, ScimResult, ScimType};
 pub use http::{Context, Request, Response};

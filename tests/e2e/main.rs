@@ -8,3 +8,4 @@ mod groups;
 mod protocol;
 mod query;
 mod users;
+mod writes;

@@ -185,6 +185,10 @@ impl Server {
         self.send("PUT", path, Some(body), &[])
     }
 
+    pub fn patch(&self, path: &str, body: &Value) -> Resp {
+        self.send("PATCH", path, Some(body), &[])
+    }
+
     pub fn delete(&self, path: &str) -> Resp {
         self.send("DELETE", path, None, &[])
     }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::path::Path;
 use crate::schema::{AttrType, Attribute};
 
-pub use parse::{MAX_DEPTH, MAX_LEN, parse};
+pub use parse::{MAX_DEPTH, MAX_LEN, parse, parse_value_filter};
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,9 @@ pub enum Filter {
         path: Path,
         op: CompareOp,
         value: Literal,
+        /// The literal as the client wrote it (case kept), for PATCH, which
+        /// creates elements from value filters.
+        original: Value,
     },
     Present(Path),
     And(Vec<Filter>),
@@ -106,9 +109,17 @@ impl Filter {
         self.eval(resource, None)
     }
 
+    /// Whether one element of a complex attribute matches a value filter
+    /// (from [`parse_value_filter`]).
+    pub fn matches_element(&self, element: &Value) -> bool {
+        self.eval(&Value::Null, Some(element))
+    }
+
     fn eval(&self, resource: &Value, element: Option<&Value>) -> bool {
         match self {
-            Filter::Compare { path, op, value } => candidate_values(path, resource, element)
+            Filter::Compare {
+                path, op, value, ..
+            } => candidate_values(path, resource, element)
                 .into_iter()
                 .any(|v| compare(path.leaf().ty, path.leaf().case_exact, *op, v, value)),
             Filter::Present(path) => candidate_values(path, resource, element)

@@ -108,6 +108,20 @@ struct Parser {
 
 /// Parses a filter for a resource type.
 pub fn parse(rt: &'static ResourceType, input: &str) -> ScimResult<Filter> {
+    parse_in(rt, None, input)
+}
+
+/// Parses the filter inside a value path (`emails[type eq "work"]`), whose
+/// attribute names are sub-attributes of `outer`.
+pub fn parse_value_filter(
+    rt: &'static ResourceType,
+    outer: &Path,
+    input: &str,
+) -> ScimResult<Filter> {
+    parse_in(rt, Some(outer), input)
+}
+
+fn parse_in(rt: &'static ResourceType, within: Option<&Path>, input: &str) -> ScimResult<Filter> {
     if input.len() > MAX_LEN {
         return Err(ScimError::invalid_filter(format!(
             "The filter is longer than {MAX_LEN} bytes"
@@ -123,7 +137,7 @@ pub fn parse(rt: &'static ResourceType, input: &str) -> ScimResult<Filter> {
         i: 0,
         end: input.len(),
     };
-    let f = p.or_expr(None, 0)?;
+    let f = p.or_expr(within, 0)?;
     if let Some(t) = p.peek() {
         return Err(error_at(
             t.pos,
@@ -350,7 +364,13 @@ impl Parser {
                 ));
             }
         };
-        check_comparison(&path, op, value, pos)
+        let original = match &value {
+            Literal::Str(s) => serde_json::Value::String(s.clone()),
+            Literal::Num(n) => serde_json::json!(n),
+            Literal::Bool(b) => serde_json::Value::Bool(*b),
+            Literal::Null | Literal::Time(_) => serde_json::Value::Null,
+        };
+        check_comparison(&path, op, value, original, pos)
     }
 }
 
@@ -368,7 +388,13 @@ fn parse_bare_literal(w: &str) -> Option<Literal> {
 
 /// Type-checks `path op value` and normalises the literal to the attribute's
 /// type, so evaluation never has to guess.
-fn check_comparison(path: &Path, op: CompareOp, value: Literal, pos: usize) -> ScimResult<Filter> {
+fn check_comparison(
+    path: &Path,
+    op: CompareOp,
+    value: Literal,
+    original: serde_json::Value,
+    pos: usize,
+) -> ScimResult<Filter> {
     let name = path.display();
     let Some(target) = path.comparable() else {
         return Err(error_at(
@@ -481,5 +507,6 @@ fn check_comparison(path: &Path, op: CompareOp, value: Literal, pos: usize) -> S
         path: target,
         op,
         value,
+        original,
     })
 }

@@ -28,7 +28,7 @@ pub fn projection(req: &Request, rt: &ResourceType) -> Projection {
 }
 
 /// A resource response with `ETag` (and `Location` when created).
-fn resource_response(
+pub fn resource_response(
     req: &Request,
     store: &mut dyn Store,
     rt: &ResourceType,

@@ -23,9 +23,9 @@ pub struct Capabilities {
 }
 
 pub const CAPABILITIES: Capabilities = Capabilities {
-    patch: false,
-    bulk: false,
-    bulk_max_operations: 0,
+    patch: true,
+    bulk: true,
+    bulk_max_operations: 1000,
     sort: true,
     etag: true,
     max_results: 1000,

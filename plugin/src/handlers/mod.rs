@@ -1,10 +1,11 @@
 //! Routing a request to the endpoint that serves it.
 
-mod crud;
+mod bulk;
+pub(crate) mod crud;
 mod discovery;
 mod list;
-mod membership;
-mod preconditions;
+pub(crate) mod membership;
+pub(crate) mod preconditions;
 
 use crate::error::{ScimError, ScimResult};
 use crate::http::{Request, Response, decode_component};
@@ -40,12 +41,15 @@ fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
             ([id], "GET") => crud::get(req, store, rt, id),
             ([id], "PUT") => crud::replace(req, store, rt, id),
             ([id], "DELETE") => crud::delete(req, store, rt, id),
-            ([id], _) => Err(not_allowed(id, "GET, PUT, DELETE")),
+            ([id], "PATCH") => crate::patch::patch(req, store, rt, id),
+            ([id], _) => Err(not_allowed(id, "GET, PUT, PATCH, DELETE")),
             _ => Err(no_endpoint(req)),
         };
     }
     match (seg.as_slice(), m) {
         ([".search"], "POST") => list::search_all(req, store),
+        ([s], "POST") if is(s, "Bulk") => bulk::bulk(req, store),
+        ([s], _) if is(s, "Bulk") => Err(not_allowed(s, "POST")),
         ([".search"], _) => Err(not_allowed(".search", "POST")),
         ([s], "GET") if is(s, "ServiceProviderConfig") => {
             Ok(discovery::service_provider_config(req))
@@ -90,3 +94,6 @@ fn not_allowed(what: &str, allowed: &str) -> ScimError {
 fn no_endpoint(req: &Request) -> ScimError {
     ScimError::not_found(format!("No SCIM endpoint at '{}'", req.path))
 }
+
+#[cfg(test)]
+mod bulk_tests;

@@ -3,66 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::http::{Context, Request};
-use crate::memstore::MemStore;
-
-struct Fixture {
-    store: MemStore,
-}
-
-fn request(method: &str, path_and_query: &str, body: Option<Value>) -> Request {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    Request {
-        method: method.into(),
-        path: path.into(),
-        query: query.into(),
-        headers: Vec::new(),
-        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
-        context: Context {
-            tenant: "t1".into(),
-            base_url: "https://lms.example/scim/v2".into(),
-            signing_key: b"key".to_vec(),
-            ..Default::default()
-        },
-    }
-}
-
-impl Fixture {
-    fn new() -> Self {
-        Fixture {
-            store: MemStore::new(),
-        }
-    }
-
-    fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let r = crate::handle(&request(method, path, body), &mut self.store);
-        (r.status, r.body_json())
-    }
-
-    fn ok(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, body) = self.call(method, path, body);
-        assert!(status < 300, "{method} {path}: {status} {body}");
-        body
-    }
-
-    fn user(&mut self, user_name: &str, extra: Value) -> String {
-        let mut body = json!({"userName": user_name});
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        self.ok("POST", "/Users", Some(body))["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn names(&mut self, path: &str) -> Vec<String> {
-        let body = self.ok("GET", path, None);
-        names(&body)
-    }
-}
+use crate::testkit::{Fixture, request};
 
 fn names(list: &Value) -> Vec<String> {
     list["Resources"]

@@ -75,7 +75,9 @@ pub fn plan(rt: &ResourceType, filter: Option<&Filter>) -> Plan {
             other => std::slice::from_ref(other),
         };
         for f in inner {
-            if let Filter::Compare { path, op, value } = f
+            if let Filter::Compare {
+                path, op, value, ..
+            } = f
                 && let Some((rank, p)) = term_plan(rt, path, *op, value)
             {
                 consider(rank, p);

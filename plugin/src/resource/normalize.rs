@@ -219,7 +219,8 @@ pub fn normalize_value(attr: &Attribute, value: Value, name: &str) -> ScimResult
     normalize_single(attr, value, name)
 }
 
-fn normalize_single(attr: &Attribute, value: Value, name: &str) -> ScimResult<Option<Value>> {
+/// Checks one value (one element of a multi-valued attribute).
+pub fn normalize_single(attr: &Attribute, value: Value, name: &str) -> ScimResult<Option<Value>> {
     if value.is_null() {
         return Ok(None);
     }

@@ -1,0 +1,161 @@
+//! PATCH (RFC 7644 §3.5.2) with the dialects identity providers send.
+//!
+//! Accepted beyond the letter of the RFC, because Entra ID and Okta send it:
+//! `op` in any case; unknown keys ignored; booleans as strings; path-less
+//! values whose keys are attribute paths (`"name.givenName"`, URN-qualified);
+//! an `id` equal to the resource's own in a value; value-filter paths that
+//! match nothing create the element they describe; `remove` with a `value`
+//! list removes only those values (never the whole attribute); `manager` as
+//! a bare id. Every operation applies in order to one working copy; the
+//! resource is written once at the end, and any failure fails the request
+//! as a whole so the host rolls it back.
+
+mod apply;
+mod target;
+
+use serde_json::{Map, Value};
+
+use crate::error::{ScimError, ScimResult};
+use crate::handlers::crud::{load, replace_resource, resource_response};
+use crate::handlers::preconditions::if_match;
+use crate::http::{Request, Response};
+use crate::resource::client_attrs;
+use crate::resource::etag;
+use crate::resource::render::parse_body;
+use crate::schema::{Relation, ResourceType};
+use crate::store::Store;
+
+pub use target::Target;
+
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// A PATCH operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Replace,
+    Remove,
+}
+
+/// One entry of `Operations`.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub op: Op,
+    pub path: Option<String>,
+    pub value: Option<Value>,
+}
+
+fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    m.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// Reads a PatchOp message.
+pub fn parse_operations(body: &Map<String, Value>) -> ScimResult<Vec<Operation>> {
+    if let Some(schemas) = field(body, "schemas") {
+        let ok = schemas
+            .as_array()
+            .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(PATCH_OP)));
+        if !ok {
+            return Err(ScimError::invalid_syntax(format!(
+                "'schemas' must contain \"{PATCH_OP}\""
+            )));
+        }
+    }
+    let ops = match field(body, "Operations") {
+        Some(Value::Array(ops)) if !ops.is_empty() => ops,
+        _ => {
+            return Err(ScimError::invalid_syntax(
+                "A PATCH request needs a non-empty 'Operations' list",
+            ));
+        }
+    };
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let n = i + 1;
+            let Value::Object(op) = op else {
+                return Err(ScimError::invalid_syntax(format!(
+                    "Operation {n} must be a JSON object"
+                )));
+            };
+            let kind = match field(op, "op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+            {
+                Some(k) if k == "add" => Op::Add,
+                Some(k) if k == "replace" => Op::Replace,
+                Some(k) if k == "remove" => Op::Remove,
+                other => {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "Operation {n}: 'op' must be add, replace or remove, got {}",
+                        other.map_or("nothing".to_string(), |o| format!("'{o}'"))
+                    )));
+                }
+            };
+            let path = match field(op, "path") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p)) if p.trim().is_empty() => None,
+                Some(Value::String(p)) => Some(p.clone()),
+                Some(_) => {
+                    return Err(ScimError::invalid_path(format!(
+                        "Operation {n}: 'path' must be a string"
+                    )));
+                }
+            };
+            let value = field(op, "value").cloned();
+            if kind != Op::Remove && value.is_none() {
+                return Err(ScimError::invalid_value(format!(
+                    "Operation {n} ({}) needs a 'value'",
+                    if kind == Op::Add { "add" } else { "replace" }
+                )));
+            }
+            if kind == Op::Remove && path.is_none() {
+                return Err(ScimError::no_target(format!(
+                    "Operation {n}: remove needs a 'path' naming what to remove"
+                )));
+            }
+            Ok(Operation {
+                op: kind,
+                path,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// `PATCH /Users/{id}`, `PATCH /Groups/{id}`.
+pub fn patch(
+    req: &Request,
+    store: &mut dyn Store,
+    rt: &'static ResourceType,
+    id: &str,
+) -> ScimResult<Response> {
+    let existing = load(store, rt, id)?;
+    let expected = if_match(req, existing.version)?;
+    let ops = parse_operations(&req.json_object()?)?;
+    let old = parse_body(&existing)?;
+    let mut work = apply::Patch::new(rt, id, client_attrs(&old));
+    for (i, op) in ops.iter().enumerate() {
+        work.apply(store, op).map_err(|mut e| {
+            if ops.len() > 1 {
+                e.detail = format!("Operation {}: {}", i + 1, e.detail);
+            }
+            e
+        })?;
+    }
+    let doc = replace_resource(store, rt, &existing, work.into_attrs()?, None, expected)?;
+    let projected = req.query_params().iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes")
+    });
+    // A group's body would list every member: answer 204 unless the client
+    // asked for specific attributes.
+    if rt.relation == Relation::Members && !projected {
+        return Ok(Response::empty(204).with_header("etag", etag(doc.version)));
+    }
+    resource_response(req, store, rt, &doc, 200)
+}
+
+#[cfg(test)]
+mod tests;
