@@ -311,11 +311,10 @@ fn run(
 ) -> ScimResult<(Value, Option<String>)> {
     let path = substitute_path(&op.path, ids);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let valid = match (op.method.as_str(), segments.as_slice()) {
-        ("POST", [_]) => true,
-        ("PUT" | "PATCH" | "DELETE", [_, _]) => true,
-        _ => false,
-    };
+    let valid = matches!(
+        (op.method.as_str(), segments.as_slice()),
+        ("POST", [_]) | ("PUT" | "PATCH" | "DELETE", [_, _])
+    );
     if !valid
         || segments
             .first()

@@ -65,7 +65,7 @@ fn creates_with_references_in_any_order() {
         .next()
         .unwrap()
         .to_string();
-    assert_eq!(f.member_ids(&group_id), [user_id.clone()]);
+    assert_eq!(f.member_ids(&group_id), [user_id.as_str()]);
     assert_eq!(
         f.ok("GET", &format!("/Users/{user_id}"), None)["title"],
         "Guide"

@@ -420,7 +420,7 @@ fn group_membership_dialects() {
         &gp,
         json!([{"op": "remove", "path": format!("members[value eq \"{b}\"]")}]),
     );
-    assert_eq!(f.member_ids(&g), [c.clone()]);
+    assert_eq!(f.member_ids(&g), [c.as_str()]);
     // Replace with a full list (Okta "push now"), then with an empty one.
     patch_ok(
         &mut f,
@@ -474,7 +474,7 @@ fn group_membership_dialects() {
         &gp,
         json!([{"op": "remove", "path": "members[type eq \"Group\"]"}]),
     );
-    assert_eq!(f.member_ids(&g), [a.clone()]);
+    assert_eq!(f.member_ids(&g), [a.as_str()]);
 }
 
 #[test]
