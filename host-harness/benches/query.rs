@@ -9,18 +9,13 @@
 //! fresh `scim-host` serves it and a keep-alive client measures each query
 //! sequentially. Reported: p50 / p95 / max in milliseconds.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
-use scim_host::db;
-use scim_host::runtime::{Limits, RequestState, Runtime};
-use scim_host::storage::SqlStore;
 use serde_json::{Value, json};
-
-const TOKEN: &str = "bench-token";
+use support::{Loader, TOKEN, data_dir, enc, serve};
 const BATCH: usize = 5000;
 
 fn user(i: usize) -> Value {
@@ -49,118 +44,26 @@ fn populate(path: &Path, users: usize) {
     if path.exists() {
         return;
     }
-    let tmp = path.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
     let started = Instant::now();
-    let pool = db::open(&tmp, 2).unwrap();
-    db::set_tenant_token(&pool.get().unwrap(), "default", TOKEN).unwrap();
-    let tenant = db::authenticate(&pool.get().unwrap(), TOKEN)
-        .unwrap()
-        .unwrap();
-    let limits = Limits {
-        timeout: Duration::from_secs(60),
-        memory_bytes: 256 << 20,
-        instances: 4,
-    };
-    let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).unwrap();
-    let context = RequestContext {
-        tenant: tenant.name.clone(),
-        base_url: "http://localhost/scim/v2".into(),
-        request_id: "populate".into(),
-        subject: None,
-        max_payload_bytes: 1 << 20,
-        signing_key: tenant.signing_key.clone(),
-    };
-    let mut i = 0;
-    while i < users {
-        let conn = pool.get().unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let mut state = RequestState::new(SqlStore::new(conn, tenant.id), &limits);
-        for _ in 0..BATCH.min(users - i) {
-            let req = HttpRequest {
-                method: "POST".into(),
-                path: "/Users".into(),
-                query: String::new(),
-                headers: Vec::new(),
-                body: user(i).to_string().into_bytes(),
-                context: context.clone(),
-            };
-            let (resp, back) = runtime.handle(state, &req);
-            assert_eq!(resp.unwrap().status, 201);
-            state = back;
-            i += 1;
+    let mut loader = Loader::new(path);
+    for i in 0..users {
+        loader.call("POST", "/Users", &user(i));
+        if (i + 1) % BATCH == 0 {
+            loader.commit();
         }
-        let conn = state.store.into_conn().unwrap();
-        conn.execute_batch("COMMIT").unwrap();
-        if i % 100_000 == 0 {
+        if (i + 1) % 100_000 == 0 {
             eprintln!(
-                "  populated {i} users ({:.0}s)",
+                "  populated {} users ({:.0}s)",
+                i + 1,
                 started.elapsed().as_secs_f64()
             );
         }
     }
-    drop(pool);
-    std::fs::rename(&tmp, path).unwrap();
-    for ext in ["partial-wal", "partial-shm"] {
-        let _ = std::fs::remove_file(path.with_extension(ext));
-    }
+    loader.finish();
     eprintln!(
         "populated {users} users in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            TOKEN,
-            "--request-timeout-ms",
-            "120000",
-        ])
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 struct Stats {
@@ -207,14 +110,16 @@ fn measure(
     stats(ms)
 }
 
+/// Builds the filter that finds user number `i`.
+type FilterFor = fn(usize) -> String;
+
 fn main() {
     let sizes: Vec<usize> = std::env::var("SCIM_BENCH_SIZES")
         .unwrap_or_else(|_| "10000,100000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-data");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = data_dir();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()
@@ -224,7 +129,7 @@ fn main() {
     for &n in &sizes {
         let db = dir.join(format!("users-{n}.db"));
         populate(&db, n);
-        let server = serve(&db);
+        let server = serve(&db, &["--request-timeout-ms", "120000"]);
         let base = server.base.as_str();
         let pick = |k: usize| (k * 7919 + 13) % n;
         let one = |b: &Value| assert_eq!(b["totalResults"], 1, "{b}");
@@ -234,54 +139,19 @@ fn main() {
                 s.p50, s.p95, s.max
             );
         };
-        row(
-            "userName eq",
-            measure(
-                &client,
-                base,
-                300,
-                |k| {
-                    format!(
-                        "/Users?filter={}",
-                        enc(&format!("userName eq \"USER{}@example.com\"", pick(k)))
-                    )
-                },
-                one,
-            ),
-        );
-        row(
-            "externalId eq",
-            measure(
-                &client,
-                base,
-                300,
-                |k| {
-                    format!(
-                        "/Users?filter={}",
-                        enc(&format!("externalId eq \"ext-{}\"", pick(k)))
-                    )
-                },
-                one,
-            ),
-        );
-        row(
-            "emails[type eq \"work\"].value eq",
-            measure(
-                &client,
-                base,
-                300,
-                |k| {
-                    format!(
-                        "/Users?filter={}",
-                        enc(&format!(
-                            "emails[type eq \"work\"].value eq \"user{}@work.example.com\"",
-                            pick(k)
-                        ))
-                    )
-                },
-                one,
-            ),
-        );
+        let lookups: [(&str, FilterFor); 3] = [
+            ("userName eq", |i| {
+                format!("userName eq \"USER{i}@example.com\"")
+            }),
+            ("externalId eq", |i| format!("externalId eq \"ext-{i}\"")),
+            ("emails[type eq \"work\"].value eq", |i| {
+                format!("emails[type eq \"work\"].value eq \"user{i}@work.example.com\"")
+            }),
+        ];
+        for (name, filter) in lookups {
+            let url = |k| format!("/Users?filter={}", enc(&filter(pick(k))));
+            row(name, measure(&client, base, 300, url, one));
+        }
         if n <= 100_000 {
             row(
                 "nickName co (unindexed)",

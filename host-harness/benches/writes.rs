@@ -8,18 +8,13 @@
 //! once through the real engine component and kept under the target
 //! directory; each run copies it so measurements start from the same state.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
-use scim_host::db;
-use scim_host::runtime::{Limits, RequestState, Runtime};
-use scim_host::storage::SqlStore;
 use serde_json::{Value, json};
-
-const TOKEN: &str = "bench-token";
+use support::{Loader, TOKEN, data_dir, serve};
 const USERS: usize = 110_000;
 const BIG_GROUP: usize = 100_000;
 
@@ -32,137 +27,31 @@ fn add_members(ids: &[String]) -> Value {
     patch(json!([{"op": "add", "path": "members", "value": members}]))
 }
 
-/// Builds the directory through the component in large transactions.
+/// Builds the directory through the component, unless it exists already.
 fn populate(path: &Path) {
     if path.exists() {
         return;
     }
     let started = Instant::now();
-    let tmp = path.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
-    let pool = db::open(&tmp, 2).unwrap();
-    db::set_tenant_token(&pool.get().unwrap(), "default", TOKEN).unwrap();
-    let tenant = db::authenticate(&pool.get().unwrap(), TOKEN)
-        .unwrap()
-        .unwrap();
-    let limits = Limits {
-        timeout: Duration::from_secs(120),
-        memory_bytes: 512 << 20,
-        instances: 4,
-    };
-    let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).unwrap();
-    let context = RequestContext {
-        tenant: tenant.name.clone(),
-        base_url: "http://localhost/scim/v2".into(),
-        request_id: "populate".into(),
-        subject: None,
-        max_payload_bytes: 64 << 20,
-        signing_key: tenant.signing_key.clone(),
-    };
-    let call = |state: RequestState, method: &str, path: &str, body: Value| {
-        let req = HttpRequest {
-            method: method.into(),
-            path: path.into(),
-            query: String::new(),
-            headers: Vec::new(),
-            body: body.to_string().into_bytes(),
-            context: context.clone(),
-        };
-        let (resp, state) = runtime.handle(state, &req);
-        let resp = resp.unwrap();
-        assert!(
-            resp.status < 300,
-            "{method} {path}: {}",
-            String::from_utf8_lossy(&resp.body)
-        );
-        (resp, state)
-    };
-    let conn = pool.get().unwrap();
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let mut state = RequestState::new(SqlStore::new(conn, tenant.id), &limits);
-    let mut ids = Vec::with_capacity(USERS);
-    for i in 0..USERS {
-        let (resp, s) = call(
-            state,
-            "POST",
-            "/Users",
-            json!({"userName": format!("member{i}@example.com"), "displayName": format!("Member {i}")}),
-        );
-        state = s;
-        let v: Value = serde_json::from_slice(&resp.body).unwrap();
-        ids.push(v["id"].as_str().unwrap().to_string());
-    }
-    let (resp, s) = call(state, "POST", "/Groups", json!({"displayName": "Everyone"}));
-    state = s;
-    let group = serde_json::from_slice::<Value>(&resp.body).unwrap()["id"]
+    let mut loader = Loader::new(path);
+    let ids: Vec<String> = (0..USERS)
+        .map(|i| {
+            let body = json!({"userName": format!("member{i}@example.com"), "displayName": format!("Member {i}")});
+            loader.call("POST", "/Users", &body)["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let group = loader.call("POST", "/Groups", &json!({"displayName": "Everyone"}))["id"]
         .as_str()
         .unwrap()
         .to_string();
     for chunk in ids[..BIG_GROUP].chunks(1000) {
-        let (_, s) = call(
-            state,
-            "PATCH",
-            &format!("/Groups/{group}"),
-            add_members(chunk),
-        );
-        state = s;
+        loader.call("PATCH", &format!("/Groups/{group}"), &add_members(chunk));
     }
-    state
-        .store
-        .into_conn()
-        .unwrap()
-        .execute_batch("COMMIT")
-        .unwrap();
-    drop(pool);
-    std::fs::rename(&tmp, path).unwrap();
-    for ext in ["partial-wal", "partial-shm"] {
-        let _ = std::fs::remove_file(path.with_extension(ext));
-    }
+    loader.finish();
     eprintln!(
         "built {USERS} users and a {BIG_GROUP}-member group in {:.0}s",
         started.elapsed().as_secs_f64()
     );
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token",
-            TOKEN,
-            "--max-body-bytes",
-            "4194304",
-        ])
-        .arg("--db")
-        .arg(db)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
 }
 
 struct Client {
@@ -198,8 +87,7 @@ fn p50(mut ms: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-data");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = data_dir();
     let golden = dir.join("members-100k.db");
     populate(&golden);
     let work = dir.join("members-run.db");
@@ -223,7 +111,7 @@ fn main() {
             r.get(0)
         })
         .unwrap();
-    let server = serve(&work);
+    let server = serve(&work, &["--max-body-bytes", "4194304"]);
     let c = Client {
         http: reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(600))

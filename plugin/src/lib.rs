@@ -10,6 +10,7 @@ pub mod filter;
 pub mod handlers;
 pub mod http;
 pub mod memstore;
+pub mod message;
 pub mod patch;
 pub mod path;
 pub mod projection;

@@ -86,19 +86,7 @@ impl Fixture {
 
     /// The userNames (or displayNames) of a list request.
     pub fn names(&mut self, path: &str) -> Vec<String> {
-        let body = self.ok("GET", path, None);
-        body["Resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                r["userName"]
-                    .as_str()
-                    .or(r["displayName"].as_str())
-                    .unwrap_or("?")
-                    .to_string()
-            })
-            .collect()
+        names(&self.ok("GET", path, None))
     }
 
     /// Member ids of a group.
@@ -113,4 +101,20 @@ impl Fixture {
             })
             .unwrap_or_default()
     }
+}
+
+/// The userNames (or displayNames) of a ListResponse.
+pub fn names(list: &Value) -> Vec<String> {
+    list["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["userName"]
+                .as_str()
+                .or(r["displayName"].as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
 }

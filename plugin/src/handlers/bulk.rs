@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ScimError, ScimResult};
 use crate::http::{Request, Response, SCIM_CONTENT_TYPE};
+use crate::message::{check_schema, field};
 use crate::store::Store;
 
 use super::CAPABILITIES;
@@ -28,12 +29,6 @@ struct BulkOp {
     bulk_id: Option<String>,
     version: Option<String>,
     data: Option<Value>,
-}
-
-fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    m.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
 }
 
 /// Reads one operation; a malformed one becomes that operation's error.
@@ -146,16 +141,7 @@ fn failure(op: Option<&BulkOp>, e: ScimError) -> Value {
 /// `POST /Bulk`.
 pub fn bulk(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
     let body = req.json_object()?;
-    if let Some(schemas) = field(&body, "schemas") {
-        let ok = schemas
-            .as_array()
-            .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(BULK_REQUEST)));
-        if !ok {
-            return Err(ScimError::invalid_syntax(format!(
-                "'schemas' must contain \"{BULK_REQUEST}\""
-            )));
-        }
-    }
+    check_schema(&body, BULK_REQUEST)?;
     let fail_on_errors = match field(&body, "failOnErrors") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {

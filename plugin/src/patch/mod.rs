@@ -19,6 +19,7 @@ use crate::error::{ScimError, ScimResult};
 use crate::handlers::crud::{load, replace_resource, resource_response};
 use crate::handlers::preconditions::if_match;
 use crate::http::{Request, Response};
+use crate::message::{check_schema, field};
 use crate::resource::client_attrs;
 use crate::resource::etag;
 use crate::resource::render::parse_body;
@@ -45,24 +46,9 @@ pub struct Operation {
     pub value: Option<Value>,
 }
 
-fn field<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    m.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
 /// Reads a PatchOp message.
 pub fn parse_operations(body: &Map<String, Value>) -> ScimResult<Vec<Operation>> {
-    if let Some(schemas) = field(body, "schemas") {
-        let ok = schemas
-            .as_array()
-            .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(PATCH_OP)));
-        if !ok {
-            return Err(ScimError::invalid_syntax(format!(
-                "'schemas' must contain \"{PATCH_OP}\""
-            )));
-        }
-    }
+    check_schema(body, PATCH_OP)?;
     let ops = match field(body, "Operations") {
         Some(Value::Array(ops)) if !ops.is_empty() => ops,
         _ => {

@@ -22,8 +22,29 @@ use super::{Paging, Query};
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
-/// Documents read per host call while filtering.
+/// Most documents read per host call while walking.
 const CHUNK: u32 = 1000;
+
+/// Where a walk starts, which way it goes and how much it reads first.
+#[derive(Clone, Copy)]
+struct Start {
+    /// Strictly after (or before, when `descending`) this `seq`.
+    from: Option<u64>,
+    descending: bool,
+    /// Documents asked of the host in the first call; each later call
+    /// doubles it up to `CHUNK`, so a walk that stops early (a cursor page,
+    /// an existence probe) reads little and a long one makes few calls.
+    first: u32,
+}
+
+impl Start {
+    /// Every match, in creation order.
+    const ALL: Start = Start {
+        from: None,
+        descending: false,
+        first: CHUNK,
+    };
+}
 
 /// A matching resource.
 struct Hit {
@@ -219,17 +240,19 @@ fn offer(
     }))
 }
 
-/// Walks a part's matches in `seq` order strictly after (or before, when
-/// `descending`) `from`, until `visit` returns false.
+/// Walks a part's matches in `seq` order from `start`, until `visit`
+/// returns false.
 fn walk(
     store: &mut dyn Store,
     base: &str,
     part_index: usize,
     part: &Part,
-    from: Option<u64>,
-    descending: bool,
+    start: Start,
     mut visit: impl FnMut(Hit) -> bool,
 ) -> ScimResult<()> {
+    let Start {
+        from, descending, ..
+    } = start;
     let beyond = |seq: u64| match (from, descending) {
         (None, _) => true,
         (Some(f), false) => seq > f,
@@ -267,15 +290,17 @@ fn walk(
     }
     let selection = part.plan.selection();
     let mut after = from;
+    let mut limit = start.first.clamp(1, CHUNK);
     loop {
         let page = Page {
             after,
             offset: 0,
-            limit: CHUNK,
+            limit,
             descending,
         };
         let chunk = store.scan(part.rt.name, &selection, page)?;
-        let done = chunk.len() < CHUNK as usize;
+        let done = chunk.len() < limit as usize;
+        limit = limit.saturating_mul(2).min(CHUNK);
         after = chunk.last().map(|d| d.seq).or(after);
         for doc in chunk {
             if let Some(hit) = offer(store, base, part_index, part, doc)?
@@ -296,7 +321,7 @@ fn count_matches(store: &mut dyn Store, base: &str, i: usize, part: &Part) -> Sc
         return Ok(store.count(part.rt.name, &Selection::All)?);
     }
     let mut n = 0;
-    walk(store, base, i, part, None, false, |_| {
+    walk(store, base, i, part, Start::ALL, |_| {
         n += 1;
         true
     })?;
@@ -319,13 +344,23 @@ fn index_page(
             // The host counts and skips without the engine reading documents.
             let n = store.count(part.rt.name, &Selection::All)?;
             if need > 0 && skip < n {
+                let limit = need.min(n - skip);
+                // Skipping costs the host O(offset), so a window in the back
+                // half is read backwards from the end: the last page is as
+                // cheap as the first.
+                let from_end = n - skip - limit;
+                let descending = from_end < skip;
                 let page = Page {
                     after: None,
-                    offset: skip,
-                    limit: need.min(u32::MAX as u64) as u32,
-                    descending: false,
+                    offset: if descending { from_end } else { skip },
+                    limit: limit.min(u32::MAX as u64) as u32,
+                    descending,
                 };
-                for doc in store.scan(part.rt.name, &Selection::All, page)? {
+                let mut docs = store.scan(part.rt.name, &Selection::All, page)?;
+                if descending {
+                    docs.reverse();
+                }
+                for doc in docs {
                     let body = parse_body(&doc)?;
                     hits.push(Hit { part: i, doc, body });
                 }
@@ -333,7 +368,7 @@ fn index_page(
             n
         } else {
             let mut n = 0u64;
-            walk(store, base, i, part, None, false, |hit| {
+            walk(store, base, i, part, Start::ALL, |hit| {
                 if n >= skip && (hits.len() as u64) < count {
                     hits.push(hit);
                 }
@@ -359,7 +394,7 @@ fn sorted_page(
 ) -> ScimResult<(u64, Vec<Hit>)> {
     let mut all: Vec<(Option<sort::Key>, Hit)> = Vec::new();
     for (i, part) in parts.iter().enumerate() {
-        walk(store, base, i, part, None, false, |hit| {
+        walk(store, base, i, part, Start::ALL, |hit| {
             let key = part.sort.as_ref().and_then(|p| sort::key(p, &hit.body));
             all.push((key, hit));
             true
@@ -417,7 +452,14 @@ fn cursor_page(
     }
     let take = |store: &mut dyn Store, from, descending| -> ScimResult<Vec<Hit>> {
         let mut hits = Vec::new();
-        walk(store, base, 0, part, from, descending, |hit| {
+        // One more than the page, to know whether another follows.
+        let first = (count + 1).min(CHUNK as u64) as u32;
+        let start = Start {
+            from,
+            descending,
+            first,
+        };
+        walk(store, base, 0, part, start, |hit| {
             hits.push(hit);
             (hits.len() as u64) <= count
         })?;
@@ -425,7 +467,12 @@ fn cursor_page(
     };
     let exists = |store: &mut dyn Store, from, descending| -> ScimResult<bool> {
         let mut found = false;
-        walk(store, base, 0, part, from, descending, |_| {
+        let start = Start {
+            from,
+            descending,
+            first: 1,
+        };
+        walk(store, base, 0, part, start, |_| {
             found = true;
             false
         })?;

@@ -3,22 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::testkit::{Fixture, request};
-
-fn names(list: &Value) -> Vec<String> {
-    list["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r["userName"]
-                .as_str()
-                .or(r["displayName"].as_str())
-                .unwrap_or("?")
-                .to_string()
-        })
-        .collect()
-}
+use crate::testkit::{Fixture, names, request};
 
 fn enc(s: &str) -> String {
     s.replace(' ', "%20").replace('"', "%22")
@@ -89,6 +74,34 @@ fn index_paging_edges() {
     assert_eq!(body["Resources"], json!([]));
     let body = f.ok("GET", "/Users?count=100000", None);
     assert_eq!(body["itemsPerPage"], 5);
+}
+
+#[test]
+fn unfiltered_pages_from_either_end_are_the_same_windows() {
+    let mut f = Fixture::new();
+    let all: Vec<String> = (0..9).map(|i| format!("u{i}")).collect();
+    for name in &all {
+        f.user(name, json!({}));
+    }
+    // Every window, including the ones the host reads backwards from the end
+    // and the ones that run past it.
+    for start in 1..=10 {
+        for count in 1..=4 {
+            let want: Vec<&str> = all
+                .iter()
+                .skip(start - 1)
+                .take(count)
+                .map(String::as_str)
+                .collect();
+            let body = f.ok(
+                "GET",
+                &format!("/Users?startIndex={start}&count={count}"),
+                None,
+            );
+            assert_eq!(names(&body), want, "startIndex={start} count={count}");
+            assert_eq!(body["totalResults"], 9);
+        }
+    }
 }
 
 /// Follows nextCursor from the first page to the end.

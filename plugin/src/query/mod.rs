@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
 use crate::handlers::CAPABILITIES;
+use crate::message::check_schema;
 
 pub use exec::{LIST_RESPONSE, run};
 
@@ -98,6 +99,7 @@ impl Query {
 
     /// Reads a SearchRequest body (RFC 7644 §3.4.3).
     pub fn from_search_request(body: Map<String, Value>) -> ScimResult<Self> {
+        check_schema(&body, SEARCH_REQUEST)?;
         let mut q = Query::default();
         let mut start_index = None;
         let mut cursor = None;
@@ -129,17 +131,6 @@ impl Query {
                 }
             };
             match k.to_ascii_lowercase().as_str() {
-                "schemas" => {
-                    let ok = v
-                        .as_array()
-                        .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(SEARCH_REQUEST)));
-                    if !ok {
-                        return Err(bad(
-                            "schemas",
-                            &format!("a list containing \"{SEARCH_REQUEST}\""),
-                        ));
-                    }
-                }
                 "filter" => q.filter = Some(as_str(&v)?),
                 "sortby" => q.sort_by = Some(as_str(&v)?),
                 "sortorder" => q.descending = sort_order(&as_str(&v)?)?,

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
 use crate::filter::parse_datetime;
+use crate::message::field;
 use crate::schema::{
     AttrType, Attribute, Mutability, Relation, ResourceType, Schema, looks_like_urn,
 };
@@ -321,17 +322,12 @@ pub fn member_inputs(attr: &Attribute, value: Value) -> ScimResult<Vec<MemberInp
         Value::Array(items) => items,
         single => vec![single],
     };
-    let field = |m: &Map<String, Value>, name: &str| {
-        m.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
     let mut out: Vec<MemberInput> = Vec::with_capacity(items.len());
     for item in items {
         let (value, kind) = match item {
             Value::Null => continue,
             Value::String(s) => (Some(Value::String(s)), None),
-            Value::Object(m) => (field(&m, "value"), field(&m, "type")),
+            Value::Object(m) => (field(&m, "value").cloned(), field(&m, "type").cloned()),
             _ => (None, None),
         };
         let value = match value {

@@ -1,0 +1,175 @@
+//! Shared by the HTTP benchmarks: building a directory through the real
+//! engine component, and running `scim-host` on it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
+use scim_host::db::{self, Pool};
+use scim_host::runtime::{Limits, RequestState, Runtime};
+use scim_host::storage::SqlStore;
+use serde_json::Value;
+
+pub const TOKEN: &str = "bench-token";
+
+/// Where benchmark databases are kept between runs.
+pub fn data_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-data");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Drives the engine component in-process against a new database, in large
+/// transactions, to build benchmark data quickly with the real code paths.
+pub struct Loader {
+    pool: Pool,
+    runtime: Runtime,
+    limits: Limits,
+    context: RequestContext,
+    tenant: i64,
+    state: Option<RequestState>,
+    path: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Loader {
+    /// Starts building the database that will be at `path`.
+    pub fn new(path: &Path) -> Self {
+        let tmp = path.with_extension("partial");
+        let _ = std::fs::remove_file(&tmp);
+        let pool = db::open(&tmp, 2).unwrap();
+        db::set_tenant_token(&pool.get().unwrap(), "default", TOKEN).unwrap();
+        let tenant = db::authenticate(&pool.get().unwrap(), TOKEN)
+            .unwrap()
+            .unwrap();
+        let limits = Limits {
+            timeout: Duration::from_secs(120),
+            memory_bytes: 512 << 20,
+            instances: 4,
+        };
+        let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).unwrap();
+        let context = RequestContext {
+            tenant: tenant.name.clone(),
+            base_url: "http://localhost/scim/v2".into(),
+            request_id: "populate".into(),
+            subject: None,
+            max_payload_bytes: 64 << 20,
+            signing_key: tenant.signing_key.clone(),
+        };
+        let mut loader = Loader {
+            pool,
+            runtime,
+            limits,
+            context,
+            tenant: tenant.id,
+            state: None,
+            path: path.to_path_buf(),
+            tmp,
+        };
+        loader.begin();
+        loader
+    }
+
+    fn begin(&mut self) {
+        let conn = self.pool.get().unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        self.state = Some(RequestState::new(
+            SqlStore::new(conn, self.tenant),
+            &self.limits,
+        ));
+    }
+
+    /// One request through the component; it must succeed.
+    pub fn call(&mut self, method: &str, path: &str, body: &Value) -> Value {
+        let req = HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+            context: self.context.clone(),
+        };
+        let (resp, state) = self.runtime.handle(self.state.take().unwrap(), &req);
+        self.state = Some(state);
+        let resp = resp.unwrap();
+        assert!(
+            resp.status < 300,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+    }
+
+    /// Commits what was written so far and opens a new transaction.
+    pub fn commit(&mut self) {
+        let conn = self.state.take().unwrap().store.into_conn().unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        drop(conn);
+        self.begin();
+    }
+
+    /// Commits and moves the finished database into place.
+    pub fn finish(mut self) {
+        let conn = self.state.take().unwrap().store.into_conn().unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        drop(conn);
+        drop(self.pool);
+        std::fs::rename(&self.tmp, &self.path).unwrap();
+        for ext in ["partial-wal", "partial-shm"] {
+            let _ = std::fs::remove_file(self.path.with_extension(ext));
+        }
+    }
+}
+
+/// A `scim-host` serving a database on a free port.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the release `scim-host` on `db` with extra `serve` arguments.
+pub fn serve(db: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN])
+        .args(extra)
+        .arg("--db")
+        .arg(db)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
