@@ -190,4 +190,21 @@ pub trait Store {
             .map(|(_, g)| g)
             .collect())
     }
+
+    /// Every member of a group, read in pages of `MEMBER_PAGE`.
+    fn members_all(&mut self, group_kind: &str, group: &str) -> StoreResult<Vec<MemberEntry>> {
+        let mut out = Vec::new();
+        loop {
+            let after = out.last().map(|e: &MemberEntry| e.seq);
+            let page = self.members_list(group_kind, group, after, MEMBER_PAGE)?;
+            let done = page.len() < MEMBER_PAGE as usize;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
 }
+
+/// Members read per host call when a whole membership is needed.
+const MEMBER_PAGE: u32 = 5000;

@@ -238,7 +238,11 @@ pub fn bulk(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
                 still.push(i);
                 continue;
             }
-            let (entry, created) = run(req, store, op, &ids)?;
+            let Ran {
+                entry,
+                status,
+                created,
+            } = run(req, store, op, &ids)?;
             progressed = true;
             match (created, &op.bulk_id) {
                 (Some(id), Some(b)) => {
@@ -249,12 +253,7 @@ pub fn bulk(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
                 }
                 _ => {}
             }
-            if entry["status"]
-                .as_str()
-                .and_then(|s| s.parse::<u16>().ok())
-                .unwrap_or(500)
-                >= 400
-            {
+            if status >= 400 {
                 errors += 1;
             }
             results[i] = Some(entry);
@@ -287,14 +286,32 @@ pub fn bulk(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
     .with_log("bulk_errors", errors.to_string()))
 }
 
-/// Runs one operation in its own savepoint; returns its result entry and
-/// the id of the resource a POST created.
+/// What running one operation gave.
+struct Ran {
+    /// Its entry in the response's `Operations`.
+    entry: Value,
+    status: u16,
+    /// The id of the resource a POST created.
+    created: Option<String>,
+}
+
+impl Ran {
+    fn failed(op: &BulkOp, e: ScimError) -> Self {
+        Ran {
+            status: e.status,
+            entry: failure(Some(op), e),
+            created: None,
+        }
+    }
+}
+
+/// Runs one operation in its own savepoint.
 fn run(
     req: &Request,
     store: &mut dyn Store,
     op: &BulkOp,
     ids: &HashMap<String, String>,
-) -> ScimResult<(Value, Option<String>)> {
+) -> ScimResult<Ran> {
     let path = substitute_path(&op.path, ids);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let valid = matches!(
@@ -310,7 +327,7 @@ fn run(
             "'{}' is not a valid path for {} in a Bulk request (POST takes an endpoint such as /Users, the others /Users/{{id}})",
             op.path, op.method
         ));
-        return Ok((failure(Some(op), e), None));
+        return Ok(Ran::failed(op, e));
     }
     let mut data = op.data.clone();
     if let Some(d) = &mut data {
@@ -332,10 +349,11 @@ fn run(
     let resp = super::handle(&sub, store);
     if resp.status >= 400 {
         store.rollback_to(savepoint)?;
-        return Ok((
-            result(Some(op), resp.status, None, None, Some(resp.body_json())),
-            None,
-        ));
+        return Ok(Ran {
+            entry: result(Some(op), resp.status, None, None, Some(resp.body_json())),
+            status: resp.status,
+            created: None,
+        });
     }
     store.release(savepoint)?;
     let location = resp
@@ -352,5 +370,9 @@ fn run(
         resp.header("etag").map(str::to_string),
         None,
     );
-    Ok((entry, created))
+    Ok(Ran {
+        entry,
+        status: resp.status,
+        created,
+    })
 }

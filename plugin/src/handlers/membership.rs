@@ -9,9 +9,6 @@ use crate::resource::{assemble, client_attrs, created, now, render::parse_body, 
 use crate::schema::{GROUP_TYPE, ResourceType, USER_TYPE};
 use crate::store::{MemberRef, Store, StoreError};
 
-/// Rows read per call when listing current members for a full replace.
-const PAGE: u32 = 5000;
-
 /// Resolves member inputs to stored documents of the tenant. A `type` given
 /// by the client is trusted and checked by the host; without one the value
 /// is looked up as a User, then as a Group.
@@ -95,17 +92,11 @@ pub fn replace_all(store: &mut dyn Store, group: &str, refs: &[MemberRef]) -> Sc
         return Ok(store.members_clear(GROUP_TYPE.name, group)? > 0);
     }
     let wanted: HashSet<&str> = refs.iter().map(|r| r.id.as_str()).collect();
-    let mut current: HashSet<String> = HashSet::new();
-    let mut after = None;
-    loop {
-        let page = store.members_list(GROUP_TYPE.name, group, after, PAGE)?;
-        after = page.last().map(|e| e.seq);
-        let done = page.len() < PAGE as usize;
-        current.extend(page.into_iter().map(|e| e.id));
-        if done {
-            break;
-        }
-    }
+    let current: HashSet<String> = store
+        .members_all(GROUP_TYPE.name, group)?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     let remove: Vec<String> = current
         .iter()
         .filter(|id| !wanted.contains(id.as_str()))

@@ -15,9 +15,6 @@ use crate::store::Store;
 use super::target::{Target, template, value_equalities};
 use super::{Op, Operation};
 
-/// Rows read per call when a member filter has to be evaluated.
-const MEMBER_PAGE: u32 = 5000;
-
 /// A resource being patched.
 pub struct Patch {
     rt: &'static ResourceType,
@@ -495,21 +492,15 @@ impl Patch {
         store: &mut dyn Store,
         filter: &crate::filter::Filter,
     ) -> ScimResult<Vec<String>> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store.members_list(GROUP_TYPE.name, &self.id, after, MEMBER_PAGE)?;
-            after = page.last().map(|e| e.seq);
-            for e in &page {
-                let element =
-                    serde_json::json!({"value": e.id, "type": e.kind, "display": e.label});
-                if filter.matches_element(&element) {
-                    out.push(e.id.clone());
-                }
-            }
-            if page.len() < MEMBER_PAGE as usize {
-                return Ok(out);
-            }
-        }
+        let members = store.members_all(GROUP_TYPE.name, &self.id)?;
+        Ok(members
+            .into_iter()
+            .filter(|e| {
+                filter.matches_element(
+                    &serde_json::json!({"value": e.id, "type": e.kind, "display": e.label}),
+                )
+            })
+            .map(|e| e.id)
+            .collect())
     }
 }

@@ -13,9 +13,6 @@ use crate::store::{Document, MemberEntry, Store};
 
 use super::{etag, location, type_of_kind};
 
-/// Rows fetched per call when listing a group's members.
-const MEMBER_PAGE: u32 = 1000;
-
 /// Parses a stored body.
 pub fn parse_body(doc: &Document) -> ScimResult<Value> {
     serde_json::from_str(&doc.body).map_err(|e| {
@@ -115,23 +112,18 @@ fn member_json(base_url: &str, e: &MemberEntry, kind_field: &str) -> Value {
     Value::Object(m)
 }
 
-/// A group's `members`, read from the relation in pages.
+/// A group's `members`, read from the relation.
 fn members(
     store: &mut dyn Store,
     base_url: &str,
     rt: &ResourceType,
     id: &str,
 ) -> ScimResult<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.members_list(rt.name, id, after, MEMBER_PAGE)?;
-        after = page.last().map(|e| e.seq);
-        out.extend(page.iter().map(|e| member_json(base_url, e, &e.kind)));
-        if page.len() < MEMBER_PAGE as usize {
-            return Ok(out);
-        }
-    }
+    Ok(store
+        .members_all(rt.name, id)?
+        .iter()
+        .map(|e| member_json(base_url, e, &e.kind))
+        .collect())
 }
 
 /// A user's `groups`: direct memberships, then groups reached through nested
