@@ -55,6 +55,16 @@ fn like_pattern(needle: &str) -> String {
     p
 }
 
+/// A member entry from the columns `id, kind, label, seq` starting at `at`.
+fn member_entry(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MemberEntry> {
+    Ok(MemberEntry {
+        id: r.get(at)?,
+        kind: r.get(at + 1)?,
+        label: r.get(at + 2)?,
+        seq: r.get::<_, i64>(at + 3)? as u64,
+    })
+}
+
 /// The SQL condition for a selection over `terms` (as `t`), with its
 /// parameters appended to `args`.
 fn term_condition(q: &wit::TermQuery, args: &mut Vec<Box<dyn ToSql>>) -> String {
@@ -277,14 +287,7 @@ impl SqlStore {
         self.stats.calls += 1;
         let mut stmt = db(&self.conn)?.prepare_cached(sql).map_err(unavailable)?;
         let rows = stmt
-            .query_map(args, |r| {
-                Ok(MemberEntry {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    label: r.get(2)?,
-                    seq: r.get::<_, i64>(3)? as u64,
-                })
-            })
+            .query_map(args, |r| member_entry(r, 0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(unavailable)?;
         self.stats.rows += rows.len() as u64;
@@ -604,17 +607,7 @@ impl wit::Host for SqlStore {
             args.extend(chunk.iter().map(|id| id as &dyn ToSql));
             let mut stmt = db(&self.conn)?.prepare_cached(&sql).map_err(unavailable)?;
             let rows = stmt
-                .query_map(args.as_slice(), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        MemberEntry {
-                            id: r.get(1)?,
-                            kind: r.get(2)?,
-                            label: r.get(3)?,
-                            seq: r.get::<_, i64>(4)? as u64,
-                        },
-                    ))
-                })
+                .query_map(args.as_slice(), |r| Ok((r.get(0)?, member_entry(r, 1)?)))
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(unavailable)?;
             out.extend(rows);
