@@ -25,6 +25,8 @@ pub enum PathError {
     UnknownAttribute(String),
     UnknownSubAttribute(String, String),
     Malformed(String),
+    /// A name without a URN that more than one extension defines.
+    Ambiguous(String, Vec<&'static str>),
 }
 
 impl std::fmt::Display for PathError {
@@ -36,12 +38,20 @@ impl std::fmt::Display for PathError {
                 write!(f, "attribute '{a}' has no sub-attribute '{s}'")
             }
             PathError::Malformed(p) => write!(f, "malformed attribute path '{p}'"),
+            PathError::Ambiguous(a, urns) => write!(
+                f,
+                "attribute '{a}' is defined by more than one extension ({}); qualify it with its schema URN, e.g. '{}:{a}'",
+                urns.join(", "),
+                urns[0]
+            ),
         }
     }
 }
 
 impl Path {
-    /// Resolves `[URI:]attr[.sub]` against a resource type.
+    /// Resolves `[URI:]attr[.sub]` against a resource type. A name without a
+    /// URN that is not a core attribute resolves in the one extension that
+    /// defines it (Entra and Okta send `manager`, `department`, ... bare).
     pub fn resolve(rt: &ResourceType, raw: &str) -> Result<Path, PathError> {
         let (schema, rest) = rt
             .split_urn(raw)
@@ -56,9 +66,13 @@ impl Path {
         if !is_attr_name(name) || sub.is_some_and(|s| !is_attr_name(s)) {
             return Err(PathError::Malformed(raw.to_string()));
         }
-        let attr = rt
-            .attribute_in(schema, name)
-            .ok_or_else(|| PathError::UnknownAttribute(rest.to_string()))?;
+        let (schema, attr) = if std::ptr::eq(schema, rt.schema) {
+            rt.bare_attribute(name)
+                .map_err(|urns| PathError::Ambiguous(name.to_string(), urns))?
+        } else {
+            schema.attribute(name).map(|a| (schema, a))
+        }
+        .ok_or_else(|| PathError::UnknownAttribute(rest.to_string()))?;
         Self::with_sub(schema, attr, sub, std::ptr::eq(schema, rt.schema))
     }
 
@@ -222,6 +236,79 @@ mod tests {
             Path::resolve(&USER_TYPE, "urn:example:x:y"),
             Err(PathError::UnknownSchema(_))
         ));
+    }
+
+    #[test]
+    fn bare_extension_names_resolve_in_the_one_extension_that_has_them() {
+        for name in [
+            "manager",
+            "department",
+            "employeeNumber",
+            "costCenter",
+            "organization",
+            "division",
+        ] {
+            let p = Path::resolve(&USER_TYPE, name).unwrap();
+            assert!(p.extension, "{name}");
+            assert_eq!(p.schema.id, ENTERPRISE_USER_SCHEMA);
+        }
+        let p = Path::resolve(&USER_TYPE, "manager.value").unwrap();
+        assert_eq!(
+            p.display(),
+            format!("{ENTERPRISE_USER_SCHEMA}:manager.value")
+        );
+        // A core attribute wins over an extension's attribute of that name.
+        assert!(!Path::resolve(&USER_TYPE, "userName").unwrap().extension);
+    }
+
+    #[test]
+    fn a_bare_name_two_extensions_define_is_refused_naming_both() {
+        use crate::schema::{Attribute, Relation, ResourceType, Schema, USER};
+        static A: Schema = Schema {
+            id: "urn:example:params:scim:schemas:extension:a:2.0:User",
+            name: "A",
+            description: "",
+            attributes: &[Attribute::string("costCenter", "")],
+        };
+        static B: Schema = Schema {
+            id: "urn:example:params:scim:schemas:extension:b:2.0:User",
+            name: "B",
+            description: "",
+            attributes: &[
+                Attribute::string("costCenter", ""),
+                Attribute::string("region", ""),
+            ],
+        };
+        static TWO: ResourceType = ResourceType {
+            name: "User",
+            endpoint: "/Users",
+            description: "",
+            schema: &USER,
+            extensions: &[(&A, false), (&B, false)],
+            relation: Relation::Groups,
+            label: &[],
+            indexed: &[],
+        };
+        let err = Path::resolve(&TWO, "costCenter").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(A.id) && msg.contains(B.id), "{msg}");
+        assert_eq!(Path::resolve(&TWO, "region").unwrap().schema.id, B.id);
+        let qualified = format!("{}:costCenter", A.id);
+        assert_eq!(Path::resolve(&TWO, &qualified).unwrap().schema.id, A.id);
+        // Filters and PATCH paths say the same, as a 400.
+        let e = crate::filter::parse(&TWO, "costCenter eq \"x\"").unwrap_err();
+        assert!(
+            e.detail.contains(A.id) && e.detail.contains(B.id),
+            "{}",
+            e.detail
+        );
+        let e = crate::patch::Target::parse(&TWO, "costCenter").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.detail.contains(A.id) && e.detail.contains(B.id),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]

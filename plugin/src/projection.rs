@@ -1,15 +1,17 @@
 //! `attributes` and `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9) together
 //! with each attribute's `returned` characteristic.
 //!
-//! Names that do not resolve against the resource type are ignored rather
-//! than rejected: identity providers ask for attributes of extensions a
-//! service provider may not support, and failing the whole read for that
-//! helps no one.
+//! Well-formed names that do not resolve against the resource type are
+//! ignored rather than rejected (RFC 7644 §3.4.2.5): identity providers ask
+//! for attributes of extensions a service provider may not support, and
+//! failing the whole read for that helps no one. Elements that are not
+//! attribute paths at all are rejected.
 
 use serde_json::{Map, Value};
 
-use crate::path::Path;
-use crate::schema::{Attribute, ResourceType, Returned, Schema};
+use crate::error::{ScimError, ScimResult};
+use crate::path::{Path, is_attr_name};
+use crate::schema::{Attribute, ResourceType, Returned, Schema, looks_like_urn};
 
 /// One requested path: a whole schema (extension URN), an attribute, or a
 /// sub-attribute.
@@ -34,26 +36,45 @@ impl Projection {
 
     /// Parses comma-separated `attributes` / `excludedAttributes` values.
     /// When both are given, `attributes` wins (RFC 7644 §3.9: they are
-    /// alternatives).
-    pub fn parse(rt: &ResourceType, attributes: Option<&str>, excluded: Option<&str>) -> Self {
-        let items = |s: &str| -> Vec<Item> {
-            s.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| resolve(rt, p))
-                .collect()
+    /// alternatives). A well-formed name the schema does not know is
+    /// ignored; an element that is not an attribute path at all is a 400
+    /// `invalidPath`, so a garbled request is not answered as if nothing had
+    /// been asked.
+    pub fn parse<'a>(
+        rt: &ResourceType,
+        attributes: Option<&'a str>,
+        excluded: Option<&'a str>,
+    ) -> ScimResult<Self> {
+        let items = |param: &str, s: &str| -> ScimResult<Vec<Item>> {
+            let mut out = Vec::new();
+            for (n, raw) in s.split(',').map(str::trim).enumerate() {
+                let attr = well_formed(raw).ok_or_else(|| {
+                    ScimError::invalid_path(format!(
+                        "'{param}' must be a comma-separated list of attribute paths; element {} ('{raw}') is not one",
+                        n + 1
+                    ))
+                })?;
+                out.extend(resolve(rt, attr));
+            }
+            Ok(out)
         };
-        match (attributes, excluded) {
-            (Some(a), _) if !a.trim().is_empty() => Projection {
-                include: Some(items(a)),
-                exclude: Vec::new(),
-            },
-            (_, Some(e)) => Projection {
+        let given = |v: Option<&'a str>| v.filter(|v| !v.trim().is_empty());
+        Ok(match (given(attributes), given(excluded)) {
+            (Some(a), e) => {
+                if let Some(e) = e {
+                    items("excludedAttributes", e)?;
+                }
+                Projection {
+                    include: Some(items("attributes", a)?),
+                    exclude: Vec::new(),
+                }
+            }
+            (None, Some(e)) => Projection {
                 include: None,
-                exclude: items(e),
+                exclude: items("excludedAttributes", e)?,
             },
-            _ => Self::all(),
-        }
+            (None, None) => Self::all(),
+        })
     }
 
     /// Whether the response needs the top-level attribute at all (used to
@@ -159,14 +180,38 @@ impl Projection {
     }
 }
 
-/// A projection path: an extension URN, or an attribute path. A value filter
-/// (`emails[type eq "work"]`, which RFC 7644 does not allow here) is read as
-/// its attribute.
-fn resolve(rt: &ResourceType, raw: &str) -> Option<Item> {
-    let raw = match raw.find('[') {
-        Some(i) => &raw[..i],
+/// The attribute part of a projection element when the element is
+/// well-formed: `[URN:]name[.sub]`, a schema URN, or an attribute with a
+/// value filter (`emails[type eq "work"]`, which RFC 7644 does not allow
+/// here but Microsoft's clients send; it is read as its attribute).
+fn well_formed(raw: &str) -> Option<&str> {
+    let attr = match raw.split_once('[') {
         None => raw,
+        Some((attr, rest)) => {
+            let (inner, after) = rest.rsplit_once(']')?;
+            let sub_ok = after.is_empty() || after.strip_prefix('.').is_some_and(is_attr_name);
+            if inner.trim().is_empty() || inner.contains('[') || !sub_ok {
+                return None;
+            }
+            attr
+        }
     };
+    let ok = if looks_like_urn(attr) {
+        attr.len() > 4
+            && !attr.ends_with(':')
+            && !attr
+                .chars()
+                .any(|c| c.is_whitespace() || "[]\"(){},".contains(c))
+    } else {
+        let mut parts = attr.splitn(2, '.');
+        parts.next().is_some_and(is_attr_name) && parts.next().is_none_or(is_attr_name)
+    };
+    ok.then_some(attr)
+}
+
+/// A projection path: an extension URN or an attribute path; `None` for a
+/// well-formed name the resource type does not define.
+fn resolve(rt: &ResourceType, raw: &str) -> Option<Item> {
     if let Some((schema, "")) = rt.split_urn(raw) {
         return Some(Item::Schema(schema));
     }
@@ -192,7 +237,9 @@ mod tests {
 
     fn project(attrs: Option<&str>, excluded: Option<&str>) -> Value {
         let mut u = user();
-        Projection::parse(&USER_TYPE, attrs, excluded).apply(&USER_TYPE, &mut u);
+        Projection::parse(&USER_TYPE, attrs, excluded)
+            .unwrap()
+            .apply(&USER_TYPE, &mut u);
         u
     }
 
@@ -234,14 +281,55 @@ mod tests {
     }
 
     #[test]
+    fn garbage_is_refused_naming_the_element() {
+        let cases: &[(Option<&str>, Option<&str>, &str)] = &[
+            (Some("[[[,,,"), None, "element 1 ('[[[')"),
+            (Some("userName,,emails"), None, "element 2 ('')"),
+            (None, Some("userName,name..givenName"), "element 2"),
+            (Some("user Name"), None, "'user Name'"),
+            (Some("emails[type eq \"work\""), None, "element 1"),
+            (Some("emails]"), None, "element 1"),
+            (Some("1userName"), None, "element 1"),
+            (Some("name.givenName.x"), None, "element 1"),
+            (Some("urn:x:[y]"), None, "element 1"),
+            (Some("userName"), Some("{}"), "excludedAttributes"),
+        ];
+        for (attrs, excluded, want) in cases {
+            let e = Projection::parse(&USER_TYPE, *attrs, *excluded).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert_eq!(e.scim_type, Some(crate::error::ScimType::InvalidPath));
+            assert!(
+                e.detail.contains(want),
+                "{attrs:?} {excluded:?}: {}",
+                e.detail
+            );
+        }
+        // Well-formed names, known or not, are fine.
+        for ok in [
+            "userName",
+            " userName , emails.value ",
+            "nope,urn:example:unknown:2.0:User:thing",
+            "emails[type eq \"work\"].value",
+            ENTERPRISE_USER_SCHEMA,
+            "department,manager.value",
+            "",
+        ] {
+            assert!(
+                Projection::parse(&USER_TYPE, Some(ok), None).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    #[test]
     fn members_wanted_only_when_projected() {
         let members = GROUP_TYPE.schema.attribute("members").unwrap();
         assert!(Projection::all().wants(GROUP_TYPE.schema, members));
-        let p = Projection::parse(&GROUP_TYPE, None, Some("members"));
+        let p = Projection::parse(&GROUP_TYPE, None, Some("members")).unwrap();
         assert!(!p.wants(GROUP_TYPE.schema, members));
-        let p = Projection::parse(&GROUP_TYPE, Some("displayName"), None);
+        let p = Projection::parse(&GROUP_TYPE, Some("displayName"), None).unwrap();
         assert!(!p.wants(GROUP_TYPE.schema, members));
-        let p = Projection::parse(&GROUP_TYPE, Some("members.value"), None);
+        let p = Projection::parse(&GROUP_TYPE, Some("members.value"), None).unwrap();
         assert!(p.wants(GROUP_TYPE.schema, members));
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod dialects;
 mod discovery;
 mod groups;
 mod protocol;

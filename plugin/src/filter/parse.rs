@@ -343,14 +343,17 @@ impl Parser {
             )
         })?;
         let vpos = self.pos();
+        let mut bare = None;
         let value = match self.next().map(|l| l.tok.clone()) {
             Some(Tok::Str(s)) => Literal::Str(s),
-            Some(Tok::Word(w)) => parse_bare_literal(&w).ok_or_else(|| {
-                error_at(
-                    vpos,
-                    format!("'{w}' is not a value; quote strings, e.g. \"{w}\""),
-                )
-            })?,
+            // Entra ID and Microsoft's reference checks send unquoted values
+            // (`userName eq bjensen@example.com`): a bare token that is not a
+            // keyword or a number is a string.
+            Some(Tok::Word(w)) => {
+                let literal = parse_bare_literal(&w).unwrap_or_else(|| Literal::Str(w.clone()));
+                bare = Some(w);
+                literal
+            }
             Some(t) => {
                 return Err(error_at(
                     vpos,
@@ -370,7 +373,7 @@ impl Parser {
             Literal::Bool(b) => serde_json::Value::Bool(*b),
             Literal::Null | Literal::Time(_) => serde_json::Value::Null,
         };
-        check_comparison(&path, op, value, original, pos)
+        check_comparison(&path, op, value, original, bare, pos)
     }
 }
 
@@ -386,13 +389,23 @@ fn parse_bare_literal(w: &str) -> Option<Literal> {
     }
 }
 
+/// A string literal as a case-insensitive attribute compares it: lower case.
+fn fold_case(case_exact: bool, s: String) -> Literal {
+    if case_exact {
+        Literal::Str(s)
+    } else {
+        Literal::Str(s.to_lowercase())
+    }
+}
+
 /// Type-checks `path op value` and normalises the literal to the attribute's
 /// type, so evaluation never has to guess.
 fn check_comparison(
     path: &Path,
     op: CompareOp,
     value: Literal,
-    original: serde_json::Value,
+    mut original: serde_json::Value,
+    bare: Option<String>,
     pos: usize,
 ) -> ScimResult<Filter> {
     let name = path.display();
@@ -495,11 +508,16 @@ fn check_comparison(
                 _ => return Err(bad_type("a quoted string")),
             }
         }
-        AttrType::String | AttrType::Reference => match value {
-            Literal::Str(s) if target.leaf().case_exact => Literal::Str(s),
-            Literal::Str(s) => Literal::Str(s.to_lowercase()),
-            Literal::Num(_) | Literal::Bool(_) => return Err(bad_type("a quoted string")),
-            Literal::Null | Literal::Time(_) => unreachable!("handled above"),
+        AttrType::String | AttrType::Reference => match (value, bare) {
+            // An unquoted number compared with a string attribute compares
+            // as the text the client wrote (`employeeNumber eq 701984`).
+            (Literal::Num(_), Some(text)) => {
+                original = serde_json::Value::String(text.clone());
+                fold_case(target.leaf().case_exact, text)
+            }
+            (Literal::Str(s), _) => fold_case(target.leaf().case_exact, s),
+            (Literal::Num(_) | Literal::Bool(_), _) => return Err(bad_type("a quoted string")),
+            (Literal::Null | Literal::Time(_), _) => unreachable!("handled above"),
         },
         AttrType::Complex => unreachable!("comparable() returns a simple leaf"),
     };

@@ -156,6 +156,37 @@ fn matches_table() {
             r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department pr"#,
             &["1"],
         ),
+        // Unquoted values (Entra ID, Microsoft's reference checks): a bare
+        // token is a string; a bare number compares as its text with a
+        // string attribute; dateTimes parse as instants.
+        (r#"userName eq bjensen"#, &["1"]),
+        (r#"userName eq BJensen and active eq true"#, &["1"]),
+        (r#"externalId eq Ext-1"#, &["1"]),
+        (r#"userName sw J"#, &["2"]),
+        (
+            r#"userType eq Employee and (emails.Value co example.com or emails.Value co example.org)"#,
+            &["1"],
+        ),
+        (
+            r#"emails[type eq work].value eq bjensen@example.com"#,
+            &["1"],
+        ),
+        (r#"employeeNumber eq 701984"#, &["1"]),
+        (r#"meta.created gt 2011-01-01T00:00:00Z"#, &["2", "3"]),
+        (r#"meta.Created gt 2015-10-10T14:38:21.8617979-07:00"#, &[]),
+        // A complex attribute compared as if it were its value, and
+        // extension attributes named without their URN.
+        (
+            r#"manager eq "26118915-6090-4610-87e4-49d8ca9f808d""#,
+            &["1"],
+        ),
+        (r#"manager eq 26118915-6090-4610-87e4-49d8ca9f808d"#, &["1"]),
+        // As everywhere, an unassigned attribute matches no comparison.
+        (r#"manager ne "26118915-6090-4610-87e4-49d8ca9f808d""#, &[]),
+        (r#"manager ne "someone-else""#, &["1"]),
+        (r#"manager pr"#, &["1"]),
+        (r#"department eq "tour operations""#, &["1"]),
+        (r#"Department co Tour and employeeNumber pr"#, &["1"]),
         // null literal.
         (r#"nickName eq null"#, &["1", "2", "3"]),
         (r#"title ne null"#, &["1", "2"]),
@@ -172,7 +203,12 @@ fn rejects_table() {
         ("userName", "expected an operator"),
         (r#"userName eq"#, "expected a value"),
         (r#"userName xx "a""#, "unknown operator 'xx'"),
-        (r#"userName eq bjensen"#, "quote strings"),
+        (r#"userName eq )"#, "expected a value after 'eq', found ')'"),
+        (r#"userName eq true"#, "compare it with a quoted string"),
+        (r#"active eq yes"#, "compare it with true or false"),
+        (r#"meta.created gt yesterday"#, "not a valid dateTime"),
+        (r#"userName eq bjensen extra"#, "expected 'and', 'or'"),
+        (r#"departmnet eq Sales"#, "unknown attribute 'departmnet'"),
         (r#"nope eq "a""#, "unknown attribute 'nope'"),
         (r#"name.nope eq "a""#, "no sub-attribute 'nope'"),
         (r#"urn:example:unknown:attr eq "a""#, "unknown schema"),
@@ -239,4 +275,32 @@ fn group_filters_resolve_against_group_schema() {
 fn case_folding_is_unicode_aware() {
     let f = parse(&USER_TYPE, r#"nickName co "in k""#).unwrap();
     assert!(f.matches(&json!({"nickName": "Degrees in \u{212A}elvin"})));
+}
+
+#[test]
+fn entra_reference_check_with_unquoted_ids() {
+    let f = parse(
+        &USER_TYPE,
+        "id eq 2819c223-7f76-453a-919d-413861904646 and manager eq 902c246b-6245-4190-8e05-00816be7344a",
+    )
+    .unwrap();
+    let user = |id: &str, manager: &str| {
+        json!({"id": id, "userName": "u",
+               "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"manager": {"value": manager}}})
+    };
+    assert!(f.matches(&user(
+        "2819c223-7f76-453a-919d-413861904646",
+        "902c246b-6245-4190-8e05-00816be7344a"
+    )));
+    assert!(!f.matches(&user(
+        "2819c223-7f76-453a-919d-413861904646",
+        "someone-else"
+    )));
+    // The same filter quoted means the same.
+    let quoted = parse(
+        &USER_TYPE,
+        r#"id eq "2819c223-7f76-453a-919d-413861904646" and manager eq "902c246b-6245-4190-8e05-00816be7344a""#,
+    )
+    .unwrap();
+    assert_eq!(format!("{f:?}"), format!("{quoted:?}"));
 }

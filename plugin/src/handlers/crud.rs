@@ -16,7 +16,7 @@ use super::membership;
 use super::preconditions::{if_match, not_modified};
 
 /// The projection asked for by the query string.
-pub fn projection(req: &Request, rt: &ResourceType) -> Projection {
+pub fn projection(req: &Request, rt: &ResourceType) -> ScimResult<Projection> {
     let params = req.query_params();
     let get = |name: &str| {
         params
@@ -35,7 +35,7 @@ pub fn resource_response(
     doc: &Document,
     status: u16,
 ) -> ScimResult<Response> {
-    let body = render(store, &req.context.base_url, rt, doc, &projection(req, rt))?;
+    let body = render(store, &req.context.base_url, rt, doc, &projection(req, rt)?)?;
     let mut resp = Response::json(status, &body).with_header("etag", etag(doc.version));
     if status == 201 {
         resp = resp.with_header("location", location(&req.context.base_url, rt, &doc.id));

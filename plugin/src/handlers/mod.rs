@@ -32,6 +32,8 @@ fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
 
     if let Some(rt) = seg.first().and_then(|s| resource_type(s)) {
+        // A garbled `attributes` fails before anything is written.
+        crud::projection(req, rt)?;
         return match (&seg[1..], m) {
             ([], "GET") => list::list(req, store, rt),
             ([], "POST") => crud::create(req, store, rt),

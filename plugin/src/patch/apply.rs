@@ -9,7 +9,7 @@ use crate::path::Path;
 use crate::resource::normalize::{
     member_inputs, normalize_resource, normalize_single, normalize_value,
 };
-use crate::schema::{Attribute, GROUP_TYPE, Relation, ResourceType};
+use crate::schema::{Attribute, GROUP_TYPE, Relation, ResourceType, Schema};
 use crate::store::Store;
 
 use super::target::{Target, template, value_equalities};
@@ -38,6 +38,28 @@ fn same_element(attr: &Attribute, a: &Value, b: &Value) -> bool {
     };
     let ty = |v: &Value| v.get("type").and_then(Value::as_str).map(str::to_lowercase);
     same_value && ty(a) == ty(b)
+}
+
+/// An extension value may carry `schemas` (python-scim's clients send it):
+/// it must name only that extension, and is then ignored.
+fn check_extension_schemas(schema: &Schema, raw: &str, value: &Value) -> ScimResult<()> {
+    let names_it = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case(schema.id))
+    };
+    let ok = match value {
+        Value::Array(items) => items.iter().all(names_it),
+        Value::String(_) => names_it(value),
+        Value::Null => true,
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(ScimError::invalid_value(format!(
+        "'{raw}': the value's 'schemas' is {value}, but this path takes attributes of {} only",
+        schema.id
+    )))
 }
 
 fn is_primary(v: &Value) -> bool {
@@ -152,6 +174,10 @@ impl Patch {
                     }
                 };
                 for (k, v) in obj {
+                    if k.eq_ignore_ascii_case("schemas") {
+                        check_extension_schemas(schema, raw, v)?;
+                        continue;
+                    }
                     let qualified = format!("{}:{k}", schema.id);
                     let target = Target::parse(self.rt, &qualified)?;
                     self.apply_target(store, op, &qualified, &target, Some(v))?;

@@ -6,7 +6,8 @@
 //! an `id` equal to the resource's own in a value; value-filter paths that
 //! match nothing create the element they describe; `remove` with a `value`
 //! list removes only those values (never the whole attribute); `manager` as
-//! a bare id. Every operation applies in order to one working copy; the
+//! a bare id or a one-element list; extension attributes without their URN;
+//! a `schemas` member inside an extension's value. Every operation applies in order to one working copy; the
 //! resource is written once at the end, and any failure fails the request
 //! as a whole so the host rolls it back.
 

@@ -512,3 +512,101 @@ fn users_cannot_patch_groups_and_members_must_not_be_self() {
     );
     assert_eq!(status, 404);
 }
+
+/// Identity-provider dialects on single-valued complex and extension
+/// attributes, each with the body the provider sends: every case starts from
+/// a user whose manager is "boss-id" and department "Old", and ends in the
+/// enterprise extension shown, or in the error named.
+#[test]
+fn unqualified_names_and_single_valued_complex_table() {
+    let ok = |ent: Value| Ok::<Value, &str>(ent);
+    let cases: Vec<(&str, Value, Result<Value, &str>)> = vec![
+        (
+            "Entra: manager as a one-element array",
+            json!([{"op": "Add", "path": "manager", "value": [{"$ref": "https://lms.example/scim/v2/Users/new-boss", "value": "new-boss"}]}]),
+            ok(
+                json!({"department": "Old", "manager": {"value": "new-boss", "$ref": "https://lms.example/scim/v2/Users/new-boss"}}),
+            ),
+        ),
+        (
+            "manager as a two-element array is not a guess",
+            json!([{"op": "Add", "path": "manager", "value": [{"value": "a"}, {"value": "b"}]}]),
+            Err("invalidValue"),
+        ),
+        (
+            "remove manager by a matching value filter",
+            json!([{"op": "remove", "path": "manager[value eq \"boss-id\"]"}]),
+            ok(json!({"department": "Old"})),
+        ),
+        (
+            "remove manager by a value filter that matches nothing",
+            json!([{"op": "remove", "path": "manager[value eq \"someone-else\"]"}]),
+            ok(json!({"department": "Old", "manager": {"value": "boss-id"}})),
+        ),
+        (
+            "unqualified paths",
+            json!([
+                {"op": "replace", "path": "department", "value": "Sales"},
+                {"op": "add", "path": "employeeNumber", "value": "42"},
+                {"op": "add", "path": "costCenter", "value": "CC-7"},
+                {"op": "add", "path": "organization", "value": "Org"},
+                {"op": "add", "path": "division", "value": "Div"},
+                {"op": "replace", "path": "manager.value", "value": "m2"}
+            ]),
+            ok(
+                json!({"department": "Sales", "manager": {"value": "m2"}, "employeeNumber": "42",
+                      "costCenter": "CC-7", "organization": "Org", "division": "Div"}),
+            ),
+        ),
+        (
+            "unqualified names in a path-less value",
+            json!([{"op": "replace", "value": {"department": "HR", "manager": "m3", "title": "Lead"}}]),
+            ok(json!({"department": "HR", "manager": {"value": "m3"}})),
+        ),
+        (
+            "python-scim: schemas inside the extension value",
+            json!([{"op": "add", "path": ENT, "value": {"schemas": [ENT], "department": "Ops"}}]),
+            ok(json!({"department": "Ops", "manager": {"value": "boss-id"}})),
+        ),
+        (
+            "schemas inside the extension value naming another schema",
+            json!([{"op": "replace", "path": ENT, "value": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "department": "Ops"}}]),
+            Err("invalidValue"),
+        ),
+        (
+            "an unknown bare name is still refused",
+            json!([{"op": "add", "path": "departmnet", "value": "x"}]),
+            Err("invalidPath"),
+        ),
+    ];
+    for (what, ops, want) in cases {
+        let mut f = Fixture::new();
+        let (_, u) = new_user(&mut f);
+        patch_ok(
+            &mut f,
+            &u,
+            json!([{"op": "add", "path": ENT, "value": {"department": "Old", "manager": {"value": "boss-id"}}}]),
+        );
+        let (status, body) = patch(&mut f, &u, ops);
+        match want {
+            Ok(ent) => {
+                assert_eq!(status, 200, "{what}: {body}");
+                assert_eq!(body[ENT], ent, "{what}");
+            }
+            Err(scim_type) => {
+                assert_eq!(
+                    (status, body["scimType"].as_str()),
+                    (400, Some(scim_type)),
+                    "{what}: {body}"
+                );
+                assert!(!body["detail"].as_str().unwrap().is_empty());
+                let after = get(&mut f, &u);
+                assert_eq!(
+                    after[ENT],
+                    json!({"department": "Old", "manager": {"value": "boss-id"}}),
+                    "{what}: changed nothing"
+                );
+            }
+        }
+    }
+}

@@ -199,7 +199,7 @@ fn prepare(types: &[&'static ResourceType], q: &Query) -> ScimResult<Vec<Part>> 
                 rt,
                 q.attributes.as_deref(),
                 q.excluded_attributes.as_deref(),
-            ),
+            )?,
             sort,
         });
     }

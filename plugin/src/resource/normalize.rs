@@ -74,8 +74,19 @@ fn check_schemas(value: &Value) -> ScimResult<()> {
 }
 
 fn set_core(rt: &ResourceType, input: &mut Input, key: &str, value: Value) -> ScimResult<()> {
-    let Some(attr) = rt.core_attribute(key) else {
-        return unknown(key, &value);
+    let attr = match rt.bare_attribute(key) {
+        Ok(Some((schema, _))) if !std::ptr::eq(schema, rt.schema) => {
+            // An extension attribute sent without its URN (`"department"`).
+            return set_qualified(rt, input, schema, key, value);
+        }
+        Ok(Some((_, attr))) => attr,
+        Ok(None) => return unknown(key, &value),
+        Err(urns) => {
+            return Err(ScimError::invalid_syntax(format!(
+                "Attribute '{key}' is defined by more than one extension ({}); qualify it with its schema URN",
+                urns.join(", ")
+            )));
+        }
     };
     if rt.relation == Relation::Members && attr.name == "members" {
         input.members = Some(member_inputs(attr, value)?);

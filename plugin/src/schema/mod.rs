@@ -327,13 +327,27 @@ impl ResourceType {
         std::iter::once(self.schema).chain(self.extensions.iter().map(|(s, _)| *s))
     }
 
-    /// The attribute for a top-level name in `schema`: the core schema also
-    /// covers the common attributes (`id`, `externalId`, `meta`).
-    pub fn attribute_in(&self, schema: &Schema, name: &str) -> Option<&'static Attribute> {
-        if std::ptr::eq(schema, self.schema) {
-            self.core_attribute(name)
-        } else {
-            schema.attribute(name)
+    /// A top-level name written without a URN: a core or common attribute,
+    /// else the attribute of the one extension that defines it. `Err` lists
+    /// the extensions when more than one does, so the caller can ask the
+    /// client to qualify the name instead of guessing.
+    #[allow(clippy::type_complexity)]
+    pub fn bare_attribute(
+        &self,
+        name: &str,
+    ) -> Result<Option<(&'static Schema, &'static Attribute)>, Vec<&'static str>> {
+        if let Some(attr) = self.core_attribute(name) {
+            return Ok(Some((self.schema, attr)));
+        }
+        let found: Vec<(&'static Schema, &'static Attribute)> = self
+            .extensions
+            .iter()
+            .filter_map(|(s, _)| s.attribute(name).map(|a| (*s, a)))
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            many => Err(many.iter().map(|(s, _)| s.id).collect()),
         }
     }
 }
