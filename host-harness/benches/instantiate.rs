@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     };
     let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).expect("runtime");
     let dir = tempfile::tempdir().unwrap();
-    let pool = db::open(&dir.path().join("bench.db"), 2).unwrap();
+    let pool = db::open(&dir.path().join("bench.db"), 2, db::Checkpoints::InCommit).unwrap();
     db::set_tenant_token(&pool.get().unwrap(), "bench", "t").unwrap();
     let tenant = db::authenticate(&pool.get().unwrap(), "t")
         .unwrap()

@@ -67,23 +67,99 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE INDEX IF NOT EXISTS members_by_member ON members (member_seq, group_seq);
 "#;
 
+/// Schema changes after the first release, in order; `PRAGMA user_version`
+/// records how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: per term name, how many terms and how many documents carry one.
+    // When the two are equal every document has at most one term of that
+    // name, and a range's count is the total minus what lies outside it.
+    r#"
+CREATE TABLE term_stats (
+    tenant INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    terms  INTEGER NOT NULL,
+    docs   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, name)
+) WITHOUT ROWID;
+INSERT INTO term_stats (tenant, kind, name, terms, docs)
+    SELECT tenant, kind, name, count(*), count(DISTINCT seq) FROM terms GROUP BY tenant, kind, name;
+"#,
+];
+
+/// Applies the migrations a database has not seen yet, each in its own
+/// transaction.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying schema migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Who moves the write-ahead log into the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// SQLite's default: the commit that crosses the WAL threshold does it,
+    /// inside that request (fine for command-line tools).
+    InCommit,
+    /// A background thread does it ([`spawn_checkpointer`]), so no request
+    /// waits for a checkpoint's writes and fsync.
+    Background,
+}
+
 /// Opens (creating if needed) the database at `path`.
-pub fn open(path: &Path, max_connections: u32) -> Result<Pool> {
+pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Result<Pool> {
     {
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .with_context(|| format!("opening database {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA).context("creating the schema")?;
+        migrate(&mut conn)?;
     }
-    let manager = SqliteConnectionManager::file(path).with_init(|c| {
+    let manager = SqliteConnectionManager::file(path).with_init(move |c| {
         c.busy_timeout(BUSY_TIMEOUT)?;
-        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")
+        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")?;
+        if checkpoints == Checkpoints::Background {
+            c.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        }
+        Ok(())
     });
     r2d2::Pool::builder()
         .max_size(max_connections)
+        // A checkout must not cost a query: connections only break with the
+        // file, which every request notices anyway.
+        .test_on_check_out(false)
         .build(manager)
         .context("creating the connection pool")
+}
+
+/// How often the background checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Starts the thread that checkpoints the WAL of the database at `path` in
+/// the background (PASSIVE: it never waits for, or blocks, readers and
+/// writers). It stops when the process exits.
+pub fn spawn_checkpointer(path: &Path) -> Result<()> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
+    conn.busy_timeout(Duration::from_millis(50))?;
+    std::thread::Builder::new()
+        .name("wal-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::debug!(error = %e, "background checkpoint skipped");
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// A tenant as the host knows it.

@@ -69,6 +69,9 @@ struct ServeArgs {
     /// Requests handled at once; more wait.
     #[arg(long, default_value_t = 32)]
     concurrency: u32,
+    /// Threads that serve HTTP and run the engine (default: two per core).
+    #[arg(long, env = "SCIM_WORKERS")]
+    workers: Option<usize>,
     /// Where compiled engine code is cached between starts.
     #[arg(long, env = "SCIM_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -110,12 +113,12 @@ fn main() -> Result<()> {
 fn tenant(cmd: TenantCommand) -> Result<()> {
     match cmd {
         TenantCommand::Add { name, db } => {
-            let pool = db::open(&db.db, 1)?;
+            let pool = db::open(&db.db, 1, db::Checkpoints::InCommit)?;
             let token = db::add_tenant(&*pool.get()?, &name)?;
             println!("{token}");
         }
         TenantCommand::List { db } => {
-            let pool = db::open(&db.db, 1)?;
+            let pool = db::open(&db.db, 1, db::Checkpoints::InCommit)?;
             for name in db::tenant_names(&*pool.get()?)? {
                 println!("{name}");
             }
@@ -132,7 +135,12 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 fn run_server(args: ServeArgs) -> Result<()> {
-    let pool = db::open(&args.db.db, args.concurrency + 4)?;
+    let pool = db::open(
+        &args.db.db,
+        args.concurrency + 4,
+        db::Checkpoints::Background,
+    )?;
+    db::spawn_checkpointer(&args.db.db)?;
     {
         let conn = pool.get()?;
         match &args.token {
@@ -176,9 +184,14 @@ fn run_server(args: ServeArgs) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         public_url: args.public_url.clone(),
         permits: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
+        writers: tokio::sync::Mutex::new(()),
         request_timeout_ms: args.request_timeout_ms as u128,
     });
+    // Requests run on the workers themselves (see `server`): a few per core
+    // keep one long request from stalling the connections queued behind it.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.unwrap_or(cores * 2).max(1))
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -2,6 +2,8 @@
 //! inside the request's transaction. It matches index terms as opaque
 //! strings and knows nothing of SCIM.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, params, params_from_iter};
 
 use crate::bindings::lms::scim::store::{
@@ -24,6 +26,9 @@ pub struct SqlStore {
     tenant: i64,
     savepoints: u32,
     pub stats: Stats,
+    /// Counts of term selections computed in this request, until the next
+    /// write: a walk over a selection asks for one page at a time.
+    counts: HashMap<String, u64>,
 }
 
 type R<T> = Result<T, StoreError>;
@@ -111,6 +116,94 @@ fn term_condition(q: &wit::TermQuery, args: &mut Vec<Box<dyn ToSql>>) -> String 
     cond
 }
 
+/// `FROM … WHERE …` (ending in a condition, so more can follow with `AND`)
+/// over the documents `d` that pass every clause. The first `any-term`
+/// clause drives: its terms' documents are collected (a union when it has
+/// several queries) and joined to `documents` by seq; every other clause is
+/// checked on those rows only.
+fn matching_from(
+    tenant: i64,
+    kind: &str,
+    clauses: &[wit::Clause],
+    args: &mut Vec<Box<dyn ToSql>>,
+) -> String {
+    let driver = clauses
+        .iter()
+        .position(|c| matches!(c, wit::Clause::AnyTerm(qs) if !qs.is_empty()));
+    let mut sql = match driver.map(|i| &clauses[i]) {
+        Some(wit::Clause::AnyTerm(queries)) => {
+            let parts: Vec<String> = queries
+                .iter()
+                .map(|q| {
+                    args.push(Box::new(tenant));
+                    args.push(Box::new(kind.to_string()));
+                    let cond = term_condition(q, args);
+                    format!(
+                        "SELECT t.seq FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}"
+                    )
+                })
+                .collect();
+            format!(
+                "FROM ({}) m CROSS JOIN documents d ON d.seq = m.seq WHERE 1",
+                parts.join(" UNION ")
+            )
+        }
+        _ => {
+            args.push(Box::new(tenant));
+            args.push(Box::new(kind.to_string()));
+            "FROM documents d WHERE d.tenant = ? AND d.kind = ?".to_string()
+        }
+    };
+    for (i, clause) in clauses.iter().enumerate() {
+        if Some(i) == driver {
+            continue;
+        }
+        match clause {
+            wit::Clause::AnyTerm(queries) if queries.is_empty() => sql.push_str(" AND 0"),
+            wit::Clause::AnyTerm(queries) => {
+                let any: Vec<String> = queries
+                    .iter()
+                    .map(|q| format!("({})", term_condition(q, args)))
+                    .collect();
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM terms t WHERE t.seq = d.seq AND ({}))",
+                    any.join(" OR ")
+                ));
+            }
+            wit::Clause::BodyContains(needle) => {
+                sql.push_str(&format!(" AND {BODY_CONTAINS}"));
+                args.push(Box::new(like_pattern(needle)));
+            }
+        }
+    }
+    sql
+}
+
+/// Matching terms counted one by one before the count switches to
+/// counting the terms outside the range.
+const DIRECT_COUNT_CAP: i64 = 2000;
+
+/// A range end: the value, and whether it is inside the range.
+type End = Option<(String, bool)>;
+
+/// The values a match covers, as a range in the host's byte order (`None`
+/// for `contains`, which is not one). A prefix ends before the prefix
+/// followed by the largest character, as in [`term_condition`].
+fn value_range(m: &TermMatch) -> Option<(End, End)> {
+    match m {
+        TermMatch::Exact(v) => Some((Some((v.clone(), true)), Some((v.clone(), true)))),
+        TermMatch::Prefix(p) => Some((
+            Some((p.clone(), true)),
+            Some((format!("{p}\u{10FFFF}"), false)),
+        )),
+        TermMatch::Range((lo, hi)) => {
+            let end = |b: &Option<wit::Bound>| b.as_ref().map(|b| (b.value.clone(), b.inclusive));
+            Some((end(lo), end(hi)))
+        }
+        TermMatch::Contains(_) => None,
+    }
+}
+
 /// The connection, unless the store is detached.
 fn db(conn: &Option<Conn>) -> R<&Conn> {
     conn.as_ref()
@@ -124,6 +217,7 @@ impl SqlStore {
             tenant,
             savepoints: 0,
             stats: Stats::default(),
+            counts: HashMap::new(),
         }
     }
 
@@ -134,6 +228,7 @@ impl SqlStore {
             tenant: 0,
             savepoints: 0,
             stats: Stats::default(),
+            counts: HashMap::new(),
         }
     }
 
@@ -176,6 +271,7 @@ impl SqlStore {
     /// Runs `f` inside a savepoint so a failed write changes nothing.
     fn atomic<T>(&mut self, f: impl FnOnce(&Connection, i64) -> R<T>) -> R<T> {
         self.stats.calls += 1;
+        self.counts.clear();
         let tenant = self.tenant;
         let conn = self
             .conn
@@ -195,6 +291,61 @@ impl SqlStore {
         .and_then(|mut s| s.execute(params![tenant, kind, by]))
         .map(|_| ())
         .map_err(unavailable)
+    }
+
+    /// Per term name of one document: how many terms it has.
+    fn names_of_new(doc: &NewDocument) -> HashMap<&str, i64> {
+        let mut m = HashMap::new();
+        for t in &doc.terms {
+            *m.entry(t.name.as_str()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Per term name of a stored document: how many terms it has.
+    fn names_of_stored(conn: &Connection, seq: i64) -> R<HashMap<String, i64>> {
+        conn.prepare_cached("SELECT name, count(*) FROM terms WHERE seq = ?1 GROUP BY name")
+            .and_then(|mut s| {
+                s.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<HashMap<String, i64>>>()
+            })
+            .map_err(unavailable)
+    }
+
+    /// Moves `term_stats` from a document's old per-name term counts to its
+    /// new ones, touching only the names whose counts changed.
+    fn update_term_stats(
+        conn: &Connection,
+        tenant: i64,
+        kind: &str,
+        old: &HashMap<String, i64>,
+        new: &HashMap<&str, i64>,
+    ) -> R<()> {
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO term_stats (tenant, kind, name, terms, docs) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, kind, name) DO UPDATE
+                 SET terms = terms + excluded.terms, docs = docs + excluded.docs",
+            )
+            .map_err(unavailable)?;
+        let names = old
+            .keys()
+            .map(String::as_str)
+            .chain(new.keys().copied())
+            .collect::<std::collections::BTreeSet<&str>>();
+        for name in names {
+            let (o, n) = (
+                old.get(name).copied().unwrap_or(0),
+                new.get(name).copied().unwrap_or(0),
+            );
+            if o == n {
+                continue;
+            }
+            let docs = i64::from(n > 0) - i64::from(o > 0);
+            stmt.execute(params![tenant, kind, name, n - o, docs])
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     fn insert_terms(
@@ -228,7 +379,11 @@ impl SqlStore {
         bodies: bool,
     ) -> R<Vec<(String, i64, u64, String)>> {
         self.stats.calls += 1;
-        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind.to_string())];
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+        if !matches!(selection, Selection::Matching(_)) {
+            args.push(Box::new(self.tenant));
+            args.push(Box::new(kind.to_string()));
+        }
         let (cmp, order) = if page.descending {
             ("<", "DESC")
         } else {
@@ -248,6 +403,31 @@ impl SqlStore {
                     sql.push_str(&format!(" AND {BODY_CONTAINS}"));
                     args.push(Box::new(like_pattern(needle)));
                 }
+                if let Some(a) = after {
+                    sql.push_str(&format!(" AND d.seq {cmp} ?"));
+                    args.push(Box::new(a));
+                }
+                sql.push_str(&format!(" ORDER BY d.seq {order} LIMIT ? OFFSET ?"));
+                sql
+            }
+            Selection::Matching(clauses) => {
+                let mut sql = format!("SELECT {cols} ");
+                sql.push_str(&matching_from(self.tenant, kind, clauses, &mut args));
+                if let Some(a) = after {
+                    sql.push_str(&format!(" AND d.seq {cmp} ?"));
+                    args.push(Box::new(a));
+                }
+                sql.push_str(&format!(" ORDER BY d.seq {order} LIMIT ? OFFSET ?"));
+                sql
+            }
+            Selection::Term(q) if self.walk_documents(kind, q, &page)? => {
+                // Most documents match: walk them in seq order and keep
+                // those with a matching term, instead of sorting every match.
+                let cond = term_condition(q, &mut args);
+                let mut sql = format!(
+                    "SELECT {cols} FROM documents d WHERE d.tenant = ? AND d.kind = ?
+                     AND EXISTS (SELECT 1 FROM terms t WHERE t.seq = d.seq AND {cond})"
+                );
                 if let Some(a) = after {
                     sql.push_str(&format!(" AND d.seq {cmp} ?"));
                     args.push(Box::new(a));
@@ -281,6 +461,118 @@ impl SqlStore {
             .map_err(unavailable)?;
         self.stats.rows += rows.len() as u64;
         Ok(rows)
+    }
+
+    /// Whether a page of a term selection is cheaper to find by walking the
+    /// kind's documents in seq order (expected visits: the rows wanted times
+    /// documents per match) than by reading and sorting every matching term.
+    /// An exact match is read from the index in seq order either way.
+    fn walk_documents(&mut self, kind: &str, q: &wit::TermQuery, page: &Page) -> R<bool> {
+        if matches!(q.match_, TermMatch::Exact(_)) {
+            return Ok(false);
+        }
+        let matches = self.count_term(kind, q)?;
+        if matches == 0 {
+            return Ok(false);
+        }
+        let documents = self.kind_total(kind)?;
+        let wanted = page.offset.saturating_add(u64::from(page.limit));
+        Ok(wanted.saturating_mul(documents) / matches < matches)
+    }
+
+    fn kind_total(&self, kind: &str) -> R<u64> {
+        db(&self.conn)?
+            .prepare_cached(
+                "SELECT coalesce(sum(n), 0) FROM kind_counts WHERE tenant = ?1 AND kind = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![self.tenant, kind], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(unavailable)
+    }
+
+    /// Documents with a term matching `q`. When every document carries at
+    /// most one term of the name (`term_stats`) and the match is a value
+    /// range, a large count is the total minus the terms outside the range,
+    /// which the index counts in O(outside): a prefix that matches a million
+    /// users costs no more than one that matches fifty.
+    fn count_term(&mut self, kind: &str, q: &wit::TermQuery) -> R<u64> {
+        let key = format!("{kind}\u{0}{}\u{0}{:?}", q.name, q.match_);
+        if let Some(n) = self.counts.get(&key) {
+            return Ok(*n);
+        }
+        let conn = db(&self.conn)?;
+        let stats: Option<(i64, i64)> = conn
+            .prepare_cached(
+                "SELECT terms, docs FROM term_stats WHERE tenant = ?1 AND kind = ?2 AND name = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.tenant, kind, q.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(unavailable)?;
+        let count = |sql: &str, args: Vec<Box<dyn ToSql>>| -> R<i64> {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+                .map_err(unavailable)
+        };
+        let scope = |tenant: i64| -> Vec<Box<dyn ToSql>> {
+            vec![Box::new(tenant), Box::new(kind.to_string())]
+        };
+        let n = match (stats, value_range(&q.match_)) {
+            (Some((terms, docs)), Some((lo, hi))) if terms == docs => {
+                let mut args = scope(self.tenant);
+                let cond = term_condition(q, &mut args);
+                args.push(Box::new(DIRECT_COUNT_CAP));
+                let direct = count(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond} LIMIT ?)"
+                    ),
+                    args,
+                )?;
+                if direct < DIRECT_COUNT_CAP {
+                    direct
+                } else {
+                    let mut outside = 0;
+                    for (bound, below) in [(lo, true), (hi, false)] {
+                        let Some((value, inclusive)) = bound else {
+                            continue;
+                        };
+                        let op = match (below, inclusive) {
+                            (true, true) => "<",
+                            (true, false) => "<=",
+                            (false, true) => ">",
+                            (false, false) => ">=",
+                        };
+                        let mut args = scope(self.tenant);
+                        args.push(Box::new(q.name.clone()));
+                        args.push(Box::new(value));
+                        outside += count(
+                            &format!(
+                                "SELECT count(*) FROM terms t WHERE t.tenant = ? AND t.kind = ? AND t.name = ? AND t.value {op} ?"
+                            ),
+                            args,
+                        )?;
+                    }
+                    terms - outside
+                }
+            }
+            (None, _) => 0,
+            _ => {
+                let mut args = scope(self.tenant);
+                let cond = term_condition(q, &mut args);
+                count(
+                    &format!(
+                        "SELECT count(DISTINCT t.seq) FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}"
+                    ),
+                    args,
+                )?
+            }
+        };
+        let n = n.max(0) as u64;
+        self.counts.insert(key, n);
+        Ok(n)
     }
 
     fn entries(&mut self, sql: &str, args: &[&dyn ToSql]) -> R<Vec<MemberEntry>> {
@@ -332,6 +624,7 @@ impl wit::Host for SqlStore {
                 .and_then(|mut s| s.query_row(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()], |r| r.get(0)))
                 .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
             Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            Self::update_term_stats(conn, tenant, &kind, &HashMap::new(), &Self::names_of_new(&doc))?;
             Self::adjust_count(conn, tenant, &kind, 1)?;
             Ok(Written { seq: seq as u64, version: 1 })
         })
@@ -353,10 +646,12 @@ impl wit::Host for SqlStore {
             )
             .and_then(|mut s| s.execute(params![seq, doc.label, doc.body, doc.body.is_ascii()]))
             .map_err(unavailable)?;
+            let old = Self::names_of_stored(conn, seq)?;
             conn.prepare_cached("DELETE FROM terms WHERE seq = ?1")
                 .and_then(|mut s| s.execute([seq]))
                 .map_err(unavailable)?;
             Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            Self::update_term_stats(conn, tenant, &kind, &old, &Self::names_of_new(&doc))?;
             Ok(Written {
                 seq: seq as u64,
                 version: current + 1,
@@ -370,6 +665,8 @@ impl wit::Host for SqlStore {
             return Err(StoreError::Conflict(current));
         }
         self.atomic(|conn, tenant| {
+            let old = Self::names_of_stored(conn, seq)?;
+            Self::update_term_stats(conn, tenant, &kind, &old, &HashMap::new())?;
             for sql in [
                 "DELETE FROM terms WHERE seq = ?1",
                 "DELETE FROM members WHERE group_seq = ?1",
@@ -412,7 +709,7 @@ impl wit::Host for SqlStore {
 
     fn count(&mut self, kind: String, selection: Selection) -> R<u64> {
         self.stats.calls += 1;
-        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind)];
+        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind.clone())];
         let sql = match &selection {
             // Kept up to date by every insert and delete.
             Selection::All => {
@@ -425,10 +722,12 @@ impl wit::Host for SqlStore {
                     "SELECT count(*) FROM documents d WHERE d.tenant = ? AND d.kind = ? AND {BODY_CONTAINS}"
                 )
             }
-            Selection::Term(q) => {
-                let cond = term_condition(q, &mut args);
+            Selection::Term(q) => return self.count_term(&kind, q),
+            Selection::Matching(clauses) => {
+                args.clear();
                 format!(
-                    "SELECT count(DISTINCT t.seq) FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}"
+                    "SELECT count(*) {}",
+                    matching_from(self.tenant, &kind, clauses, &mut args)
                 )
             }
         };
@@ -449,6 +748,7 @@ impl wit::Host for SqlStore {
     }
 
     fn rollback_to(&mut self, savepoint: u32) -> R<()> {
+        self.counts.clear();
         db(&self.conn)?
             .execute_batch(&format!(
                 "ROLLBACK TO engine_{savepoint}; RELEASE engine_{savepoint}"
@@ -618,3 +918,6 @@ impl wit::Host for SqlStore {
 }
 
 impl crate::bindings::lms::scim::types::Host for SqlStore {}
+
+#[cfg(test)]
+mod tests;

@@ -84,15 +84,22 @@ impl State {
     }
 
     fn selected(&self, kind: &str, selection: &Selection, page: Page) -> Vec<u64> {
+        let has_term = |r: &Row, q: &TermQuery| {
+            r.terms
+                .iter()
+                .any(|t| t.name == q.name && term_matches(&t.value, &q.matches))
+        };
+        let contains = |r: &Row, needle: &str| {
+            !r.body.is_ascii() || r.body.to_ascii_lowercase().contains(needle)
+        };
         let matches = |r: &Row| match selection {
             Selection::All => true,
-            Selection::Term(q) => r
-                .terms
-                .iter()
-                .any(|t| t.name == q.name && term_matches(&t.value, &q.matches)),
-            Selection::BodyContains(needle) => {
-                !r.body.is_ascii() || r.body.to_ascii_lowercase().contains(needle.as_str())
-            }
+            Selection::Term(q) => has_term(r, q),
+            Selection::BodyContains(needle) => contains(r, needle),
+            Selection::Matching(clauses) => clauses.iter().all(|c| match c {
+                Clause::AnyTerm(qs) => qs.iter().any(|q| has_term(r, q)),
+                Clause::BodyContains(needle) => contains(r, needle),
+            }),
         };
         let in_window = |seq: u64| match (page.after, page.descending) {
             (None, _) => true,

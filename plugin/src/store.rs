@@ -81,6 +81,17 @@ pub enum Selection {
     /// Bodies containing the ASCII needle ASCII-case-insensitively, plus all
     /// non-ASCII bodies (see the WIT contract).
     BodyContains(String),
+    /// Documents satisfying every clause (see the WIT contract).
+    Matching(Vec<Clause>),
+}
+
+/// One condition of [`Selection::Matching`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clause {
+    /// A term matches one of the queries.
+    AnyTerm(Vec<TermQuery>),
+    /// The body passes the body-contains pre-filter.
+    BodyContains(String),
 }
 
 /// A window over a selection in `seq` order.

@@ -41,7 +41,7 @@ impl Loader {
     pub fn new(path: &Path) -> Self {
         let tmp = path.with_extension("partial");
         let _ = std::fs::remove_file(&tmp);
-        let pool = db::open(&tmp, 2).unwrap();
+        let pool = db::open(&tmp, 2, db::Checkpoints::InCommit).unwrap();
         db::set_tenant_token(&pool.get().unwrap(), "default", TOKEN).unwrap();
         let tenant = db::authenticate(&pool.get().unwrap(), TOKEN)
             .unwrap()

@@ -102,21 +102,36 @@ fn bound(b: &core::Bound) -> host::Bound {
     }
 }
 
+fn term_query(q: &core::TermQuery) -> host::TermQuery {
+    host::TermQuery {
+        name: q.name.clone(),
+        match_: match &q.matches {
+            core::TermMatch::Exact(v) => host::TermMatch::Exact(v.clone()),
+            core::TermMatch::Prefix(v) => host::TermMatch::Prefix(v.clone()),
+            core::TermMatch::Contains(v) => host::TermMatch::Contains(v.clone()),
+            core::TermMatch::Range(lo, hi) => {
+                host::TermMatch::Range((lo.as_ref().map(bound), hi.as_ref().map(bound)))
+            }
+        },
+    }
+}
+
 fn selection(s: &core::Selection) -> host::Selection {
     match s {
         core::Selection::All => host::Selection::All,
         core::Selection::BodyContains(s) => host::Selection::BodyContains(s.clone()),
-        core::Selection::Term(q) => host::Selection::Term(host::TermQuery {
-            name: q.name.clone(),
-            match_: match &q.matches {
-                core::TermMatch::Exact(v) => host::TermMatch::Exact(v.clone()),
-                core::TermMatch::Prefix(v) => host::TermMatch::Prefix(v.clone()),
-                core::TermMatch::Contains(v) => host::TermMatch::Contains(v.clone()),
-                core::TermMatch::Range(lo, hi) => {
-                    host::TermMatch::Range((lo.as_ref().map(bound), hi.as_ref().map(bound)))
-                }
-            },
-        }),
+        core::Selection::Term(q) => host::Selection::Term(term_query(q)),
+        core::Selection::Matching(clauses) => host::Selection::Matching(
+            clauses
+                .iter()
+                .map(|c| match c {
+                    core::Clause::AnyTerm(qs) => {
+                        host::Clause::AnyTerm(qs.iter().map(term_query).collect())
+                    }
+                    core::Clause::BodyContains(s) => host::Clause::BodyContains(s.clone()),
+                })
+                .collect(),
+        ),
     }
 }
 

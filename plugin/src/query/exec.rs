@@ -16,7 +16,7 @@ use crate::schema::{Relation, ResourceType};
 use crate::store::{Document, Page, Selection, Store};
 
 use super::cursor::{self, Direction, Position};
-use super::plan::{Plan, plan};
+use super::plan::{Plan, exact_selection, plan};
 use super::sort;
 use super::{Paging, Query};
 
@@ -59,6 +59,9 @@ struct Part {
     filter: Option<Filter>,
     plan: Plan,
     projection: Projection,
+    /// The host selection that is exactly the matches, if any: then counts
+    /// and pages come from the host without reading every match.
+    exact: Option<Selection>,
     /// The filter tests `members`/`groups`, which live in the relation.
     needs_relation: bool,
     sort: Option<Path>,
@@ -193,6 +196,7 @@ fn prepare(types: &[&'static ResourceType], q: &Query) -> ScimResult<Vec<Part>> 
         parts.push(Part {
             rt,
             plan: plan(rt, filter.as_ref()),
+            exact: exact_selection(rt, filter.as_ref()),
             needs_relation: filter.as_ref().is_some_and(|f| f.mentions(relation)),
             filter,
             projection: Projection::parse(
@@ -317,8 +321,8 @@ fn walk(
 
 /// Number of matches of a part.
 fn count_matches(store: &mut dyn Store, base: &str, i: usize, part: &Part) -> ScimResult<u64> {
-    if part.filter.is_none() {
-        return Ok(store.count(part.rt.name, &Selection::All)?);
+    if let Some(selection) = &part.exact {
+        return Ok(store.count(part.rt.name, selection)?);
     }
     let mut n = 0;
     walk(store, base, i, part, Start::ALL, |_| {
@@ -340,9 +344,9 @@ fn index_page(
     let mut hits = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let need = count - hits.len() as u64;
-        let matched = if part.filter.is_none() {
+        let matched = if let Some(selection) = &part.exact {
             // The host counts and skips without the engine reading documents.
-            let n = store.count(part.rt.name, &Selection::All)?;
+            let n = store.count(part.rt.name, selection)?;
             if need > 0 && skip < n {
                 let limit = need.min(n - skip);
                 // Skipping costs the host O(offset), so a window in the back
@@ -356,7 +360,7 @@ fn index_page(
                     limit: limit.min(u32::MAX as u64) as u32,
                     descending,
                 };
-                let mut docs = store.scan(part.rt.name, &Selection::All, page)?;
+                let mut docs = store.scan(part.rt.name, selection, page)?;
                 if descending {
                     docs.reverse();
                 }

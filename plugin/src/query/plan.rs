@@ -18,7 +18,7 @@ use crate::path::Path;
 use crate::resource::render::relation_attribute;
 use crate::resource::terms::{fold, instant_key};
 use crate::schema::{AttrType, Relation, ResourceType};
-use crate::store::{Bound, Selection, TermMatch, TermQuery};
+use crate::store::{Bound, Clause, Selection, TermMatch, TermQuery};
 
 /// How candidates are found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,10 @@ pub enum Plan {
     Index(TermQuery),
     /// Documents whose body contains this ASCII text (case-insensitively).
     Text(String),
+    /// Documents that pass every clause, each a condition every match must
+    /// meet: an index lookup, an `or` of index lookups, or a body
+    /// pre-filter. The host intersects them.
+    Matching(Vec<Clause>),
     /// Every document of the type.
     Scan,
 }
@@ -43,6 +47,7 @@ impl Plan {
             Plan::ContainersOf(_) => "members",
             Plan::Index(_) => "index",
             Plan::Text(_) => "text",
+            Plan::Matching(_) => "intersect",
             Plan::Scan => "scan",
         }
     }
@@ -53,8 +58,30 @@ impl Plan {
         match self {
             Plan::Index(q) => Selection::Term(q.clone()),
             Plan::Text(t) => Selection::BodyContains(t.clone()),
+            Plan::Matching(clauses) => Selection::Matching(clauses.clone()),
             _ => Selection::All,
         }
+    }
+}
+
+/// The host selection that holds exactly the filter's matches, when there
+/// is one: no filter (every document), or a filter that is one comparison
+/// the index answers as the engine would (`userName sw "b"`, `active eq
+/// false`, a dateTime range). Then the host can count the matches and read
+/// just a page of them, instead of the engine reading every match.
+pub fn exact_selection(rt: &ResourceType, filter: Option<&Filter>) -> Option<Selection> {
+    let Some(filter) = filter else {
+        return Some(Selection::All);
+    };
+    let Filter::Compare {
+        path, op, value, ..
+    } = filter
+    else {
+        return None;
+    };
+    match term_plan(rt, path, *op, value)? {
+        (_, Plan::Index(q)) => Some(Selection::Term(q)),
+        _ => None,
     }
 }
 
@@ -63,28 +90,65 @@ pub fn plan(rt: &ResourceType, filter: Option<&Filter>) -> Plan {
     let Some(filter) = filter else {
         return Plan::Scan;
     };
-    let mut best: Option<(u8, Plan)> = None;
-    let mut consider = |rank: u8, p: Plan| {
-        if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-            best = Some((rank, p));
-        }
-    };
+    // Every condition each match must meet that the host can test, ranked.
+    let mut conditions: Vec<(u8, Plan)> = Vec::new();
     for c in filter.conjuncts() {
         let inner: &[Filter] = match c {
             Filter::ValuePath { filter, .. } => filter.conjuncts(),
             other => std::slice::from_ref(other),
         };
         for f in inner {
-            if let Filter::Compare {
-                path, op, value, ..
-            } = f
-                && let Some((rank, p)) = term_plan(rt, path, *op, value)
-            {
-                consider(rank, p);
+            match f {
+                Filter::Compare {
+                    path, op, value, ..
+                } => conditions.extend(term_plan(rt, path, *op, value)),
+                Filter::Or(alternatives) => conditions.extend(any_term(rt, alternatives)),
+                _ => {}
             }
         }
     }
-    best.map_or(Plan::Scan, |(_, p)| p)
+    conditions.sort_by_key(|(rank, _)| *rank);
+    let clauses: Vec<Clause> = conditions
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Plan::Index(q) => Some(Clause::AnyTerm(vec![q.clone()])),
+            Plan::Matching(c) => c.first().cloned(),
+            Plan::Text(t) => Some(Clause::BodyContains(t.clone())),
+            _ => None,
+        })
+        .collect();
+    match conditions.into_iter().next() {
+        None => Plan::Scan,
+        // An id or a member is as narrow as it gets; so is one condition.
+        Some((_, p @ (Plan::Id(_) | Plan::ContainersOf(_)))) => p,
+        // An exact lookup finds a handful: nothing to gain from more.
+        Some((rank, p)) if clauses.len() < 2 || rank <= 1 => p,
+        Some(_) => Plan::Matching(clauses),
+    }
+}
+
+/// An `or` whose every branch is an index lookup: one clause that any of
+/// them satisfies (`name.familyName eq "F7" or active eq false`).
+fn any_term(rt: &ResourceType, alternatives: &[Filter]) -> Option<(u8, Plan)> {
+    let mut queries = Vec::new();
+    let mut rank = 0;
+    for f in alternatives {
+        let Filter::Compare {
+            path, op, value, ..
+        } = f
+        else {
+            return None;
+        };
+        match term_plan(rt, path, *op, value)? {
+            (r, Plan::Index(q)) => {
+                rank = rank.max(r);
+                queries.push(q);
+            }
+            _ => return None,
+        }
+    }
+    // A union is less selective than its parts: rank it after single terms.
+    Some((rank + 1, Plan::Matching(vec![Clause::AnyTerm(queries)])))
 }
 
 /// The lookup for one comparison, ranked (lower is more selective).
@@ -211,9 +275,81 @@ mod tests {
     }
 
     #[test]
+    fn exact_selections_only_where_the_index_is_the_filter() {
+        let exact = |f: &str| exact_selection(&USER_TYPE, Some(&parse(&USER_TYPE, f).unwrap()));
+        assert!(matches!(
+            exact_selection(&USER_TYPE, None),
+            Some(Selection::All)
+        ));
+        for f in [
+            r#"userName sw "Bench0""#,
+            r#"userName eq "x""#,
+            r#"active eq false"#,
+            r#"meta.created gt "2011-05-13T04:42:34Z""#,
+            r#"emails.value co "example""#,
+        ] {
+            assert!(matches!(exact(f), Some(Selection::Term(_))), "{f}");
+        }
+        for f in [
+            r#"userName sw "b" and active eq true"#,
+            r#"emails[type eq "work"].value eq "x""#,
+            r#"title eq "x""#,
+            r#"id eq "x""#,
+            r#"userName ew "x""#,
+            r#"not (active eq true)"#,
+        ] {
+            assert!(exact(f).is_none(), "{f}");
+        }
+    }
+
+    #[test]
+    fn intersects_every_condition_the_host_can_test() {
+        let f = r#"title eq "Manager" and (name.familyName eq "F7" or active eq false)"#;
+        assert_eq!(
+            p(f),
+            Plan::Matching(vec![
+                Clause::AnyTerm(vec![
+                    TermQuery {
+                        name: "name.familyName".into(),
+                        matches: TermMatch::Exact("f7".into()),
+                    },
+                    TermQuery {
+                        name: "active".into(),
+                        matches: TermMatch::Exact("false".into()),
+                    },
+                ]),
+                Clause::BodyContains("manager".into()),
+            ])
+        );
+        // The most selective lookup comes first; an exact one stands alone.
+        match p(r#"meta.created gt "2020-01-01T00:00:00Z" and userName sw "b" and nickName co "x""#)
+        {
+            Plan::Matching(c) => {
+                assert!(matches!(&c[0], Clause::AnyTerm(q) if q[0].name == "userName"));
+                assert_eq!(c.len(), 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            p(r#"userName sw "b" and externalId eq "e" and nickName co "x""#),
+            exact("externalId", "e")
+        );
+        // An or of lookups is a union.
+        assert!(matches!(
+            p(r#"userName eq "a" or userName eq "b""#),
+            Plan::Matching(c) if matches!(c.as_slice(), [Clause::AnyTerm(qs)] if qs.len() == 2)
+        ));
+        // An or with a branch the index cannot answer is no clause.
+        assert_eq!(
+            p(r#"title eq "x" and (userName eq "a" or nickName pr)"#),
+            Plan::Text("x".into())
+        );
+    }
+
+    #[test]
     fn falls_back_to_scan() {
         assert_eq!(p(r#"nickName pr"#), Plan::Scan);
-        assert_eq!(p(r#"userName eq "a" or userName eq "b""#), Plan::Scan);
+        assert_eq!(p(r#"userName eq "a" or nickName eq "b""#), Plan::Scan);
         assert_eq!(p(r#"not (userName eq "a")"#), Plan::Scan);
         assert_eq!(p(r#"userName ne "a""#), Plan::Scan);
         assert_eq!(p(r#"title ew "x" or title ew "y""#), Plan::Scan);

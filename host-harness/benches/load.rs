@@ -1,0 +1,367 @@
+//! Concurrent load against the release `scim-host`: throughput and latency
+//! percentiles of the requests identity providers make, at 1 and 8
+//! connections (keep-alive HTTP/1.1 on loopback, one client thread each).
+//!
+//! Run: `cargo bench -p scim-host --bench load`
+//! Options (environment): `SCIM_LOAD_USERS` (directory size, default 10000),
+//! `SCIM_LOAD_SECONDS` (per scenario, default 5), `SCIM_LOAD_CONNECTIONS`
+//! (default `1,8`), `SCIM_LOAD_ONLY` (comma-separated scenario names).
+//!
+//! Scenarios:
+//! - `get`: `GET /Users/{id}` of random users;
+//! - `post`: `POST /Users` of new users;
+//! - `patch-group`: `PATCH /Groups/{id}` adding then removing one member of a
+//!   1,000-member group (one group per connection);
+//! - `broad-page`: `GET /Users?filter=userName sw "bench0"&count=50`, which
+//!   every user matches;
+//! - `compound`: `title eq "Manager" and (name.familyName eq "F7" or active
+//!   eq false)`, half the users being managers.
+//!
+//! The client is a minimal HTTP/1.1 client over `TcpStream` so that the
+//! generator costs little next to the server on the same two cores.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Loader, TOKEN, data_dir, enc, serve};
+
+/// Every user matches `userName sw "bench0"` below ten million users.
+fn user(i: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "userName": format!("bench{i:07}"),
+        "externalId": format!("ext-{i}"),
+        "name": {"givenName": format!("G{i}"), "familyName": format!("F{}", i % 10)},
+        "title": if i.is_multiple_of(2) { "Manager" } else { "Engineer" },
+        "active": !i.is_multiple_of(13),
+        "emails": [{"value": format!("bench{i}@work.example.com"), "type": "work", "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+            "department": format!("Dept {}", i % 40), "employeeNumber": format!("{i}")
+        }
+    })
+}
+
+/// The directory with `users` users and 8 groups of 1,000 members; returns
+/// the user ids and group ids.
+fn populate(path: &Path, users: usize) {
+    if path.exists() {
+        return;
+    }
+    let started = Instant::now();
+    let mut loader = Loader::new(path);
+    let mut ids = Vec::with_capacity(users);
+    for i in 0..users {
+        ids.push(
+            loader.call("POST", "/Users", &user(i))["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        if (i + 1) % 5000 == 0 {
+            loader.commit();
+        }
+    }
+    for g in 0..8 {
+        let members: Vec<Value> = ids
+            .iter()
+            .skip(g * 1000)
+            .take(1000.min(users))
+            .map(|id| json!({"value": id}))
+            .collect();
+        loader.call(
+            "POST",
+            "/Groups",
+            &json!({"displayName": format!("load-group-{g}"), "members": members}),
+        );
+    }
+    loader.finish();
+    eprintln!(
+        "populated {users} users in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Conn {
+    fn open(base: &str) -> Conn {
+        let host = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let stream = TcpStream::connect(&host).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            reader: BufReader::with_capacity(1 << 16, stream),
+            host,
+        }
+    }
+
+    /// Sends a request and reads the whole response: (status, body).
+    fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+        let mut req = format!(
+            "{method} /scim/v2{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n",
+            self.host
+        );
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
+        self.reader.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).unwrap();
+        (status, body)
+    }
+}
+
+/// A request a scenario makes: method, path, body.
+type Next = Box<dyn FnMut(usize) -> (&'static str, String, Option<String>) + Send>;
+
+struct Result {
+    requests: usize,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+/// Runs `connections` clients for `seconds`; `make(c)` gives client `c` its
+/// request generator.
+fn run(
+    base: &str,
+    connections: usize,
+    seconds: f64,
+    make: &dyn Fn(usize) -> Next,
+    expect: u16,
+) -> Result {
+    let stop = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|c| {
+            let mut next = make(c);
+            let base = base.to_string();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&base);
+                let mut lat = Vec::new();
+                let mut k = 0;
+                while stop.load(Ordering::Relaxed) == 0 {
+                    let (method, path, body) = next(k);
+                    let t = Instant::now();
+                    let (status, resp) = conn.send(method, &path, body.as_deref());
+                    lat.push(t.elapsed().as_micros() as u64);
+                    assert_eq!(
+                        status,
+                        expect,
+                        "{method} {path}: {}",
+                        String::from_utf8_lossy(&resp)
+                    );
+                    k += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(1, Ordering::Relaxed);
+    let mut latencies_us: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let seconds = started.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    Result {
+        requests: latencies_us.len(),
+        seconds,
+        latencies_us,
+    }
+}
+
+fn pct(sorted: &[u64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0
+}
+
+fn main() {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let users: usize = env("SCIM_LOAD_USERS", "10000").parse().unwrap();
+    let seconds: f64 = env("SCIM_LOAD_SECONDS", "5").parse().unwrap();
+    let connections: Vec<usize> = env("SCIM_LOAD_CONNECTIONS", "1,8")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let only = env("SCIM_LOAD_ONLY", "");
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
+
+    let db = data_dir().join(format!("load-{users}.db"));
+    populate(&db, users);
+    // Each run writes: serve a copy so every run starts from the same data.
+    let copy = db.with_extension("run.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", copy.display()));
+    }
+    std::fs::copy(&db, &copy).unwrap();
+    let server = serve(&copy, &["--request-timeout-ms", "120000"]);
+    let base = server.base.clone();
+
+    let mut setup = Conn::open(&base);
+    let list = |conn: &mut Conn, path: &str| -> Value {
+        let (status, body) = conn.send("GET", path, None);
+        assert_eq!(status, 200);
+        serde_json::from_slice(&body).unwrap()
+    };
+    let ids: Arc<Vec<String>> = Arc::new(
+        (0..users.min(2000) / 100)
+            .flat_map(|p| {
+                list(
+                    &mut setup,
+                    &format!("/Users?startIndex={}&count=100&attributes=id", p * 100 + 1),
+                )["Resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    );
+    let groups: Arc<Vec<String>> = Arc::new(
+        list(&mut setup, "/Groups?attributes=id&count=8")["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect(),
+    );
+    // Users outside every group, to add and remove.
+    let outsiders: Arc<Vec<String>> = Arc::new(
+        list(
+            &mut setup,
+            &format!(
+                "/Users?startIndex={}&count=16&attributes=id",
+                users - 16 + 1
+            ),
+        )["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect(),
+    );
+
+    println!("{users} users; {seconds} s per scenario; latencies in ms");
+    println!("| scenario | connections | requests/s | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+    let posted = Arc::new(AtomicUsize::new(0));
+    type Make = Box<dyn Fn(usize) -> Next>;
+    let scenarios: Vec<(&str, u16, Make)> = vec![
+        ("get", 200, {
+            let ids = ids.clone();
+            Box::new(move |c| {
+                let ids = ids.clone();
+                Box::new(move |k| {
+                    let id = &ids[(k * 7919 + c * 104_729) % ids.len()];
+                    ("GET", format!("/Users/{id}"), None)
+                })
+            })
+        }),
+        ("post", 201, {
+            let posted = posted.clone();
+            Box::new(move |_| {
+                let posted = posted.clone();
+                Box::new(move |_| {
+                    let n = posted.fetch_add(1, Ordering::Relaxed);
+                    let body = json!({"userName": format!("load-post-{n}-{}", std::process::id()),
+                        "name": {"givenName": "Load", "familyName": "Post"},
+                        "emails": [{"value": format!("load{n}@example.com"), "type": "work"}]});
+                    ("POST", "/Users".to_string(), Some(body.to_string()))
+                })
+            })
+        }),
+        ("patch-group", 204, {
+            let (groups, outsiders) = (groups.clone(), outsiders.clone());
+            Box::new(move |c| {
+                let group = groups[c % groups.len()].clone();
+                let member = outsiders[c % outsiders.len()].clone();
+                Box::new(move |k| {
+                    let op = if k % 2 == 0 {
+                        json!({"op": "add", "path": "members", "value": [{"value": member}]})
+                    } else {
+                        json!({"op": "remove", "path": format!("members[value eq \"{member}\"]")})
+                    };
+                    let body = json!({"schemas": [patch_op], "Operations": [op]});
+                    ("PATCH", format!("/Groups/{group}"), Some(body.to_string()))
+                })
+            })
+        }),
+        ("broad-page", 200, {
+            Box::new(move |_| {
+                Box::new(move |_| {
+                    let f = enc("userName sw \"bench0\"");
+                    ("GET", format!("/Users?filter={f}&count=50"), None)
+                })
+            })
+        }),
+        ("compound", 200, {
+            Box::new(move |_| {
+                Box::new(move |_| {
+                    let f = enc(
+                        "title eq \"Manager\" and (name.familyName eq \"F7\" or active eq false)",
+                    );
+                    ("GET", format!("/Users?filter={f}&count=50"), None)
+                })
+            })
+        }),
+    ];
+    for (name, expect, make) in &scenarios {
+        if !wanted(name) {
+            continue;
+        }
+        for &c in &connections {
+            // Warm up caches and the connection pool.
+            run(&base, c, 0.5, make.as_ref(), *expect);
+            let r = run(&base, c, seconds, make.as_ref(), *expect);
+            let l = &r.latencies_us;
+            println!(
+                "| {name} | {c} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                r.requests as f64 / r.seconds,
+                pct(l, 0.5),
+                pct(l, 0.9),
+                pct(l, 0.99),
+                *l.last().unwrap() as f64 / 1000.0
+            );
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The store's query strategies against naive answers: counts by
+//! complement, pages found by walking documents, intersections, and the
+//! term statistics they rely on staying right through replaces and deletes.
+
+use super::*;
+use crate::bindings::lms::scim::store::{Bound, Clause, Host as _, Term, TermQuery};
+use crate::db::{self, Checkpoints};
+
+const N: usize = 3000;
+
+struct Fixture {
+    store: SqlStore,
+    _dir: tempfile::TempDir,
+}
+
+/// `user{i:05}` for every document; an `email` term for two of every three
+/// (two for the even ones); the body says "manager" for multiples of 5.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open(&dir.path().join("t.db"), 1, Checkpoints::InCommit).unwrap();
+    let conn = pool.get().unwrap();
+    db::add_tenant(&conn, "t").unwrap();
+    conn.execute_batch("BEGIN").unwrap();
+    let mut store = SqlStore::new(conn, 1);
+    for i in 0..N {
+        store.insert("User".into(), doc(i, 0)).unwrap();
+    }
+    Fixture { store, _dir: dir }
+}
+
+fn doc(i: usize, generation: usize) -> NewDocument {
+    let term = |name: &str, value: String| Term {
+        name: name.into(),
+        value,
+        unique: false,
+    };
+    let mut terms = vec![term("userName", format!("user{i:05}"))];
+    if !i.is_multiple_of(3) {
+        terms.push(term("email", format!("a{i}@x{generation}")));
+        if i.is_multiple_of(2) {
+            terms.push(term("email", format!("b{i}@x{generation}")));
+        }
+    }
+    let title = if i.is_multiple_of(5) {
+        "Manager"
+    } else {
+        "Engineer"
+    };
+    NewDocument {
+        id: format!("id{i}"),
+        body: format!("{{\"title\":\"{title}\",\"n\":{i}}}"),
+        label: None,
+        terms,
+    }
+}
+
+fn q(name: &str, m: TermMatch) -> TermQuery {
+    TermQuery {
+        name: name.into(),
+        match_: m,
+    }
+}
+
+fn ids(store: &mut SqlStore, s: Selection, offset: u64, limit: u32) -> Vec<String> {
+    let page = Page {
+        after: None,
+        offset,
+        limit,
+        descending: false,
+    };
+    store
+        .scan_keys("User".into(), s, page)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The ids a predicate over document numbers selects, in creation order.
+fn naive(keep: impl Fn(usize) -> bool) -> Vec<String> {
+    (0..N)
+        .filter(|&i| keep(i))
+        .map(|i| format!("id{i}"))
+        .collect()
+}
+
+#[test]
+fn counts_and_pages_match_the_naive_answer() {
+    let mut f = fixture();
+    let prefix = |p: &str| Selection::Term(q("userName", TermMatch::Prefix(p.into())));
+    let cases: Vec<(Selection, Vec<String>)> = vec![
+        // Every document: counted by complement, paged by walking documents.
+        (prefix("user"), naive(|_| true)),
+        (prefix("user0"), naive(|i| i < 10_000)),
+        (prefix("user01"), naive(|i| (1000..2000).contains(&i))),
+        (prefix("nobody"), naive(|_| false)),
+        (
+            Selection::Term(q(
+                "userName",
+                TermMatch::Range((
+                    Some(Bound {
+                        value: "user00100".into(),
+                        inclusive: false,
+                    }),
+                    Some(Bound {
+                        value: "user02900".into(),
+                        inclusive: true,
+                    }),
+                )),
+            )),
+            naive(|i| i > 100 && i <= 2900),
+        ),
+        // Several terms per document: a distinct count.
+        (
+            Selection::Term(q("email", TermMatch::Prefix("".into()))),
+            naive(|i| i % 3 != 0),
+        ),
+        // Intersections: a union of two lookups and a body pre-filter.
+        (
+            Selection::Matching(vec![
+                Clause::AnyTerm(vec![
+                    q("userName", TermMatch::Prefix("user00".into())),
+                    q("email", TermMatch::Exact("a2999@x0".into())),
+                ]),
+                Clause::BodyContains("manager".into()),
+            ]),
+            naive(|i| (i < 1000 || i == 2999) && i % 5 == 0),
+        ),
+        (
+            Selection::Matching(vec![
+                Clause::BodyContains("manager".into()),
+                Clause::AnyTerm(vec![q("email", TermMatch::Contains("9@".into()))]),
+            ]),
+            naive(|i| i % 5 == 0 && i % 3 != 0 && i % 10 == 9),
+        ),
+    ];
+    for (selection, want) in cases {
+        let n = f.store.count("User".into(), selection.clone()).unwrap();
+        assert_eq!(n as usize, want.len(), "{selection:?}");
+        for (offset, limit) in [(0, 50), (7, 3), (want.len() as u64, 10), (990, 20)] {
+            let got = ids(&mut f.store, selection.clone(), offset, limit);
+            let expected: Vec<String> = want
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            assert_eq!(got, expected, "{selection:?} offset {offset} limit {limit}");
+        }
+    }
+}
+
+#[test]
+fn term_statistics_follow_replaces_and_deletes() {
+    let mut f = fixture();
+    // Give every document one email: the name becomes single-valued.
+    for i in 0..N {
+        let mut d = doc(i, 1);
+        d.terms.retain(|t| t.name == "userName");
+        d.terms.push(Term {
+            name: "email".into(),
+            value: format!("only{i:05}"),
+            unique: false,
+        });
+        f.store.replace("User".into(), d, None).unwrap();
+    }
+    for i in (0..N).step_by(4) {
+        f.store
+            .delete("User".into(), format!("id{i}"), None)
+            .unwrap();
+    }
+    let stats: (i64, i64) = db(&f.store.conn)
+        .unwrap()
+        .query_row(
+            "SELECT terms, docs FROM term_stats WHERE name = 'email'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let left = (N - N.div_ceil(4)) as i64;
+    assert_eq!(stats, (left, left));
+    let all = Selection::Term(q("email", TermMatch::Prefix("only".into())));
+    assert_eq!(f.store.count("User".into(), all).unwrap() as i64, left);
+    let some = Selection::Term(q("email", TermMatch::Prefix("only01".into())));
+    assert_eq!(
+        f.store.count("User".into(), some).unwrap() as usize,
+        (1000..2000).filter(|i| i % 4 != 0).count()
+    );
+}
