@@ -149,6 +149,7 @@ pub fn spawn_checkpointer(path: &Path) -> Result<()> {
     let conn = Connection::open(path)
         .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
     conn.busy_timeout(Duration::from_millis(50))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
     std::thread::Builder::new()
         .name("wal-checkpoint".into())
         .spawn(move || {

@@ -170,9 +170,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     // The engine runs right here on the runtime's worker thread: a request
     // is CPU work bounded by the engine's deadline, and handing it to a
-    // blocking pool would cost two thread switches per request. The runtime
-    // has several workers per core so a long request does not hold up the
-    // connections behind it.
+    // blocking pool would cost two thread switches per request (`--workers`
+    // sets how many requests run at once).
     let outcome = app.execute(incoming);
     let engine_log: Vec<String> = outcome
         .response
@@ -220,6 +219,11 @@ fn to_http(resp: HttpResponse, request_id: &str) -> Response {
         headers.insert("x-request-id", v);
     }
     out
+}
+
+/// Runs a transaction statement, prepared once per connection.
+fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Requests that only read run in a deferred (snapshot) transaction and
@@ -302,7 +306,7 @@ impl App {
         } else {
             "BEGIN IMMEDIATE"
         };
-        if let Err(e) = conn.execute_batch(begin) {
+        if let Err(e) = run(&conn, begin) {
             tracing::error!(error = %e, "could not begin a transaction");
             return self.error(
                 Some(name),
@@ -333,9 +337,9 @@ impl App {
         };
         match result {
             Ok(mut response) if response.status < 400 => {
-                if let Err(e) = conn.execute_batch("COMMIT") {
+                if let Err(e) = run(&conn, "COMMIT") {
                     tracing::error!(error = %e, "commit failed");
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = run(&conn, "ROLLBACK");
                     return self.error(
                         Some(name),
                         &inc.context,
@@ -353,7 +357,7 @@ impl App {
                 }
             }
             Ok(mut response) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = run(&conn, "ROLLBACK");
                 response
                     .log
                     .push(("store_calls".into(), stats.calls.to_string()));
@@ -363,7 +367,7 @@ impl App {
                 }
             }
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = run(&conn, "ROLLBACK");
                 let timed_out = e
                     .downcast_ref::<wasmtime::Trap>()
                     .is_some_and(|t| *t == wasmtime::Trap::Interrupt);

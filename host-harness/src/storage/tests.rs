@@ -187,3 +187,40 @@ fn term_statistics_follow_replaces_and_deletes() {
         (1000..2000).filter(|i| i % 4 != 0).count()
     );
 }
+
+#[test]
+fn a_database_from_before_term_statistics_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let pool = db::open(&path, 1, Checkpoints::InCommit).unwrap();
+        let conn = pool.get().unwrap();
+        db::add_tenant(&conn, "t").unwrap();
+        let mut store = SqlStore::new(conn, 1);
+        for i in 0..10 {
+            store.insert("User".into(), doc(i, 0)).unwrap();
+        }
+        let conn = store.into_conn().unwrap();
+        // What a database written by the first release looks like.
+        conn.execute_batch("DROP TABLE term_stats; PRAGMA user_version = 0;")
+            .unwrap();
+    }
+    let pool = db::open(&path, 1, Checkpoints::InCommit).unwrap();
+    let conn = pool.get().unwrap();
+    let stats: Vec<(String, i64, i64)> = conn
+        .prepare("SELECT name, terms, docs FROM term_stats ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    // Documents 1, 2, 4, 5, 7, 8 have an email; 2, 4, 8 have two.
+    assert_eq!(
+        stats,
+        vec![("email".into(), 9, 6), ("userName".into(), 10, 10)]
+    );
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+}
