@@ -49,8 +49,8 @@ fn user(i: usize) -> Value {
     })
 }
 
-/// The directory with `users` users and 8 groups of 1,000 members; returns
-/// the user ids and group ids.
+/// Creates the directory, unless it exists already: `users` users and 8
+/// groups of 1,000 members.
 fn populate(path: &Path, users: usize) {
     if path.exists() {
         return;
