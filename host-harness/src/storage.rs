@@ -480,6 +480,7 @@ impl SqlStore {
         Ok(wanted.saturating_mul(documents) / matches < matches)
     }
 
+    /// Documents of a kind, from the counts every insert and delete keep.
     fn kind_total(&self, kind: &str) -> R<u64> {
         db(&self.conn)?
             .prepare_cached(
@@ -709,27 +710,22 @@ impl wit::Host for SqlStore {
 
     fn count(&mut self, kind: String, selection: Selection) -> R<u64> {
         self.stats.calls += 1;
-        let mut args: Vec<Box<dyn ToSql>> = vec![Box::new(self.tenant), Box::new(kind.clone())];
+        let mut args: Vec<Box<dyn ToSql>> = Vec::new();
         let sql = match &selection {
-            // Kept up to date by every insert and delete.
-            Selection::All => {
-                "SELECT coalesce(sum(n), 0) FROM kind_counts WHERE tenant = ? AND kind = ?"
-                    .to_string()
-            }
+            Selection::All => return self.kind_total(&kind),
+            Selection::Term(q) => return self.count_term(&kind, q),
             Selection::BodyContains(needle) => {
+                args.push(Box::new(self.tenant));
+                args.push(Box::new(kind.clone()));
                 args.push(Box::new(like_pattern(needle)));
                 format!(
                     "SELECT count(*) FROM documents d WHERE d.tenant = ? AND d.kind = ? AND {BODY_CONTAINS}"
                 )
             }
-            Selection::Term(q) => return self.count_term(&kind, q),
-            Selection::Matching(clauses) => {
-                args.clear();
-                format!(
-                    "SELECT count(*) {}",
-                    matching_from(self.tenant, &kind, clauses, &mut args)
-                )
-            }
+            Selection::Matching(clauses) => format!(
+                "SELECT count(*) {}",
+                matching_from(self.tenant, &kind, clauses, &mut args)
+            ),
         };
         db(&self.conn)?
             .prepare_cached(&sql)
