@@ -13,8 +13,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
 use scim_host::db;
+use scim_host::imports::SqlStore;
 use scim_host::runtime::{Limits, RequestState, Runtime};
-use scim_host::storage::SqlStore;
 
 fn context() -> RequestContext {
     RequestContext {
@@ -47,8 +47,8 @@ fn bench(c: &mut Criterion) {
     let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).expect("runtime");
     let dir = tempfile::tempdir().unwrap();
     let pool = db::open(&dir.path().join("bench.db"), 2, db::Checkpoints::InCommit).unwrap();
-    db::set_tenant_token(&pool.get().unwrap(), "bench", "t").unwrap();
-    let tenant = db::authenticate(&pool.get().unwrap(), "t")
+    db::set_tenant_token(&pool.get().unwrap(), "bench", db::TokenKind::Scim, "t").unwrap();
+    let tenant = db::authenticate(&pool.get().unwrap(), db::TokenKind::Scim, "t")
         .unwrap()
         .unwrap()
         .id;
@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("wasm GET /Users/{id}", |b| b.iter(|| run(&get)));
 
     let mut mem = scim_engine::memstore::MemStore::new();
+    let mut lms = scim_engine::provision::memlms::MemLms::new();
     let native = |method: &str, path: &str, body: &str| scim_engine::Request {
         method: method.into(),
         path: path.into(),
@@ -97,11 +98,12 @@ fn bench(c: &mut Criterion) {
             r#"{"userName":"bench","emails":[{"value":"b@example.com","type":"work"}]}"#,
         ),
         &mut mem,
+        &mut lms,
     );
     let nid = created.body_json()["id"].as_str().unwrap().to_string();
     let nget = native("GET", &format!("/Users/{nid}"), "");
     g.bench_function("native GET /Users/{id}", |b| {
-        b.iter(|| scim_engine::handle(&nget, &mut mem))
+        b.iter(|| scim_engine::handle(&nget, &mut mem, &mut lms))
     });
     g.finish();
 }

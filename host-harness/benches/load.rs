@@ -10,6 +10,10 @@
 //! Scenarios:
 //! - `get`: `GET /Users/{id}` of random users;
 //! - `post`: `POST /Users` of new users;
+//! - `patch-user`: `PATCH /Users/{id}` replacing a user's `title` (the LMS
+//!   learner's profile follows);
+//! - `patch-active`: `PATCH /Users/{id}` setting `active` false, then true
+//!   (the learner is suspended, then reactivated with its roles and teams);
 //! - `patch-group`: `PATCH /Groups/{id}` adding then removing one member of a
 //!   1,000-member group (one group per connection);
 //! - `broad-page`: `GET /Users?filter=userName sw "bench0"&count=50`, which
@@ -224,7 +228,8 @@ fn main() {
     let only = env("SCIM_LOAD_ONLY", "");
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
 
-    let db = data_dir().join(format!("load-{users}.db"));
+    // `v2`: populated by an engine that provisions learners.
+    let db = data_dir().join(format!("load-{users}-v2.db"));
     populate(&db, users);
     // Each run writes: serve a copy so every run starts from the same data.
     let copy = db.with_extension("run.db");
@@ -307,6 +312,39 @@ fn main() {
                         "name": {"givenName": "Load", "familyName": "Post"},
                         "emails": [{"value": format!("load{n}@example.com"), "type": "work"}]});
                     ("POST", "/Users".to_string(), Some(body.to_string()))
+                })
+            })
+        }),
+        ("patch-user", 200, {
+            let ids = ids.clone();
+            Box::new(move |c| {
+                let ids = ids.clone();
+                Box::new(move |k| {
+                    let id = &ids[(k * 7919 + c * 104_729) % ids.len()];
+                    let op = json!({"op": "replace", "path": "title", "value": format!("Title {}", k % 7)});
+                    let body = json!({"schemas": [patch_op], "Operations": [op]});
+                    (
+                        "PATCH",
+                        format!("/Users/{id}?attributes=id"),
+                        Some(body.to_string()),
+                    )
+                })
+            })
+        }),
+        ("patch-active", 200, {
+            let ids = ids.clone();
+            Box::new(move |c| {
+                let ids = ids.clone();
+                Box::new(move |k| {
+                    // Each user is suspended, then reactivated.
+                    let id = &ids[(k / 2 * 7919 + c * 104_729) % ids.len()];
+                    let op = json!({"op": "replace", "path": "active", "value": k % 2 == 1});
+                    let body = json!({"schemas": [patch_op], "Operations": [op]});
+                    (
+                        "PATCH",
+                        format!("/Users/{id}?attributes=id"),
+                        Some(body.to_string()),
+                    )
                 })
             })
         }),

@@ -2,13 +2,26 @@
 //!
 //! It terminates HTTP, authenticates tenants, runs each request in one
 //! SQLite transaction and hands the raw request to the engine component in a
-//! wasmtime sandbox. It knows nothing of SCIM semantics: those live in the
-//! engine (`plugin/`).
+//! wasmtime sandbox; it keeps the reference LMS the engine provisions, the
+//! outbox it drains in the background, and the sync log. It knows nothing
+//! of SCIM semantics: those live in the engine (`plugin/`).
+//!
+//! Layout: [`http`] routes SCIM, the admin API and metrics; [`app`] runs a
+//! request's transaction; [`imports`] implements the WIT interfaces the
+//! engine imports; [`lms`] is the reference LMS model; [`db`] holds the
+//! schema and tenants; [`outbox`] and [`worker`] are the background work;
+//! [`events`] is the sync log; [`metrics`] the Prometheus registry.
 
+pub mod app;
 pub mod db;
+pub mod events;
+pub mod http;
+pub mod imports;
+pub mod lms;
+pub mod metrics;
+pub mod outbox;
 pub mod runtime;
-pub mod server;
-pub mod storage;
+pub mod worker;
 
 /// Host-side bindings generated from `wit/`.
 pub mod bindings {

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
+use scim_host::app::{App, Background};
+use scim_host::db::TokenKind;
+use scim_host::http::{BASE_PATH, serve};
 use scim_host::runtime::{Limits, Runtime};
-use scim_host::server::{App, BASE_PATH, serve};
-use scim_host::{ENGINE_WASM, db};
+use scim_host::{ENGINE_WASM, db, events, outbox};
 
 #[derive(Parser)]
 #[command(
@@ -26,10 +28,56 @@ struct Cli {
 enum Command {
     /// Serve SCIM over HTTP at http://LISTEN/scim/v2.
     Serve(ServeArgs),
-    /// Manage tenants and their bearer tokens.
+    /// Manage tenants, their tokens and their provisioning policy.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// List a tenant's sync log, newest first.
+    Events(EventsArgs),
+    /// Background re-mapping.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// The tenant whose log to read.
+    #[arg(long)]
+    tenant: String,
+    /// Only events at or after this time (RFC 3339, or a date).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only failures.
+    #[arg(long)]
+    failed: bool,
+    /// Only events about this user (SCIM id or userName).
+    #[arg(long)]
+    user: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print JSON (`{"events": [...]}`) instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArg,
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// The outbox backlog: pending tasks, the oldest one's age, failures.
+    Status {
+        /// Only this tenant's tasks.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
     },
 }
 
@@ -47,10 +95,26 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     db: DbArg,
-    /// Bearer token of the `default` tenant. Without it, a token is created on
-    /// first start and printed once.
+    /// SCIM bearer token of the `default` tenant (for the identity
+    /// provider). Without it, tokens are created on first start and printed
+    /// once.
     #[arg(long, env = "SCIM_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Admin token of the `default` tenant (for `/admin/v1`).
+    #[arg(long, env = "SCIM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Token `/metrics` requires; without it, `/metrics` is off.
+    #[arg(long, env = "SCIM_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Users re-mapped per background batch (one transaction each).
+    #[arg(long, default_value_t = 500)]
+    drain_batch: u32,
+    /// Pause between background batches, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    drain_delay_ms: u64,
+    /// Days the sync log keeps events.
+    #[arg(long, default_value_t = 30)]
+    event_retention_days: u32,
     /// Run another build of the engine component instead of the embedded one.
     #[arg(long, env = "SCIM_ENGINE")]
     engine: Option<PathBuf>,
@@ -83,9 +147,40 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum TenantCommand {
-    /// Create a tenant and print its bearer token (shown once).
+    /// Create a tenant and print its SCIM and admin tokens (shown once).
     Add {
         name: String,
+        /// Print JSON (`{"name", "scimToken", "adminToken"}`).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Replace a tenant's SCIM token (or, with --admin, its admin token) and
+    /// print the new one; the old one stops working at once.
+    RotateToken {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Delete a tenant and everything stored for it.
+    Remove {
+        name: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Set what deleting a SCIM user does to its learner.
+    Policy {
+        name: String,
+        /// `suspend` (keep learning records; the default) or `remove`
+        /// (anonymise the learner).
+        #[arg(long)]
+        on_delete: String,
         #[command(flatten)]
         db: DbArg,
     },
@@ -108,18 +203,163 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => run_server(args),
         Command::Tenant { command } => tenant(command),
+        Command::Events(args) => list_events(args),
+        Command::Sync {
+            command: SyncCommand::Status { tenant, json, db },
+        } => sync_status(tenant, json, db),
     }
+}
+
+fn open_db(db: &DbArg) -> Result<db::Pool> {
+    db::open(&db.db, 1, db::Checkpoints::InCommit)
+}
+
+fn list_events(args: EventsArgs) -> Result<()> {
+    let pool = open_db(&args.db)?;
+    let conn = pool.get()?;
+    let tenant = db::tenant_id(&conn, &args.tenant)?;
+    let since = match &args.since {
+        Some(s) => Some(events::normalize_since(s).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let list = events::list(
+        &conn,
+        tenant,
+        &events::Query {
+            since,
+            failed: args.failed,
+            user: args.user.clone(),
+            limit: args.limit.clamp(1, 10_000),
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::json!({ "events": list }));
+        return Ok(());
+    }
+    for e in &list {
+        let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+        let changes: Vec<String> = e["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{}: {} -> {}",
+                    c["name"].as_str().unwrap_or("?"),
+                    c["old"],
+                    c["new"]
+                )
+            })
+            .collect();
+        println!(
+            "{}  {:<8} {:<10} {:<7} {} {}{}{}",
+            s("time"),
+            s("status"),
+            s("action"),
+            s("resourceType"),
+            s("resourceId"),
+            s("resourceName"),
+            e["reason"]
+                .as_str()
+                .map(|r| format!("  [{r}]"))
+                .unwrap_or_default(),
+            if changes.is_empty() {
+                String::new()
+            } else {
+                format!("\n      {}", changes.join("\n      "))
+            }
+        );
+    }
+    if list.is_empty() {
+        eprintln!("No events match.");
+    }
+    Ok(())
+}
+
+fn sync_status(tenant: Option<String>, json: bool, db: DbArg) -> Result<()> {
+    let pool = open_db(&db)?;
+    let conn = pool.get()?;
+    let tenant = tenant.map(|t| db::tenant_id(&conn, &t)).transpose()?;
+    let status = outbox::status(&conn, tenant)?;
+    if json {
+        println!("{status}");
+        return Ok(());
+    }
+    println!(
+        "{} background task(s) pending; oldest {}",
+        status["pending"],
+        status["oldestAgeSeconds"]
+            .as_f64()
+            .map(|s| format!("{s:.1} s old"))
+            .unwrap_or_else(|| "-".into())
+    );
+    for t in status["tasks"].as_array().into_iter().flatten() {
+        println!(
+            "  #{} tenant {} change {} {} cursor {} attempts {}{}",
+            t["id"],
+            t["tenant"].as_str().unwrap_or(""),
+            t["changeId"].as_str().unwrap_or(""),
+            t["work"],
+            t["cursor"],
+            t["attempts"],
+            t["lastError"]
+                .as_str()
+                .map(|e| format!(" last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 fn tenant(cmd: TenantCommand) -> Result<()> {
     match cmd {
-        TenantCommand::Add { name, db } => {
-            let pool = db::open(&db.db, 1, db::Checkpoints::InCommit)?;
-            let token = db::add_tenant(&*pool.get()?, &name)?;
-            println!("{token}");
+        TenantCommand::Add { name, json, db } => {
+            let pool = open_db(&db)?;
+            let t = db::add_tenant(&*pool.get()?, &name)?;
+            if json {
+                println!("{}", serde_json::to_string(&t)?);
+            } else {
+                println!(
+                    "Created tenant '{}'. Its tokens are shown only once:",
+                    t.name
+                );
+                println!("  SCIM token (for the identity provider): {}", t.scim_token);
+                println!(
+                    "  Admin token (for /admin/v1):            {}",
+                    t.admin_token
+                );
+            }
+        }
+        TenantCommand::RotateToken { name, admin, db } => {
+            let pool = open_db(&db)?;
+            let kind = if admin {
+                TokenKind::Admin
+            } else {
+                TokenKind::Scim
+            };
+            println!("{}", db::rotate_token(&*pool.get()?, &name, kind)?);
+        }
+        TenantCommand::Remove { name, yes, db } => {
+            if !yes {
+                anyhow::bail!(
+                    "this deletes tenant '{name}' with all its users, groups, learners and events; \
+                     run again with --yes to confirm"
+                );
+            }
+            let pool = open_db(&db)?;
+            db::remove_tenant(&mut *pool.get()?, &name)?;
+            eprintln!("Removed tenant '{name}'.");
+        }
+        TenantCommand::Policy {
+            name,
+            on_delete,
+            db,
+        } => {
+            let pool = open_db(&db)?;
+            db::set_on_delete(&*pool.get()?, &name, &on_delete)?;
         }
         TenantCommand::List { db } => {
-            let pool = db::open(&db.db, 1, db::Checkpoints::InCommit)?;
+            let pool = open_db(&db)?;
             for name in db::tenant_names(&*pool.get()?)? {
                 println!("{name}");
             }
@@ -144,15 +384,18 @@ fn run_server(args: ServeArgs) -> Result<()> {
     db::spawn_checkpointer(&args.db.db)?;
     {
         let conn = pool.get()?;
-        match &args.token {
-            Some(token) => db::set_tenant_token(&conn, "default", token)?,
-            None if db::tenant_names(&conn)?.is_empty() => {
-                let token = db::add_tenant(&conn, "default")?;
-                println!(
-                    "Created tenant 'default'. Its bearer token (shown only once):\n\n    {token}\n"
-                );
-            }
-            None => {}
+        if args.token.is_none() && db::tenant_names(&conn)?.is_empty() {
+            let t = db::add_tenant(&conn, "default")?;
+            println!(
+                "Created tenant 'default'. Its tokens are shown only once:\n\n    SCIM token (for the identity provider): {}\n    Admin token (for /admin/v1):            {}\n",
+                t.scim_token, t.admin_token
+            );
+        }
+        if let Some(token) = &args.token {
+            db::set_tenant_token(&conn, "default", TokenKind::Scim, token)?;
+        }
+        if let Some(token) = &args.admin_token {
+            db::set_tenant_token(&conn, "default", TokenKind::Admin, token)?;
         }
     }
     let wasm = match &args.engine {
@@ -187,6 +430,14 @@ fn run_server(args: ServeArgs) -> Result<()> {
         permits: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
         writers: tokio::sync::Mutex::new(()),
         request_timeout_ms: args.request_timeout_ms as u128,
+        metrics: scim_host::metrics::Metrics::new(),
+        outbox: tokio::sync::Notify::new(),
+        background: Background {
+            batch: args.drain_batch.max(1),
+            pause: Duration::from_millis(args.drain_delay_ms),
+            retention_days: args.event_retention_days.max(1),
+        },
+        metrics_token: args.metrics_token.as_deref().map(db::hash_token),
     });
     // Requests run on the workers themselves (see `server`): one per core
     // measured fastest; more let long queries overlap short ones.
@@ -203,6 +454,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         tracing::info!(%addr, "serving SCIM at http://{addr}{BASE_PATH}");
         // A line tools can wait for (the end-to-end tests do).
         println!("listening on http://{addr}{BASE_PATH}");
+        tokio::spawn(scim_host::worker::run_worker(app.clone()));
         serve(app, listener).await
     })
 }

@@ -20,9 +20,11 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::bindings::exports::lms::scim::handler::DrainStep;
+use crate::bindings::lms::scim::outbox::Task;
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
 use crate::bindings::{Engine as EngineWorld, EnginePre};
-use crate::storage::SqlStore;
+use crate::imports::SqlStore;
 
 /// Bytes of each instance's memory kept mapped between requests (the
 /// engine's working set for a request is well below this).
@@ -166,6 +168,22 @@ impl Runtime {
             .pre
             .instantiate(&mut store)
             .and_then(|inst| inst.lms_scim_handler().call_handle(&mut store, request));
+        (result, store.into_data())
+    }
+
+    /// Runs one batch of a background task in a fresh instance.
+    pub fn drain(
+        &self,
+        state: RequestState,
+        context: &RequestContext,
+        task: &Task,
+        batch: u32,
+    ) -> (wasmtime::Result<Result<DrainStep, String>>, RequestState) {
+        let mut store = self.store(state);
+        let result = self.pre.instantiate(&mut store).and_then(|inst| {
+            inst.lms_scim_handler()
+                .call_drain(&mut store, context, task, batch)
+        });
         (result, store.into_data())
     }
 

@@ -138,8 +138,15 @@ impl Response {
 }
 
 impl From<ScimError> for Response {
+    /// The error body, and for the host's sync log its `scimType` (or
+    /// status) and detail.
     fn from(e: ScimError) -> Self {
+        let reason = e
+            .scim_type
+            .map_or_else(|| format!("http-{}", e.status), |t| t.as_str().to_string());
         Response::json(e.status, &e.to_json())
+            .with_log("error", reason)
+            .with_log("detail", e.detail)
     }
 }
 

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Context, Request};
 use crate::memstore::MemStore;
+use crate::provision::memlms::MemLms;
 
 /// A request as the host would pass it.
 pub fn request(method: &str, path_and_query: &str, body: Option<Value>) -> Request {
@@ -28,12 +29,14 @@ pub fn request(method: &str, path_and_query: &str, body: Option<Value>) -> Reque
 /// The engine with a fresh in-memory store.
 pub struct Fixture {
     pub store: MemStore,
+    pub lms: MemLms,
 }
 
 impl Fixture {
     pub fn new() -> Self {
         Fixture {
             store: MemStore::new(),
+            lms: MemLms::new(),
         }
     }
 
@@ -42,7 +45,7 @@ impl Fixture {
     pub fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         use crate::store::Store;
         let sp = self.store.savepoint().unwrap();
-        let r = crate::handle(&request(method, path, body), &mut self.store);
+        let r = crate::handle(&request(method, path, body), &mut self.store, &mut self.lms);
         if r.status >= 400 {
             self.store.rollback_to(sp).unwrap();
         } else {

@@ -6,6 +6,7 @@ mod support;
 mod dialects;
 mod discovery;
 mod groups;
+mod lms;
 mod protocol;
 mod query;
 mod users;

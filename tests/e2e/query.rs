@@ -180,11 +180,12 @@ fn cursors_are_scoped_to_the_tenant() {
         .to_string();
     // A second tenant on the same server cannot use the first one's cursor.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-host"))
-        .args(["tenant", "add", "second", "--db"])
+        .args(["tenant", "add", "second", "--json", "--db"])
         .arg(s.db_path())
         .output()
         .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["scimToken"].as_str().unwrap().to_string();
     let auth = format!("Bearer {token}");
     let r = s.raw(
         "GET",

@@ -271,3 +271,168 @@ fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
+
+// ---------------------------------------------------------------------------
+// The LMS admin API, other bearer tokens, the command line, and restarts.
+
+impl Server {
+    /// Scheme, host and port: the base URL without `/scim/v2`.
+    pub fn origin(&self) -> String {
+        self.base
+            .strip_suffix("/scim/v2")
+            .unwrap_or(&self.base)
+            .to_string()
+    }
+
+    /// A request to an absolute URL with the given bearer token (none when
+    /// `None`) and optional JSON body.
+    pub fn send_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method.parse().expect("method"), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        into_resp(req.send().expect("request"))
+    }
+
+    /// Runs `scim-host ARGS --db <this server's database>`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_scim-host"))
+            .args(args)
+            .arg("--db")
+            .arg(&self.db)
+            .output()
+            .expect("run scim-host")
+    }
+
+    /// Runs a `--json` subcommand (see [`Server::cli`]), asserts it succeeded
+    /// and parses its standard output.
+    #[track_caller]
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "scim-host {args:?} failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("scim-host {args:?} printed no JSON ({e}): {stdout}"))
+    }
+
+    /// What the server wrote to standard error so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// A server started with `--admin-token`, for the LMS admin API at
+/// `/admin/v1`. Dereferences to [`Server`] for SCIM requests.
+pub struct LmsServer {
+    pub scim: Server,
+    pub admin_token: String,
+    /// The `serve` arguments after the common ones, kept for restarts.
+    extra: Vec<String>,
+}
+
+impl std::ops::Deref for LmsServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.scim
+    }
+}
+
+impl LmsServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with an admin token and extra `serve` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let admin_token = format!("admin-{:x}", rand_u64());
+        let mut args = vec!["--admin-token".to_string(), admin_token.clone()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        LmsServer {
+            scim: Server::start_with(&refs),
+            admin_token,
+            extra: args,
+        }
+    }
+
+    /// The absolute URL of an admin path such as `/admin/v1/sync`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.scim.origin())
+    }
+
+    /// An admin API request with the admin token.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        self.scim
+            .send_as(Some(&self.admin_token), method, &self.admin_url(path), body)
+    }
+
+    pub fn admin_get(&self, path: &str) -> Resp {
+        self.admin("GET", path, None)
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind) and waits for
+    /// it to be gone.
+    pub fn kill9(&mut self) {
+        self.scim.child.kill().expect("kill -9 scim-host");
+        self.scim.child.wait().expect("reap scim-host");
+    }
+
+    /// Starts the server again (after [`Self::kill9`]) on the same database
+    /// with the same tokens and arguments. The new process listens on a new
+    /// port; `base` follows it.
+    pub fn restart(&mut self) {
+        let s = &mut self.scim;
+        let log_path = s._dir.path().join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .expect("log file");
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-cache");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--token", &s.token])
+            .arg("--db")
+            .arg(&s.db)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(&self.extra)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("restart scim-host");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.trim().to_string();
+                    }
+                }
+                _ => {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("restarted scim-host exited before listening:\n{log}");
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        s.child = child;
+        s.base = base;
+    }
+}

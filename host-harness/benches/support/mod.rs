@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
 use scim_host::db::{self, Pool};
+use scim_host::imports::SqlStore;
 use scim_host::runtime::{Limits, RequestState, Runtime};
-use scim_host::storage::SqlStore;
 use serde_json::Value;
 
 pub const TOKEN: &str = "bench-token";
@@ -42,8 +42,8 @@ impl Loader {
         let tmp = path.with_extension("partial");
         let _ = std::fs::remove_file(&tmp);
         let pool = db::open(&tmp, 2, db::Checkpoints::InCommit).unwrap();
-        db::set_tenant_token(&pool.get().unwrap(), "default", TOKEN).unwrap();
-        let tenant = db::authenticate(&pool.get().unwrap(), TOKEN)
+        db::set_tenant_token(&pool.get().unwrap(), "default", db::TokenKind::Scim, TOKEN).unwrap();
+        let tenant = db::authenticate(&pool.get().unwrap(), db::TokenKind::Scim, TOKEN)
             .unwrap()
             .unwrap();
         let limits = Limits {

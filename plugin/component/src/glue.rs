@@ -3,8 +3,12 @@ wit_bindgen::generate!({
     world: "engine",
 });
 
-use exports::lms::scim::handler::{Guest, HttpRequest, HttpResponse, RequestContext};
+use exports::lms::scim::handler::{DrainStep, Guest, HttpRequest, HttpResponse, RequestContext};
+use lms::scim::lms as host_lms;
+use lms::scim::outbox as host_outbox;
 use lms::scim::store as host;
+use lms::scim::sync_log as host_log;
+use scim_engine::provision::host as prov;
 use scim_engine::store as core;
 
 struct Component;
@@ -21,7 +25,26 @@ impl Guest for Component {
             body: request.body,
             context: context(request.context),
         };
-        response(scim_engine::handle(&req, &mut HostStore))
+        response(scim_engine::handle(&req, &mut HostStore, &mut HostLms))
+    }
+
+    fn drain(
+        _context: RequestContext,
+        task: host_outbox::Task,
+        batch: u32,
+    ) -> Result<DrainStep, String> {
+        let task = prov::Task {
+            work: match task.work {
+                host_outbox::Work::Source(s) => prov::Work::Source(s),
+                host_outbox::Work::Users(u) => prov::Work::Users(u),
+            },
+            cursor: task.cursor,
+        };
+        match scim_engine::drain(&task, batch, &mut HostStore, &mut HostLms) {
+            Ok(Some(cursor)) => Ok(DrainStep::More(cursor)),
+            Ok(None) => Ok(DrainStep::Done),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn error_response(_context: RequestContext, status: u16, detail: String) -> HttpResponse {
@@ -286,5 +309,169 @@ impl core::Store for HostStore {
         host::groups_of(group_kind, members)
             .map(|es| es.into_iter().map(|(m, e)| (m, entry(e))).collect())
             .map_err(err)
+    }
+}
+
+/// The host's LMS, outbox and sync log, reached through the WIT imports.
+struct HostLms;
+
+fn lms_err(e: host_lms::LmsError) -> prov::LmsError {
+    match e {
+        host_lms::LmsError::Unavailable(m) => prov::LmsError(m),
+    }
+}
+
+fn grant_kind(k: prov::GrantKind) -> host_lms::GrantKind {
+    match k {
+        prov::GrantKind::Role => host_lms::GrantKind::Role,
+        prov::GrantKind::Team => host_lms::GrantKind::Team,
+        prov::GrantKind::LearningPath => host_lms::GrantKind::LearningPath,
+    }
+}
+
+fn item(g: prov::Grant) -> (prov::GrantKind, host_lms::Item) {
+    (
+        g.kind,
+        host_lms::Item {
+            name: g.name,
+            source: g.source,
+        },
+    )
+}
+
+fn effect(e: prov::Effect) -> host_lms::Effect {
+    use host_lms::Effect as E;
+    use prov::GrantKind as K;
+    match e {
+        prov::Effect::Upsert(p) => E::Upsert(host_lms::Profile {
+            display_name: p.display_name,
+            given_name: p.given_name,
+            family_name: p.family_name,
+            email: p.email,
+            locale: p.locale,
+            title: p.title,
+            department: p.department,
+            manager: p.manager,
+        }),
+        prov::Effect::Suspend => E::Suspend,
+        prov::Effect::Reactivate => E::Reactivate,
+        prov::Effect::Remove => E::Remove,
+        prov::Effect::Grant(g) => match item(g) {
+            (K::Role, i) => E::SetRole(i),
+            (K::Team, i) => E::JoinTeam(i),
+            (K::LearningPath, i) => E::AssignPath(i),
+        },
+        prov::Effect::Revoke(g) => match item(g) {
+            (K::Role, i) => E::ClearRole(i),
+            (K::Team, i) => E::LeaveTeam(i),
+            (K::LearningPath, i) => E::UnassignPath(i),
+        },
+    }
+}
+
+impl prov::LmsHost for HostLms {
+    fn learners(&mut self, ids: &[String]) -> prov::LmsResult<Vec<prov::LearnerState>> {
+        let states = host_lms::learners(ids).map_err(lms_err)?;
+        Ok(states
+            .into_iter()
+            .map(|s| prov::LearnerState {
+                scim_id: s.scim_id,
+                status: match s.status {
+                    host_lms::LearnerStatus::Active => prov::LearnerStatus::Active,
+                    host_lms::LearnerStatus::Suspended => prov::LearnerStatus::Suspended,
+                    host_lms::LearnerStatus::Removed => prov::LearnerStatus::Removed,
+                },
+                grants: s
+                    .grants
+                    .into_iter()
+                    .map(|g| prov::Grant {
+                        kind: match g.kind {
+                            host_lms::GrantKind::Role => prov::GrantKind::Role,
+                            host_lms::GrantKind::Team => prov::GrantKind::Team,
+                            host_lms::GrantKind::LearningPath => prov::GrantKind::LearningPath,
+                        },
+                        name: g.name,
+                        source: g.source,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn apply(&mut self, changes: Vec<prov::Change>) -> prov::LmsResult<()> {
+        let changes: Vec<host_lms::Change> = changes
+            .into_iter()
+            .map(|c| host_lms::Change {
+                learner: host_lms::LearnerRef {
+                    scim_id: c.learner.scim_id,
+                    user_name: c.learner.user_name,
+                    external_id: c.learner.external_id,
+                },
+                effects: c.effects.into_iter().map(effect).collect(),
+            })
+            .collect();
+        host_lms::apply(&changes).map_err(lms_err)
+    }
+
+    fn known(&mut self, kind: prov::GrantKind, names: &[String]) -> prov::LmsResult<Vec<String>> {
+        host_lms::known(grant_kind(kind), names).map_err(lms_err)
+    }
+
+    fn policy(&mut self) -> prov::LmsResult<prov::Policy> {
+        let p = host_lms::policy().map_err(lms_err)?;
+        Ok(prov::Policy {
+            on_delete: match p.on_delete {
+                host_lms::OnDelete::Suspend => prov::OnDelete::Suspend,
+                host_lms::OnDelete::Remove => prov::OnDelete::Remove,
+            },
+        })
+    }
+
+    fn holders(
+        &mut self,
+        source: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> prov::LmsResult<Vec<String>> {
+        host_lms::holders(source, after, limit).map_err(lms_err)
+    }
+
+    fn enqueue(&mut self, task: prov::Task) {
+        host_outbox::enqueue(&host_outbox::Task {
+            work: match task.work {
+                prov::Work::Source(s) => host_outbox::Work::Source(s),
+                prov::Work::Users(u) => host_outbox::Work::Users(u),
+            },
+            cursor: task.cursor,
+        });
+    }
+
+    fn append(&mut self, events: Vec<prov::Event>) {
+        let events: Vec<host_log::Event> = events
+            .into_iter()
+            .map(|e| host_log::Event {
+                action: e.action,
+                resource_type: e.resource_type,
+                resource_id: e.resource_id,
+                resource_name: e.resource_name,
+                status: match e.status {
+                    prov::EventStatus::Success => host_log::EventStatus::Success,
+                    prov::EventStatus::Failure => host_log::EventStatus::Failure,
+                    prov::EventStatus::Skipped => host_log::EventStatus::Skipped,
+                },
+                reason: e.reason,
+                detail: e.detail,
+                changes: e
+                    .changes
+                    .into_iter()
+                    .map(|c| host_log::AttributeChange {
+                        name: c.name,
+                        old: c.old,
+                        new: c.new,
+                    })
+                    .collect(),
+            })
+            .collect();
+        host_log::append(&events);
     }
 }

@@ -16,7 +16,38 @@ pub use discovery::{CAPABILITIES, Capabilities};
 
 /// Handles one request; every failure becomes a SCIM Error response.
 pub fn handle(req: &Request, store: &mut dyn Store) -> Response {
-    route(req, store).unwrap_or_else(Response::from)
+    let resp = route(req, store).unwrap_or_else(Response::from);
+    let mut segments = req.path.split('/').filter(|s| !s.is_empty());
+    let first = segments.next().map(decode_component_path);
+    let (resource, id) = match first.as_deref().and_then(resource_type) {
+        Some(rt) => (rt.name, segments.next().filter(|s| *s != ".search")),
+        None => (endpoint_label(first.as_deref()), None),
+    };
+    let resp = resp.with_log("resource", resource);
+    match id {
+        Some(id) => resp.with_log("resource_id", decode_component_path(id)),
+        None => resp,
+    }
+}
+
+/// A bounded name for a non-resource endpoint, for logs and metrics.
+fn endpoint_label(segment: Option<&str>) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "Bulk",
+        "ServiceProviderConfig",
+        "ResourceTypes",
+        "Schemas",
+        ".search",
+        "Me",
+    ];
+    match segment {
+        None => "/",
+        Some(s) => KNOWN
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(s))
+            .copied()
+            .unwrap_or("unknown"),
+    }
 }
 
 fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {

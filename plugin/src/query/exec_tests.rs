@@ -192,7 +192,7 @@ fn cursor_errors() {
     let mut other = request("GET", &format!("/Users?cursor={c}"), None);
     other.context.tenant = "t2".into();
     other.context.signing_key = b"other".to_vec();
-    let r = crate::handle(&other, &mut f.store);
+    let r = crate::handle(&other, &mut f.store, &mut f.lms);
     assert_eq!(r.body_json()["scimType"], "invalidCursor");
 }
 

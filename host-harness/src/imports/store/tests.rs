@@ -189,7 +189,7 @@ fn term_statistics_follow_replaces_and_deletes() {
 }
 
 #[test]
-fn a_database_from_before_term_statistics_is_migrated() {
+fn a_first_release_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
@@ -202,8 +202,14 @@ fn a_database_from_before_term_statistics_is_migrated() {
         }
         let conn = store.into_conn().unwrap();
         // What a database written by the first release looks like.
-        conn.execute_batch("DROP TABLE term_stats; PRAGMA user_version = 0;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE term_stats; DROP INDEX tenants_by_admin_token;
+             ALTER TABLE tenants DROP COLUMN admin_token_hash;
+             ALTER TABLE tenants DROP COLUMN on_delete;
+             DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
+             DROP TABLE outbox; DROP TABLE events; PRAGMA user_version = 0;",
+        )
+        .unwrap();
     }
     let pool = db::open(&path, 1, Checkpoints::InCommit).unwrap();
     let conn = pool.get().unwrap();
@@ -222,5 +228,14 @@ fn a_database_from_before_term_statistics_is_migrated() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
+    // Migration 2 gave the existing tenant its LMS catalogue and a policy.
+    let (role, policy): (String, String) = conn
+        .query_row(
+            "SELECT c.name, t.on_delete FROM catalogue c JOIN tenants t ON t.id = c.tenant",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((role.as_str(), policy.as_str()), ("learner", "suspend"));
 }

@@ -1,6 +1,7 @@
 //! The WIT `store` interface over SQLite, scoped to one tenant and running
 //! inside the request's transaction. It matches index terms as opaque
-//! strings and knows nothing of SCIM.
+//! strings and knows nothing of SCIM. [`SqlStore`] also carries the
+//! request's [`Journal`] for the `lms`, `outbox` and `sync-log` imports.
 
 use std::collections::HashMap;
 
@@ -29,6 +30,57 @@ pub struct SqlStore {
     /// Counts of term selections computed in this request, until the next
     /// write: a walk over a selection asks for one page at a time.
     counts: HashMap<String, u64>,
+    pub journal: Journal,
+}
+
+/// What the engine recorded during one request or background batch, kept
+/// until the host commits it.
+#[derive(Debug, Default)]
+pub struct Journal {
+    /// Shared by everything one request caused, its background re-mapping
+    /// included.
+    pub change_id: String,
+    /// Sync-log events, written just before commit.
+    pub events: Vec<crate::events::EventRow>,
+    /// Outbox tasks queued.
+    pub enqueued: u32,
+    /// LMS effects applied, by kind.
+    pub effects: HashMap<&'static str, u64>,
+    /// Set when an import could not do its part; the host must roll back.
+    pub failed: Option<String>,
+    /// Index in `events` of each learner's event, so that everything one
+    /// request or batch does to a learner is one event.
+    learner_events: HashMap<String, usize>,
+}
+
+impl Journal {
+    /// Adds what one change did to a learner, merging it into the event of
+    /// an earlier change to the same learner. The action says the most
+    /// telling thing that happened: create, then a status change, then update.
+    pub fn learner_event(&mut self, row: crate::events::EventRow) {
+        let rank = |a: &str| match a {
+            "create" => 3,
+            "suspend" | "reactivate" | "remove" => 2,
+            _ => 1,
+        };
+        match self.learner_events.get(&row.resource_id) {
+            Some(&i) => {
+                let e = &mut self.events[i];
+                if rank(&row.action) > rank(&e.action) {
+                    e.action = row.action;
+                }
+                if e.resource_name.is_none() {
+                    e.resource_name = row.resource_name;
+                }
+                e.changes.extend(row.changes);
+            }
+            None => {
+                self.learner_events
+                    .insert(row.resource_id.clone(), self.events.len());
+                self.events.push(row);
+            }
+        }
+    }
 }
 
 type R<T> = Result<T, StoreError>;
@@ -218,7 +270,25 @@ impl SqlStore {
             savepoints: 0,
             stats: Stats::default(),
             counts: HashMap::new(),
+            journal: Journal::default(),
         }
+    }
+
+    /// The request's change id (the request id, or the originating request's
+    /// for background work).
+    pub fn with_change_id(mut self, change_id: &str) -> Self {
+        self.journal.change_id = change_id.to_string();
+        self
+    }
+
+    /// The connection, unless detached.
+    pub fn conn_ref(&self) -> Option<&rusqlite::Connection> {
+        self.conn.as_deref()
+    }
+
+    /// The tenant every call is scoped to.
+    pub fn tenant(&self) -> i64 {
+        self.tenant
     }
 
     /// A store with no database, for instances that only render errors.
@@ -229,6 +299,7 @@ impl SqlStore {
             savepoints: 0,
             stats: Stats::default(),
             counts: HashMap::new(),
+            journal: Journal::default(),
         }
     }
 

@@ -1,25 +1,28 @@
-//! HTTP: authentication, body limits, one transaction per request, and the
-//! hand-off of the raw request to the engine component.
+//! The running host: everything a request or a background batch needs, and
+//! the transaction around each engine call.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
-use crate::db::{self, Pool, Tenant};
+use crate::db::{self, Pool, Tenant, TokenKind};
+use crate::events::{self, EventRow, Stamp};
+use crate::imports::SqlStore;
+use crate::metrics::Metrics;
 use crate::runtime::{RequestState, Runtime};
-use crate::storage::SqlStore;
 
-/// Where SCIM is served.
-pub const BASE_PATH: &str = "/scim/v2";
+/// Background work settings.
+#[derive(Debug, Clone)]
+pub struct Background {
+    /// Users per background batch.
+    pub batch: u32,
+    /// Pause between batches, leaving the write lock to requests.
+    pub pause: Duration,
+    /// Days the sync log keeps events.
+    pub retention_days: u32,
+}
 
 /// Everything a request needs.
 pub struct App {
@@ -32,208 +35,50 @@ pub struct App {
     /// The queue for SQLite's one write lock. Writers wait here in arrival
     /// order (tokio's mutex is fair) instead of in SQLite's busy handler,
     /// whose growing sleeps make latency explode under concurrent writers.
+    /// Background batches queue here too.
     pub writers: tokio::sync::Mutex<()>,
     pub request_timeout_ms: u128,
-}
-
-/// Serves until Ctrl-C or SIGTERM.
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
-    let router = Router::new().fallback(handle).with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// What the blocking part of a request produced.
-struct Outcome {
-    response: HttpResponse,
-    tenant: Option<String>,
+    pub metrics: Metrics,
+    /// Woken when a request queued background work.
+    pub outbox: Notify,
+    pub background: Background,
+    /// SHA-256 of the token `/metrics` requires; `None` disables it.
+    pub metrics_token: Option<[u8; 32]>,
 }
 
 /// What the engine needs to know about a request, before auth.
-struct Incoming {
-    method: String,
-    path: String,
-    query: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    context: RequestContext,
-    authorization: Option<String>,
+pub struct Incoming {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub context: RequestContext,
+    pub authorization: Option<String>,
     /// Set when the host already knows the answer (413).
-    reject: Option<(u16, String)>,
+    pub reject: Option<(u16, String)>,
+    pub started: Instant,
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
-    let started = Instant::now();
-    let request_id = format!("{:016x}", rand::random::<u64>());
-    let (parts, body) = req.into_parts();
-    let method = parts.method.as_str().to_string();
-    let full_path = parts.uri.path().to_string();
-
-    if full_path == "/healthz" {
-        return Response::new(Body::from("ok"));
-    }
-    let path = match full_path.strip_prefix(BASE_PATH) {
-        Some("") => "/".to_string(),
-        Some(rest) if rest.starts_with('/') => rest.to_string(),
-        _ => String::new(),
-    };
-    let headers = header_list(&parts.headers);
-    let base_url = app.public_url.clone().unwrap_or_else(|| {
-        let host = parts
-            .headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}{BASE_PATH}")
-    });
-    let context = RequestContext {
-        tenant: String::new(),
-        base_url,
-        request_id: request_id.clone(),
-        subject: None,
-        max_payload_bytes: app.max_body_bytes as u64,
-        signing_key: Vec::new(),
-    };
-    let authorization = parts
-        .headers
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
-
-    let declared = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = (
-        413,
-        format!(
-            "The request body is larger than the limit of {} bytes",
-            app.max_body_bytes
-        ),
-    );
-    let (body, reject) = if declared.is_some_and(|n| n > app.max_body_bytes) {
-        (Vec::new(), Some(too_large))
-    } else {
-        match Limited::new(body, app.max_body_bytes).collect().await {
-            Ok(b) => (b.to_bytes().to_vec(), None),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                (Vec::new(), Some(too_large))
-            }
-            Err(e) => (
-                Vec::new(),
-                Some((400, format!("Could not read the request body: {e}"))),
-            ),
-        }
-    };
-    let query = parts.uri.query().unwrap_or("").to_string();
-    let mut incoming = Incoming {
-        method: method.clone(),
-        path: path.clone(),
-        query,
-        headers,
-        body,
-        context,
-        authorization,
-        reject,
-    };
-
-    if path.is_empty() {
-        incoming.reject = Some((404, format!("Not found: SCIM is served under {BASE_PATH}")));
-    }
-    let Ok(_permit) = app.permits.clone().acquire_owned().await else {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    };
-    // Held until the transaction has committed or rolled back.
-    let _write_turn = if is_read_only(&method) {
-        None
-    } else {
-        Some(app.writers.lock().await)
-    };
-    // The engine runs right here on the runtime's worker thread: a request
-    // is CPU work bounded by the engine's deadline, and handing it to a
-    // blocking pool would cost two thread switches per request (`--workers`
-    // sets how many requests run at once).
-    let outcome = app.execute(incoming);
-    let engine_log: Vec<String> = outcome
-        .response
-        .log
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    tracing::info!(
-        method,
-        path = full_path,
-        status = outcome.response.status,
-        duration_us = started.elapsed().as_micros() as u64,
-        tenant = outcome.tenant.as_deref().unwrap_or("-"),
-        request_id,
-        engine = engine_log.join(" "),
-        "request"
-    );
-    to_http(outcome.response, &request_id)
-}
-
-fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect()
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    let mut r = Response::new(Body::from(text));
-    *r.status_mut() = status;
-    r
-}
-
-fn to_http(resp: HttpResponse, request_id: &str) -> Response {
-    let mut out = Response::new(Body::from(resp.body));
-    *out.status_mut() =
-        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = out.headers_mut();
-    for (name, value) in resp.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.append(n, v);
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", v);
-    }
-    out
+/// What a request produced.
+pub struct Outcome {
+    pub response: HttpResponse,
+    pub tenant: Option<String>,
 }
 
 /// Runs a transaction statement, prepared once per connection.
-fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+pub fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Requests that only read run in a deferred (snapshot) transaction and
 /// never queue for the write lock.
-fn is_read_only(method: &str) -> bool {
+pub fn is_read_only(method: &str) -> bool {
     matches!(method, "GET" | "HEAD")
 }
 
 /// The bearer token of an `Authorization` header.
-fn bearer(header: Option<&str>) -> Option<&str> {
+pub fn bearer(header: Option<&str>) -> Option<&str> {
     let h = header?.trim();
     let (scheme, token) = h.split_once(' ')?;
     scheme
@@ -242,10 +87,26 @@ fn bearer(header: Option<&str>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// A value of the engine's log line.
+pub fn log_value<'a>(log: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    log.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The sync-log action of a failed request's method.
+fn action_of(method: &str) -> &'static str {
+    match method {
+        "POST" => "create",
+        "PUT" => "replace",
+        "PATCH" => "update",
+        "DELETE" => "delete",
+        _ => "read",
+    }
+}
+
 impl App {
-    /// The blocking part of a request: authenticate, open the transaction, run
-    /// the engine, commit or roll back.
-    fn execute(&self, mut inc: Incoming) -> Outcome {
+    /// Authenticate, open the transaction, run the engine, record the sync
+    /// log, commit or roll back.
+    pub fn execute(&self, mut inc: Incoming) -> Outcome {
         if inc.path.is_empty() {
             let (status, detail) = inc.reject.take().unwrap_or((404, "Not found".into()));
             return self.error(None, &inc.context, status, &detail);
@@ -264,7 +125,7 @@ impl App {
         };
         let tenant = match bearer(inc.authorization.as_deref()) {
             None => None,
-            Some(token) => match db::authenticate(&conn, token) {
+            Some(token) => match db::authenticate(&conn, TokenKind::Scim, token) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(error = %e, "authentication lookup failed");
@@ -286,7 +147,7 @@ impl App {
             let detail = if inc.authorization.is_none() {
                 "Authentication required: send 'Authorization: Bearer <token>'"
             } else {
-                "The bearer token is not valid"
+                "The bearer token is not valid for SCIM (an admin token only opens /admin/v1)"
             };
             let mut o = self.error(None, &inc.context, 401, detail);
             o.response
@@ -301,7 +162,8 @@ impl App {
             return self.error(Some(name), &inc.context, status, &detail);
         }
 
-        let begin = if is_read_only(&inc.method) {
+        let read_only = is_read_only(&inc.method);
+        let begin = if read_only {
             "BEGIN DEFERRED"
         } else {
             "BEGIN IMMEDIATE"
@@ -315,7 +177,10 @@ impl App {
                 "The database is busy; retry later",
             );
         }
-        let state = RequestState::new(SqlStore::new(conn, id), self.runtime.limits());
+        let request_id = inc.context.request_id.clone();
+        let store = SqlStore::new(conn, id).with_change_id(&request_id);
+        let state = RequestState::new(store, self.runtime.limits());
+        let method = inc.method.clone();
         let request = HttpRequest {
             method: inc.method,
             path: inc.path,
@@ -324,10 +189,10 @@ impl App {
             body: inc.body,
             context: inc.context.clone(),
         };
-        let (result, state) = self.runtime.handle(state, &request);
+        let (result, mut state) = self.runtime.handle(state, &request);
         let stats = state.store.stats;
-        let conn = state.store.into_conn();
-        let Some(conn) = conn else {
+        let journal = std::mem::take(&mut state.store.journal);
+        let Some(conn) = state.store.into_conn() else {
             return self.error(
                 Some(name),
                 &inc.context,
@@ -335,9 +200,16 @@ impl App {
                 "The database connection was lost",
             );
         };
+        let stamp = |started: Instant| Stamp {
+            request_id: request_id.clone(),
+            change_id: request_id.clone(),
+            duration_us: started.elapsed().as_micros() as u64,
+        };
         match result {
-            Ok(mut response) if response.status < 400 => {
-                if let Err(e) = run(&conn, "COMMIT") {
+            Ok(mut response) if response.status < 400 && journal.failed.is_none() => {
+                let committed = events::insert(&conn, id, &stamp(inc.started), &journal.events)
+                    .and_then(|_| run(&conn, "COMMIT"));
+                if let Err(e) = committed {
                     tracing::error!(error = %e, "commit failed");
                     let _ = run(&conn, "ROLLBACK");
                     return self.error(
@@ -346,6 +218,10 @@ impl App {
                         503,
                         "The change could not be saved; nothing was changed, retry later",
                     );
+                }
+                self.metrics.journal(&name, &journal);
+                if journal.enqueued > 0 {
+                    self.outbox.notify_one();
                 }
                 response
                     .log
@@ -358,9 +234,18 @@ impl App {
             }
             Ok(mut response) => {
                 let _ = run(&conn, "ROLLBACK");
+                if let Some(why) = &journal.failed {
+                    tracing::error!(error = %why, "a host import failed; rolled back");
+                    let detail = format!("{why}; nothing was changed, retry later");
+                    let o = self.error(Some(name.clone()), &inc.context, 503, &detail);
+                    response = o.response;
+                }
                 response
                     .log
                     .push(("store_calls".into(), stats.calls.to_string()));
+                if !read_only || response.status >= 500 {
+                    self.record_failure(&conn, id, &method, &response, stamp(inc.started));
+                }
                 Outcome {
                     response,
                     tenant: Some(name),
@@ -388,14 +273,46 @@ impl App {
                     "trap".into(),
                     if timed_out { "timeout" } else { "trap" }.into(),
                 ));
+                self.record_failure(&conn, id, &method, &o.response, stamp(inc.started));
                 o
             }
         }
     }
 
+    /// Records a failed request in the sync log after its rollback, in a
+    /// transaction of its own.
+    fn record_failure(
+        &self,
+        conn: &rusqlite::Connection,
+        tenant: i64,
+        method: &str,
+        response: &HttpResponse,
+        stamp: Stamp,
+    ) {
+        let log = &response.log;
+        let row = EventRow {
+            action: action_of(method).into(),
+            resource_type: log_value(log, "resource").unwrap_or("-").into(),
+            resource_id: log_value(log, "resource_id").unwrap_or("").into(),
+            resource_name: None,
+            status: "failure",
+            reason: Some(
+                log_value(log, "error")
+                    .map(str::to_string)
+                    .or_else(|| log_value(log, "trap").map(str::to_string))
+                    .unwrap_or_else(|| format!("http-{}", response.status)),
+            ),
+            detail: log_value(log, "detail").map(str::to_string),
+            changes: Vec::new(),
+        };
+        if let Err(e) = events::insert(conn, tenant, &stamp, &[row]) {
+            tracing::warn!(error = %e, "could not record a failed request in the sync log");
+        }
+    }
+
     /// A SCIM Error rendered by a fresh engine instance, with a plain JSON
     /// fallback should even that fail.
-    fn error(
+    pub fn error(
         &self,
         tenant: Option<String>,
         context: &RequestContext,
@@ -404,7 +321,7 @@ impl App {
     ) -> Outcome {
         let state = RequestState::new(SqlStore::detached(), self.runtime.limits());
         let (result, _) = self.runtime.error_response(state, context, status, detail);
-        let response = result.unwrap_or_else(|e| {
+        let mut response = result.unwrap_or_else(|e| {
             tracing::error!(error = ?e, "engine could not render an error");
             let body = serde_json::json!({
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
@@ -418,6 +335,9 @@ impl App {
                 log: Vec::new(),
             }
         });
+        if log_value(&response.log, "detail").is_none() {
+            response.log.push(("detail".into(), detail.to_string()));
+        }
         Outcome { response, tenant }
     }
 }

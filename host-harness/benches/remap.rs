@@ -1,0 +1,169 @@
+//! Background re-mapping throughput: how fast the worker moves every member
+//! of a renamed (then deleted) group to its new team (then out of it),
+//! measured from the SCIM request until `GET /admin/v1/sync` reports an
+//! empty outbox, against the release `scim-host`.
+//!
+//! Run: `cargo bench -p scim-host --bench remap`
+//! Options (environment): `SCIM_REMAP_USERS` (group size, default 100000),
+//! `SCIM_REMAP_BATCH` (users per background batch, default the server's).
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Loader, TOKEN, data_dir, serve};
+
+const ADMIN: &str = "bench-admin-token";
+
+fn populate(path: &Path, users: usize) {
+    if path.exists() {
+        return;
+    }
+    let started = Instant::now();
+    let mut loader = Loader::new(path);
+    let mut ids = Vec::with_capacity(users);
+    for i in 0..users {
+        let user = json!({"userName": format!("remap{i:07}"), "name": {"givenName": "R", "familyName": format!("F{i}")}});
+        ids.push(
+            loader.call("POST", "/Users", &user)["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        if (i + 1) % 5000 == 0 {
+            loader.commit();
+        }
+    }
+    let group = loader.call("POST", "/Groups", &json!({"displayName": "Remap Old"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // In chunks the engine maps inside the request, so every member holds
+    // the team before the benchmark starts.
+    for chunk in ids.chunks(1000) {
+        let members: Vec<Value> = chunk.iter().map(|id| json!({"value": id})).collect();
+        let op = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "add", "path": "members", "value": members}]});
+        loader.call("PATCH", &format!("/Groups/{group}"), &op);
+        loader.commit();
+    }
+    loader.finish();
+    eprintln!(
+        "populated {users} members in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    let users: usize = std::env::var("SCIM_REMAP_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let db = data_dir().join(format!("remap-{users}.db"));
+    populate(&db, users);
+    let copy = db.with_extension("run.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", copy.display()));
+    }
+    std::fs::copy(&db, &copy).unwrap();
+    let batch = std::env::var("SCIM_REMAP_BATCH").ok();
+    let mut extra = vec!["--admin-token", ADMIN];
+    if let Some(b) = &batch {
+        extra.extend(["--drain-batch", b.as_str()]);
+    }
+    let server = serve(&copy, &extra);
+    let http = reqwest::blocking::Client::new();
+    let scim = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut r = http
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        r.send().unwrap()
+    };
+    let admin_base = server.base.replace("/scim/v2", "/admin/v1");
+    let admin = |path: &str| -> Value {
+        http.get(format!("{admin_base}{path}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let groups: Value = scim(reqwest::Method::GET, "/Groups?attributes=id", None)
+        .json()
+        .unwrap();
+    let group = groups["Resources"][0]["id"].as_str().unwrap().to_string();
+    let members: Value = scim(reqwest::Method::GET, "/Users?count=3&attributes=id", None)
+        .json()
+        .unwrap();
+    let sample: Vec<String> = members["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let teams = |id: &str| -> Vec<String> {
+        admin(&format!("/learners/{id}"))["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let wait = |started: Instant| -> Duration {
+        loop {
+            if admin("/sync")["pending"] == 0 {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    println!(
+        "{users} group members; background batch {}",
+        batch.as_deref().unwrap_or("default")
+    );
+    println!("| change | request ms | until synced s | users/s |");
+    println!("|---|---:|---:|---:|");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "displayName", "value": "Remap New"}]});
+    let started = Instant::now();
+    let r = scim(
+        reqwest::Method::PATCH,
+        &format!("/Groups/{group}"),
+        Some(patch),
+    );
+    assert_eq!(r.status(), 204);
+    let request = started.elapsed();
+    let synced = wait(started);
+    println!(
+        "| rename | {:.1} | {:.2} | {:.0} |",
+        request.as_secs_f64() * 1000.0,
+        synced.as_secs_f64(),
+        users as f64 / synced.as_secs_f64()
+    );
+    for id in &sample {
+        assert_eq!(teams(id), ["Remap New"], "{id}");
+    }
+
+    let started = Instant::now();
+    let r = scim(reqwest::Method::DELETE, &format!("/Groups/{group}"), None);
+    assert_eq!(r.status(), 204);
+    let request = started.elapsed();
+    let synced = wait(started);
+    println!(
+        "| delete | {:.1} | {:.2} | {:.0} |",
+        request.as_secs_f64() * 1000.0,
+        synced.as_secs_f64(),
+        users as f64 / synced.as_secs_f64()
+    );
+    for id in &sample {
+        assert!(teams(id).is_empty(), "{id}");
+    }
+}

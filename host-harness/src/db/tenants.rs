@@ -1,0 +1,232 @@
+//! Tenants and their tokens: a SCIM token for the identity provider and an
+//! admin token for the LMS's administrators, so the identity provider can
+//! neither change mappings nor read the sync log. Only SHA-256 hashes are
+//! stored; the final comparison runs in constant time.
+
+use anyhow::{Context as _, Result, bail};
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A tenant as the host knows it.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub name: String,
+    pub signing_key: Vec<u8>,
+}
+
+/// Which of a tenant's two tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Held by the identity provider: `/scim/v2` only.
+    Scim,
+    /// Held by the LMS's administrators: `/admin/v1` and the CLI.
+    Admin,
+}
+
+impl TokenKind {
+    fn column(self) -> &'static str {
+        match self {
+            TokenKind::Scim => "token_hash",
+            TokenKind::Admin => "admin_token_hash",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Scim => "scim",
+            TokenKind::Admin => "adm",
+        }
+    }
+}
+
+/// A new tenant's tokens, shown once.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewTenant {
+    pub name: String,
+    pub scim_token: String,
+    pub admin_token: String,
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+/// A new random bearer token of a kind (`scim_…` or `adm_…`).
+pub fn new_token(kind: TokenKind) -> String {
+    format!("{}_{}", kind.prefix(), hex::encode(random_bytes::<24>()))
+}
+
+/// The tenant a token of `kind` belongs to.
+pub fn authenticate(conn: &Connection, kind: TokenKind, token: &str) -> Result<Option<Tenant>> {
+    let hash = hash_token(token);
+    let col = kind.column();
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT id, name, signing_key, {col} FROM tenants WHERE {col} = ?1"
+        ))?
+        .query_row([&hash[..]], |r| {
+            Ok((
+                Tenant {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    signing_key: r.get(2)?,
+                },
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.and_then(|(tenant, stored)| bool::from(stored.ct_eq(&hash)).then_some(tenant)))
+}
+
+/// Creates a tenant with new random tokens and the catalogue's `learner`
+/// role.
+pub fn add_tenant(conn: &Connection, name: &str) -> Result<NewTenant> {
+    let scim_token = new_token(TokenKind::Scim);
+    let admin_token = new_token(TokenKind::Admin);
+    conn.execute(
+        "INSERT INTO tenants (name, token_hash, admin_token_hash, signing_key) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            name,
+            &hash_token(&scim_token)[..],
+            &hash_token(&admin_token)[..],
+            &random_bytes::<32>()[..]
+        ],
+    )
+    .with_context(|| format!("creating tenant '{name}' (does it exist already? see `tenant list`)"))?;
+    seed_catalogue(conn, name)?;
+    Ok(NewTenant {
+        name: name.to_string(),
+        scim_token,
+        admin_token,
+    })
+}
+
+fn seed_catalogue(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO catalogue (tenant, kind, name)
+         SELECT id, 'role', 'learner' FROM tenants WHERE name = ?1",
+        [name],
+    )?;
+    Ok(())
+}
+
+/// Makes `token` the tenant's token of `kind`, creating the tenant if needed
+/// (`serve --token` / `--admin-token`).
+pub fn set_tenant_token(conn: &Connection, name: &str, kind: TokenKind, token: &str) -> Result<()> {
+    let col = kind.column();
+    let placeholder = new_token(TokenKind::Scim);
+    conn.execute(
+        "INSERT INTO tenants (name, token_hash, signing_key) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO NOTHING",
+        params![
+            name,
+            &hash_token(&placeholder)[..],
+            &random_bytes::<32>()[..]
+        ],
+    )?;
+    conn.execute(
+        &format!("UPDATE tenants SET {col} = ?2 WHERE name = ?1"),
+        params![name, &hash_token(token)[..]],
+    )
+    .with_context(|| {
+        format!("setting the {col} of tenant '{name}' (is the token another tenant's?)")
+    })?;
+    seed_catalogue(conn, name)?;
+    Ok(())
+}
+
+/// Replaces a tenant's token of `kind` with a new random one; returns it.
+pub fn rotate_token(conn: &Connection, name: &str, kind: TokenKind) -> Result<String> {
+    let token = new_token(kind);
+    let n = conn.execute(
+        &format!("UPDATE tenants SET {} = ?2 WHERE name = ?1", kind.column()),
+        params![name, &hash_token(&token)[..]],
+    )?;
+    if n == 0 {
+        bail!("no tenant named '{name}'; see `scim-host tenant list`");
+    }
+    Ok(token)
+}
+
+/// Deletes a tenant and everything stored for it, in one transaction.
+pub fn remove_tenant(conn: &mut Connection, name: &str) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let id: Option<i64> = tx
+        .query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(id) = id else {
+        bail!("no tenant named '{name}'; see `scim-host tenant list`");
+    };
+    tx.execute(
+        "DELETE FROM members WHERE group_seq IN (SELECT seq FROM documents WHERE tenant = ?1)
+            OR member_seq IN (SELECT seq FROM documents WHERE tenant = ?1)",
+        [id],
+    )?;
+    for table in [
+        "terms",
+        "documents",
+        "kind_counts",
+        "term_stats",
+        "learners",
+        "catalogue",
+        "assignments",
+        "outbox",
+        "events",
+    ] {
+        tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [id])?;
+    }
+    tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// What `DELETE /Users/{id}` does to the learner: `suspend` or `remove`.
+pub fn set_on_delete(conn: &Connection, name: &str, on_delete: &str) -> Result<()> {
+    if !matches!(on_delete, "suspend" | "remove") {
+        bail!("--on-delete must be 'suspend' or 'remove'");
+    }
+    let n = conn.execute(
+        "UPDATE tenants SET on_delete = ?2 WHERE name = ?1",
+        params![name, on_delete],
+    )?;
+    if n == 0 {
+        bail!("no tenant named '{name}'; see `scim-host tenant list`");
+    }
+    Ok(())
+}
+
+/// The tenant's `on_delete` policy.
+pub fn on_delete(conn: &Connection, tenant: i64) -> rusqlite::Result<String> {
+    conn.prepare_cached("SELECT on_delete FROM tenants WHERE id = ?1")?
+        .query_row([tenant], |r| r.get(0))
+}
+
+/// The id of the tenant called `name`.
+pub fn tenant_id(conn: &Connection, name: &str) -> Result<i64> {
+    conn.query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .with_context(|| format!("no tenant named '{name}'; see `scim-host tenant list`"))
+}
+
+/// Names of all tenants.
+pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY id")?;
+    let names = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}

@@ -1,0 +1,184 @@
+//! The sync log: what each request and background batch did to SCIM
+//! resources and learners, per tenant, with bounded retention.
+
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+/// One event before the host stamps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub resource_name: Option<String>,
+    /// `success`, `failure` or `skipped`.
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    /// Attribute name, old and new value, each as JSON text.
+    pub changes: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// What every event of one request or batch shares.
+#[derive(Debug, Clone, Default)]
+pub struct Stamp {
+    pub request_id: String,
+    pub change_id: String,
+    pub duration_us: u64,
+}
+
+/// A UTC time as stored: fixed width, so text order is time order, and
+/// readable by SQLite's date functions.
+pub fn timestamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Now, as stored.
+pub fn now() -> String {
+    timestamp(time::OffsetDateTime::now_utc())
+}
+
+/// Stores events (inside the caller's transaction).
+pub fn insert(
+    conn: &Connection,
+    tenant: i64,
+    stamp: &Stamp,
+    rows: &[EventRow],
+) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let at = now();
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (tenant, at, request_id, change_id, action, resource_type, resource_id,
+            resource_name, status, reason, detail, changes, duration_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for r in rows {
+        let changes: Vec<Value> = r
+            .changes
+            .iter()
+            .map(|(name, old, new)| json!({"name": name, "old": old, "new": new}))
+            .collect();
+        stmt.execute(params![
+            tenant,
+            at,
+            stamp.request_id,
+            stamp.change_id,
+            r.action,
+            r.resource_type,
+            r.resource_id,
+            r.resource_name,
+            r.status,
+            r.reason,
+            r.detail,
+            Value::Array(changes).to_string(),
+            stamp.duration_us as i64,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only events at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Only failures.
+    pub failed: bool,
+    /// Only events about this resource id or name.
+    pub user: Option<String>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+/// Events of a tenant, newest first, as the admin API and CLI print them.
+pub fn list(conn: &Connection, tenant: i64, q: &Query) -> rusqlite::Result<Vec<Value>> {
+    let mut sql = String::from(
+        "SELECT id, at, request_id, change_id, action, resource_type, resource_id, resource_name,
+            status, reason, detail, changes, duration_us
+         FROM events WHERE tenant = ?1",
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![tenant.into()];
+    if let Some(since) = &q.since {
+        args.push(since.clone().into());
+        sql.push_str(&format!(" AND at >= ?{}", args.len()));
+    }
+    if q.failed {
+        sql.push_str(" AND status = 'failure'");
+    }
+    if let Some(user) = &q.user {
+        args.push(user.clone().into());
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (resource_id = ?{n} OR resource_name = ?{n})"
+        ));
+    }
+    args.push(i64::from(q.limit.clamp(1, 10_000)).into());
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        let changes: String = r.get(11)?;
+        let changes: Value = serde_json::from_str(&changes).unwrap_or(Value::Array(Vec::new()));
+        // Old and new values are JSON text; show them as JSON.
+        let changes: Vec<Value> = changes
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let parse = |v: &Value| {
+                    v.as_str()
+                        .map(|s| serde_json::from_str(s).unwrap_or(Value::String(s.to_string())))
+                        .unwrap_or(Value::Null)
+                };
+                json!({"name": c["name"], "old": parse(&c["old"]), "new": parse(&c["new"])})
+            })
+            .collect();
+        Ok(json!({
+            "id": r.get::<_, i64>(0)?,
+            "time": r.get::<_, String>(1)?,
+            "requestId": r.get::<_, String>(2)?,
+            "changeId": r.get::<_, String>(3)?,
+            "action": r.get::<_, String>(4)?,
+            "resourceType": r.get::<_, String>(5)?,
+            "resourceId": r.get::<_, String>(6)?,
+            "resourceName": r.get::<_, Option<String>>(7)?,
+            "status": r.get::<_, String>(8)?,
+            "reason": r.get::<_, Option<String>>(9)?,
+            "detail": r.get::<_, Option<String>>(10)?,
+            "changes": changes,
+            "durationMs": r.get::<_, i64>(12)? as f64 / 1000.0,
+        }))
+    })?;
+    rows.collect()
+}
+
+/// Deletes events older than `days`; returns how many.
+pub fn purge(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
+    let cutoff = timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days)));
+    conn.execute("DELETE FROM events WHERE at < ?1", [cutoff])
+}
+
+/// Checks a `since` time (RFC 3339, or a date) and returns it in the form
+/// stored times compare with.
+pub fn normalize_since(s: &str) -> Result<String, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    let t = time::OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339))
+        .map_err(|_| {
+            format!("'since' must be an RFC 3339 time such as 2026-11-29T08:00:00Z, not '{s}'")
+        })?;
+    Ok(timestamp(t))
+}

@@ -1,0 +1,257 @@
+//! The admin API under `/admin/v1`: what an LMS administrator (or the
+//! CLI) does with the tenant's admin token. The identity provider's SCIM
+//! token opens nothing here, and each admin token sees its own tenant only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde_json::{Value, json};
+
+use crate::app::{App, bearer};
+use crate::db::{self, Conn, Tenant, TokenKind};
+use crate::events::{self, Stamp};
+use crate::lms::admin::{AdminError, grant_manual, learner_json, revoke_manual};
+use crate::lms::{self, kind_of};
+
+/// The admin routes, relative to `/admin/v1`.
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/learners/{id}", get(get_learner))
+        .route("/learners/{id}/{kind}", axum::routing::post(post_grant))
+        .route("/learners/{id}/{kind}/{name}", delete(delete_grant))
+        .route("/events", get(get_events))
+        .route("/sync", get(get_sync))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "No admin endpoint here; see the README's admin API section",
+            )
+        })
+}
+
+/// A refused admin request: its status and a detail for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(json!({"status": self.status.as_u16(), "detail": self.detail})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer realm=\"admin\""),
+            );
+        }
+        r
+    }
+}
+
+fn error(status: StatusCode, detail: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        detail: detail.into(),
+    }
+}
+
+type Reply = Result<Response, ApiError>;
+
+/// The tenant whose admin token the request carries, and a connection.
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), ApiError> {
+    let header = headers.get("authorization").and_then(|h| h.to_str().ok());
+    let Some(token) = bearer(header) else {
+        return Err(unauthorized(
+            "Authentication required: send 'Authorization: Bearer <admin token>'",
+        ));
+    };
+    let conn = app.pool.get().map_err(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later",
+        )
+    })?;
+    match db::authenticate(&conn, TokenKind::Admin, token) {
+        Ok(Some(t)) => Ok((t, conn)),
+        Ok(None) => Err(unauthorized(
+            "The token is not an admin token (the identity provider's SCIM token does not open the admin API); \
+             see `scim-host tenant rotate-token --admin`",
+        )),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later",
+        )),
+    }
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    error(StatusCode::UNAUTHORIZED, detail)
+}
+
+fn db_error(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "admin API database error");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The database is unavailable; retry later",
+    )
+}
+
+async fn get_learner(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    match lms::learner(&conn, tenant.id, &id).map_err(db_error)? {
+        Some(l) => Ok(Json(learner_json(&l)).into_response()),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            format!("No learner with SCIM id '{id}' in this tenant"),
+        )),
+    }
+}
+
+/// `roles`, `teams`, `learningPaths` in a URL.
+fn kind_segment(s: &str) -> Option<crate::bindings::lms::scim::lms::GrantKind> {
+    match s {
+        "roles" => kind_of("role"),
+        "teams" => kind_of("team"),
+        "learningPaths" => kind_of("learningPath"),
+        _ => None,
+    }
+}
+
+fn admin_error(e: AdminError) -> ApiError {
+    let status = match &e {
+        AdminError::NoLearner(_) | AdminError::NoManualGrant(..) => StatusCode::NOT_FOUND,
+        AdminError::NotInCatalogue(..) | AdminError::NoName => StatusCode::BAD_REQUEST,
+        AdminError::Db(e) => return db_error(e),
+    };
+    error(status, e.to_string())
+}
+
+fn stamp() -> Stamp {
+    let id = format!("{:016x}", rand::random::<u64>());
+    Stamp {
+        request_id: id.clone(),
+        change_id: id,
+        duration_us: 0,
+    }
+}
+
+/// Runs `f` in a write transaction, queued behind SCIM writers.
+async fn write<T>(
+    app: &App,
+    conn: &mut Conn,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, AdminError>,
+) -> Result<T, ApiError> {
+    let _turn = app.writers.lock().await;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db_error)?;
+    let out = f(&tx).map_err(admin_error)?;
+    tx.commit().map_err(db_error)?;
+    Ok(out)
+}
+
+async fn post_grant(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, kind)): Path<(String, String)>,
+    body: Option<Json<Value>>,
+) -> Reply {
+    let (tenant, mut conn) = authenticate(&app, &headers)?;
+    let kind = kind_segment(&kind).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "Grant under /roles, /teams or /learningPaths",
+        )
+    })?;
+    let name = body
+        .as_ref()
+        .and_then(|b| b.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| admin_error(AdminError::NoName))?;
+    let stamp = stamp();
+    let learner = write(&app, &mut conn, |c| {
+        grant_manual(c, tenant.id, &id, kind, &name, &stamp)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(learner)).into_response())
+}
+
+async fn delete_grant(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, kind, name)): Path<(String, String, String)>,
+) -> Reply {
+    let (tenant, mut conn) = authenticate(&app, &headers)?;
+    let kind = kind_segment(&kind).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "Revoke under /roles, /teams or /learningPaths",
+        )
+    })?;
+    let stamp = stamp();
+    write(&app, &mut conn, |c| {
+        revoke_manual(c, tenant.id, &id, kind, &name, &stamp)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let query = events_query(&params).map_err(|d| error(StatusCode::BAD_REQUEST, d))?;
+    let list = events::list(&conn, tenant.id, &query).map_err(db_error)?;
+    Ok(Json(json!({"events": list})).into_response())
+}
+
+/// Reads `since`, `failed`, `user` and `limit`.
+pub fn events_query(params: &HashMap<String, String>) -> Result<events::Query, String> {
+    let since = match params.get("since") {
+        None => None,
+        Some(s) => Some(events::normalize_since(s)?),
+    };
+    let failed = match params.get("failed").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(format!("'failed' must be true or false, not '{other}'")),
+    };
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=10_000).contains(l))
+            .ok_or_else(|| format!("'limit' must be a number from 1 to 10000, not '{l}'"))?,
+    };
+    Ok(events::Query {
+        since,
+        failed,
+        user: params.get("user").cloned(),
+        limit,
+    })
+}
+
+async fn get_sync(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let status = crate::outbox::status(&conn, Some(tenant.id)).map_err(db_error)?;
+    Ok(Json(status).into_response())
+}

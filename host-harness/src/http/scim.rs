@@ -1,0 +1,164 @@
+//! SCIM over HTTP: body limits, the request's context, and the hand-off to
+//! [`App::execute`] (authentication, one transaction, the engine).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::app::{App, Incoming, is_read_only, log_value};
+use crate::bindings::lms::scim::types::{HttpResponse, RequestContext};
+
+/// Where SCIM is served.
+pub const BASE_PATH: &str = "/scim/v2";
+
+/// Any request under the SCIM base: hands it to the engine.
+pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let started = Instant::now();
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_string();
+    let full_path = parts.uri.path().to_string();
+
+    let path = match full_path.strip_prefix(BASE_PATH) {
+        Some("") => "/".to_string(),
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => String::new(),
+    };
+    let headers = header_list(&parts.headers);
+    let base_url = app.public_url.clone().unwrap_or_else(|| {
+        let host = parts
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}{BASE_PATH}")
+    });
+    let context = RequestContext {
+        tenant: String::new(),
+        base_url,
+        request_id: request_id.clone(),
+        subject: None,
+        max_payload_bytes: app.max_body_bytes as u64,
+        signing_key: Vec::new(),
+    };
+    let authorization = parts
+        .headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+
+    let declared = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = (
+        413,
+        format!(
+            "The request body is larger than the limit of {} bytes",
+            app.max_body_bytes
+        ),
+    );
+    let (body, reject) = if declared.is_some_and(|n| n > app.max_body_bytes) {
+        (Vec::new(), Some(too_large))
+    } else {
+        match Limited::new(body, app.max_body_bytes).collect().await {
+            Ok(b) => (b.to_bytes().to_vec(), None),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                (Vec::new(), Some(too_large))
+            }
+            Err(e) => (
+                Vec::new(),
+                Some((400, format!("Could not read the request body: {e}"))),
+            ),
+        }
+    };
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let mut incoming = Incoming {
+        method: method.clone(),
+        path: path.clone(),
+        query,
+        headers,
+        body,
+        context,
+        authorization,
+        reject,
+        started,
+    };
+
+    if path.is_empty() {
+        incoming.reject = Some((404, format!("Not found: SCIM is served under {BASE_PATH}")));
+    }
+    let Ok(_permit) = app.permits.clone().acquire_owned().await else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
+    // Held until the transaction has committed or rolled back.
+    let _write_turn = if is_read_only(&method) {
+        None
+    } else {
+        Some(app.writers.lock().await)
+    };
+    // The engine runs right here on the runtime's worker thread: a request
+    // is CPU work bounded by the engine's deadline, and handing it to a
+    // blocking pool would cost two thread switches per request (`--workers`
+    // sets how many requests run at once).
+    let outcome = app.execute(incoming);
+    app.metrics.request(
+        outcome.tenant.as_deref().unwrap_or("-"),
+        &method,
+        log_value(&outcome.response.log, "resource").unwrap_or("-"),
+        outcome.response.status,
+        started.elapsed().as_secs_f64(),
+    );
+    let engine_log: Vec<String> = outcome
+        .response
+        .log
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    tracing::info!(
+        method,
+        path = full_path,
+        status = outcome.response.status,
+        duration_us = started.elapsed().as_micros() as u64,
+        tenant = outcome.tenant.as_deref().unwrap_or("-"),
+        request_id,
+        engine = engine_log.join(" "),
+        "request"
+    );
+    to_http(outcome.response, &request_id)
+}
+
+fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = Response::new(Body::from(text));
+    *r.status_mut() = status;
+    r
+}
+
+fn to_http(resp: HttpResponse, request_id: &str) -> Response {
+    let mut out = Response::new(Body::from(resp.body));
+    *out.status_mut() =
+        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    for (name, value) in resp.headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(n, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    out
+}

@@ -1,0 +1,102 @@
+//! The WIT `lms` interface over the reference LMS (`crate::lms`).
+
+use crate::bindings::lms::scim::lms::{
+    Change, Grant, GrantKind, Host, LearnerState, LmsError, OnDelete, TenantPolicy,
+};
+
+use super::SqlStore;
+use crate::bindings::lms::scim::lms::Effect;
+
+/// An effect's name, for metrics.
+fn effect_name(e: &Effect) -> &'static str {
+    match e {
+        Effect::Upsert(_) => "upsert",
+        Effect::Suspend => "suspend",
+        Effect::Reactivate => "reactivate",
+        Effect::Remove => "remove",
+        Effect::SetRole(_) => "set-role",
+        Effect::ClearRole(_) => "clear-role",
+        Effect::JoinTeam(_) => "join-team",
+        Effect::LeaveTeam(_) => "leave-team",
+        Effect::AssignPath(_) => "assign-path",
+        Effect::UnassignPath(_) => "unassign-path",
+    }
+}
+
+type R<T> = Result<T, LmsError>;
+
+fn unavailable(e: rusqlite::Error) -> LmsError {
+    LmsError::Unavailable(e.to_string())
+}
+
+impl SqlStore {
+    fn lms_conn(&self) -> R<&rusqlite::Connection> {
+        self.conn_ref()
+            .ok_or_else(|| LmsError::Unavailable("no database in this context".into()))
+    }
+}
+
+impl Host for SqlStore {
+    fn learners(&mut self, ids: Vec<String>) -> R<Vec<LearnerState>> {
+        let (conn, tenant) = (self.lms_conn()?, self.tenant());
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(l) = crate::lms::learner(conn, tenant, id).map_err(unavailable)? {
+                out.push(LearnerState {
+                    scim_id: l.scim_id,
+                    status: l.status,
+                    grants: l
+                        .grants
+                        .into_iter()
+                        .map(|(kind, name, source)| Grant { kind, name, source })
+                        .collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply(&mut self, changes: Vec<Change>) -> R<()> {
+        let (conn, tenant) = (self.lms_conn()?, self.tenant());
+        let mut rows = Vec::new();
+        for c in &changes {
+            if let Some(row) = crate::lms::apply(conn, tenant, c).map_err(unavailable)? {
+                rows.push(row);
+            }
+        }
+        for row in rows {
+            self.journal.learner_event(row);
+        }
+        for e in changes.iter().flat_map(|c| &c.effects) {
+            *self.journal.effects.entry(effect_name(e)).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    fn known(&mut self, kind: GrantKind, names: Vec<String>) -> R<Vec<String>> {
+        crate::lms::known(self.lms_conn()?, self.tenant(), kind, &names).map_err(unavailable)
+    }
+
+    fn policy(&mut self) -> R<TenantPolicy> {
+        let on_delete =
+            crate::db::on_delete(self.lms_conn()?, self.tenant()).map_err(unavailable)?;
+        Ok(TenantPolicy {
+            on_delete: if on_delete == "remove" {
+                OnDelete::Remove
+            } else {
+                OnDelete::Suspend
+            },
+        })
+    }
+
+    fn holders(&mut self, via: String, after: Option<String>, limit: u32) -> R<Vec<String>> {
+        crate::lms::holders(
+            self.lms_conn()?,
+            self.tenant(),
+            &via,
+            after.as_deref(),
+            limit.min(10_000),
+        )
+        .map_err(unavailable)
+    }
+}

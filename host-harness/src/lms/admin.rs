@@ -1,0 +1,138 @@
+//! What an administrator does to the reference LMS by hand: read a learner
+//! with the sources of everything it holds, and grant or revoke items with
+//! the source `manual`, which mapping never removes.
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use super::{Learner, grant, kind_name, learner, revoke, status_name};
+use crate::bindings::lms::scim::lms::{GrantKind, Item};
+use crate::events::{self, EventRow, Stamp};
+
+/// The source of grants made by hand.
+pub const MANUAL: &str = "manual";
+
+/// A learner as the admin API shows it.
+pub fn learner_json(l: &Learner) -> Value {
+    let items = |kind: GrantKind| {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for (k, name, source) in &l.grants {
+            if *k != kind {
+                continue;
+            }
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sources)) => sources.push(source.clone()),
+                None => out.push((name.clone(), vec![source.clone()])),
+            }
+        }
+        out.into_iter()
+            .map(|(name, sources)| json!({"name": name, "sources": sources}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "id": l.scim_id,
+        "userName": l.user_name,
+        "status": status_name(l.status),
+        "roles": items(GrantKind::Role),
+        "teams": items(GrantKind::Team),
+        "learningPaths": items(GrantKind::LearningPath),
+    })
+}
+
+/// Why a manual change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no learner with SCIM id '{0}' in this tenant")]
+    NoLearner(String),
+    #[error("the {0} '{1}' is not in the LMS catalogue")]
+    NotInCatalogue(&'static str, String),
+    #[error(
+        "the learner holds no manual {0} '{1}' (grants from mapping are changed by the identity provider)"
+    )]
+    NoManualGrant(&'static str, String),
+    #[error("a name is required: send {{\"name\": \"...\"}}")]
+    NoName,
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Grants an item by hand; answers the learner afterwards.
+pub fn grant_manual(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+    kind: GrantKind,
+    name: &str,
+    stamp: &Stamp,
+) -> Result<Value, AdminError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AdminError::NoName);
+    }
+    let l = learner(conn, tenant, id)?.ok_or_else(|| AdminError::NoLearner(id.into()))?;
+    if kind != GrantKind::Team && super::known(conn, tenant, kind, &[name.to_string()])?.is_empty()
+    {
+        return Err(AdminError::NotInCatalogue(kind_name(kind), name.into()));
+    }
+    let mut changes = Vec::new();
+    let item = Item {
+        name: name.into(),
+        source: MANUAL.into(),
+    };
+    grant(conn, tenant, id, kind, &item, &mut changes)?;
+    record(conn, tenant, &l, "grant", changes, stamp)?;
+    Ok(learner_json(
+        &learner(conn, tenant, id)?.expect("read above"),
+    ))
+}
+
+/// Revokes a manual grant.
+pub fn revoke_manual(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+    kind: GrantKind,
+    name: &str,
+    stamp: &Stamp,
+) -> Result<(), AdminError> {
+    let l = learner(conn, tenant, id)?.ok_or_else(|| AdminError::NoLearner(id.into()))?;
+    let mut changes = Vec::new();
+    let item = Item {
+        name: name.into(),
+        source: MANUAL.into(),
+    };
+    revoke(conn, tenant, id, kind, &item, &mut changes)?;
+    if changes.is_empty() {
+        return Err(AdminError::NoManualGrant(kind_name(kind), name.into()));
+    }
+    record(conn, tenant, &l, "revoke", changes, stamp)?;
+    Ok(())
+}
+
+fn record(
+    conn: &Connection,
+    tenant: i64,
+    l: &Learner,
+    action: &str,
+    changes: Vec<(String, Option<String>, Option<String>)>,
+    stamp: &Stamp,
+) -> rusqlite::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    events::insert(
+        conn,
+        tenant,
+        stamp,
+        &[EventRow {
+            action: action.into(),
+            resource_type: "Learner".into(),
+            resource_id: l.scim_id.clone(),
+            resource_name: Some(l.user_name.clone()),
+            status: "success",
+            reason: None,
+            detail: Some("by an administrator".into()),
+            changes,
+        }],
+    )
+}

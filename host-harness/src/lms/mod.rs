@@ -1,0 +1,408 @@
+//! The reference LMS: learners, the catalogue of roles, teams and learning
+//! paths, and assignments with their source, in the host's SQLite database.
+//! The engine decides what each learner should hold; this module stores it.
+//! A vendor replaces it with their own LMS behind the WIT `lms` interface.
+
+pub mod admin;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use crate::bindings::lms::scim::lms::{Change, Effect, GrantKind, Item, LearnerStatus, Profile};
+use crate::events::EventRow;
+
+/// A kind as stored and shown (`role`, `team`, `learningPath`).
+pub fn kind_name(kind: GrantKind) -> &'static str {
+    match kind {
+        GrantKind::Role => "role",
+        GrantKind::Team => "team",
+        GrantKind::LearningPath => "learningPath",
+    }
+}
+
+pub fn kind_of(name: &str) -> Option<GrantKind> {
+    match name {
+        "role" => Some(GrantKind::Role),
+        "team" => Some(GrantKind::Team),
+        "learningPath" => Some(GrantKind::LearningPath),
+        _ => None,
+    }
+}
+
+pub fn status_name(s: LearnerStatus) -> &'static str {
+    match s {
+        LearnerStatus::Active => "active",
+        LearnerStatus::Suspended => "suspended",
+        LearnerStatus::Removed => "removed",
+    }
+}
+
+fn status_of(s: &str) -> LearnerStatus {
+    match s {
+        "active" => LearnerStatus::Active,
+        "removed" => LearnerStatus::Removed,
+        _ => LearnerStatus::Suspended,
+    }
+}
+
+/// The group or attribute part of a source (`rule@via`); the whole source
+/// when it has none (`manual`).
+pub fn via(source: &str) -> &str {
+    source.split_once('@').map_or(source, |(_, v)| v)
+}
+
+use crate::events::now;
+
+/// A learner's status and assignments.
+pub struct Learner {
+    pub scim_id: String,
+    pub user_name: String,
+    pub status: LearnerStatus,
+    /// Kind, name, source.
+    pub grants: Vec<(GrantKind, String, String)>,
+}
+
+/// Reads a learner.
+pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Option<Learner>> {
+    let head = conn
+        .prepare_cached(
+            "SELECT user_name, status FROM learners WHERE tenant = ?1 AND scim_id = ?2",
+        )?
+        .query_row(params![tenant, id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    let Some((user_name, status)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, name, source FROM assignments WHERE tenant = ?1 AND scim_id = ?2
+         ORDER BY kind, name, source",
+    )?;
+    let grants = stmt
+        .query_map(params![tenant, id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .filter_map(|r| match r {
+            Ok((k, n, s)) => kind_of(&k).map(|k| Ok((k, n, s))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(Learner {
+        scim_id: id.to_string(),
+        user_name,
+        status: status_of(&status),
+        grants,
+    }))
+}
+
+/// The profile columns, in `Profile` order.
+const PROFILE: [&str; 8] = [
+    "display_name",
+    "given_name",
+    "family_name",
+    "email",
+    "locale",
+    "title",
+    "department",
+    "manager",
+];
+
+fn profile_values(p: &Profile) -> [Option<String>; 8] {
+    [
+        p.display_name.clone(),
+        p.given_name.clone(),
+        p.family_name.clone(),
+        p.email.clone(),
+        p.locale.clone(),
+        p.title.clone(),
+        p.department.clone(),
+        p.manager.clone(),
+    ]
+}
+
+fn json_text(s: &Option<String>) -> Option<String> {
+    s.as_ref()
+        .map(|s| serde_json::Value::String(s.clone()).to_string())
+}
+
+/// Applies one learner's effects, in order, idempotently; returns the event
+/// describing what actually changed (none when nothing did).
+pub fn apply(
+    conn: &Connection,
+    tenant: i64,
+    change: &Change,
+) -> rusqlite::Result<Option<EventRow>> {
+    let r = &change.learner;
+    let id = r.scim_id.as_str();
+    let mut changes = Vec::new();
+    let mut action: Option<&'static str> = None;
+    let mut status: Option<String> = conn
+        .prepare_cached("SELECT status FROM learners WHERE tenant = ?1 AND scim_id = ?2")?
+        .query_row(params![tenant, id], |row| row.get(0))
+        .optional()?;
+    for effect in &change.effects {
+        match effect {
+            Effect::Upsert(p) => {
+                let new = profile_values(p);
+                if status.is_none() {
+                    conn.prepare_cached(
+                        "INSERT INTO learners (tenant, scim_id, user_name, external_id, status,
+                            display_name, given_name, family_name, email, locale, title, department,
+                            manager, updated)
+                         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    )?
+                    .execute(params![
+                        tenant,
+                        id,
+                        r.user_name,
+                        r.external_id,
+                        new[0],
+                        new[1],
+                        new[2],
+                        new[3],
+                        new[4],
+                        new[5],
+                        new[6],
+                        new[7],
+                        now()
+                    ])?;
+                    status = Some("active".into());
+                    action = Some("create");
+                    for (col, v) in PROFILE.iter().zip(&new) {
+                        if v.is_some() {
+                            changes.push((col.to_string(), None, json_text(v)));
+                        }
+                    }
+                    continue;
+                }
+                let old: [Option<String>; 8] = conn
+                    .prepare_cached(
+                        "SELECT display_name, given_name, family_name, email, locale, title,
+                            department, manager FROM learners WHERE tenant = ?1 AND scim_id = ?2",
+                    )?
+                    .query_row(params![tenant, id], |row| {
+                        Ok([
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                            row.get(6)?,
+                            row.get(7)?,
+                        ])
+                    })?;
+                let mut differs = false;
+                for ((col, o), n) in PROFILE.iter().zip(&old).zip(&new) {
+                    if o != n {
+                        differs = true;
+                        changes.push((col.to_string(), json_text(o), json_text(n)));
+                    }
+                }
+                // The ids may change too (a userName rename).
+                conn.prepare_cached(
+                    "UPDATE learners SET user_name = ?3, external_id = ?4, display_name = ?5,
+                        given_name = ?6, family_name = ?7, email = ?8, locale = ?9, title = ?10,
+                        department = ?11, manager = ?12, updated = ?13
+                     WHERE tenant = ?1 AND scim_id = ?2
+                       AND (user_name IS NOT ?3 OR external_id IS NOT ?4 OR ?14)",
+                )?
+                .execute(params![
+                    tenant,
+                    id,
+                    r.user_name,
+                    r.external_id,
+                    new[0],
+                    new[1],
+                    new[2],
+                    new[3],
+                    new[4],
+                    new[5],
+                    new[6],
+                    new[7],
+                    now(),
+                    differs
+                ])?;
+            }
+            Effect::Suspend | Effect::Reactivate => {
+                let (to, what) = if matches!(effect, Effect::Suspend) {
+                    ("suspended", "suspend")
+                } else {
+                    ("active", "reactivate")
+                };
+                if status.as_deref().is_some_and(|s| s != to) {
+                    set_status(conn, tenant, id, to)?;
+                    changes.push((
+                        "status".into(),
+                        json_text(&status),
+                        json_text(&Some(to.into())),
+                    ));
+                    status = Some(to.into());
+                    action = Some(what);
+                }
+            }
+            Effect::Remove => {
+                if status.as_deref().is_some_and(|s| s != "removed") {
+                    conn.prepare_cached(
+                        "UPDATE learners SET status = 'removed', user_name = '', external_id = NULL,
+                            display_name = NULL, given_name = NULL, family_name = NULL, email = NULL,
+                            locale = NULL, title = NULL, department = NULL, manager = NULL, updated = ?3
+                         WHERE tenant = ?1 AND scim_id = ?2",
+                    )?
+                    .execute(params![tenant, id, now()])?;
+                    conn.prepare_cached(
+                        "DELETE FROM assignments WHERE tenant = ?1 AND scim_id = ?2",
+                    )?
+                    .execute(params![tenant, id])?;
+                    changes.push((
+                        "status".into(),
+                        json_text(&status),
+                        json_text(&Some("removed".into())),
+                    ));
+                    status = Some("removed".into());
+                    action = Some("remove");
+                }
+            }
+            Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, &mut changes)?,
+            Effect::JoinTeam(i) => grant(conn, tenant, id, GrantKind::Team, i, &mut changes)?,
+            Effect::AssignPath(i) => {
+                grant(conn, tenant, id, GrantKind::LearningPath, i, &mut changes)?
+            }
+            Effect::ClearRole(i) => revoke(conn, tenant, id, GrantKind::Role, i, &mut changes)?,
+            Effect::LeaveTeam(i) => revoke(conn, tenant, id, GrantKind::Team, i, &mut changes)?,
+            Effect::UnassignPath(i) => {
+                revoke(conn, tenant, id, GrantKind::LearningPath, i, &mut changes)?
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(EventRow {
+        action: action.unwrap_or("update").into(),
+        resource_type: "Learner".into(),
+        resource_id: id.to_string(),
+        resource_name: Some(r.user_name.clone()).filter(|n| !n.is_empty()),
+        status: "success",
+        reason: None,
+        detail: None,
+        changes,
+    }))
+}
+
+fn set_status(conn: &Connection, tenant: i64, id: &str, to: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE learners SET status = ?3, updated = ?4 WHERE tenant = ?1 AND scim_id = ?2",
+    )?
+    .execute(params![tenant, id, to, now()])?;
+    Ok(())
+}
+
+type Changes = Vec<(String, Option<String>, Option<String>)>;
+
+fn item_json(i: &Item) -> Option<String> {
+    Some(json!({"name": i.name, "source": i.source}).to_string())
+}
+
+/// Adds an assignment (a team is created on demand); a no-op when held.
+pub fn grant(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+    kind: GrantKind,
+    i: &Item,
+    changes: &mut Changes,
+) -> rusqlite::Result<()> {
+    let exists: bool = conn
+        .prepare_cached("SELECT 1 FROM learners WHERE tenant = ?1 AND scim_id = ?2")?
+        .exists(params![tenant, id])?;
+    if !exists {
+        return Ok(());
+    }
+    if kind == GrantKind::Team {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO catalogue (tenant, kind, name) VALUES (?1, 'team', ?2)",
+        )?
+        .execute(params![tenant, i.name])?;
+    }
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO assignments (tenant, scim_id, kind, name, source, via, granted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            tenant,
+            id,
+            kind_name(kind),
+            i.name,
+            i.source,
+            via(&i.source),
+            now()
+        ])?;
+    if n > 0 {
+        changes.push((kind_name(kind).into(), None, item_json(i)));
+    }
+    Ok(())
+}
+
+/// Removes one source's assignment; a no-op when not held.
+pub fn revoke(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+    kind: GrantKind,
+    i: &Item,
+    changes: &mut Changes,
+) -> rusqlite::Result<()> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM assignments WHERE tenant = ?1 AND scim_id = ?2 AND kind = ?3 AND name = ?4
+               AND source = ?5",
+        )?
+        .execute(params![tenant, id, kind_name(kind), i.name, i.source])?;
+    if n > 0 {
+        changes.push((kind_name(kind).into(), item_json(i), None));
+    }
+    Ok(())
+}
+
+/// Which names exist in the catalogue as items of `kind`.
+pub fn known(
+    conn: &Connection,
+    tenant: i64,
+    kind: GrantKind,
+    names: &[String],
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT 1 FROM catalogue WHERE tenant = ?1 AND kind = ?2 AND name = ?3")?;
+    let mut out = Vec::new();
+    for n in names {
+        if stmt.exists(params![tenant, kind_name(kind), n])? {
+            out.push(n.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Learners holding a grant whose `via` is `via`, in id order.
+pub fn holders(
+    conn: &Connection,
+    tenant: i64,
+    via: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT scim_id FROM assignments WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3
+         ORDER BY scim_id LIMIT ?4",
+    )?;
+    stmt.query_map(params![tenant, via, after.unwrap_or(""), limit], |r| {
+        r.get(0)
+    })?
+    .collect()
+}

@@ -1,0 +1,180 @@
+//! The outbox: background re-mapping tasks the engine queued inside a
+//! request's transaction, drained in order by the worker (`worker`).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::bindings::lms::scim::outbox::{Task, Work};
+
+/// Attempts after which a failing task stops being retried (it stays in
+/// the outbox, visible in `sync status`, until an operator removes it).
+pub const MAX_ATTEMPTS: i64 = 10;
+
+use crate::events::now;
+
+fn work_json(w: &Work) -> String {
+    match w {
+        Work::Source(s) => json!({"source": s}),
+        Work::Users(u) => json!({"users": u}),
+    }
+    .to_string()
+}
+
+fn work_of(text: &str) -> Option<Work> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    if let Some(s) = v.get("source").and_then(Value::as_str) {
+        return Some(Work::Source(s.to_string()));
+    }
+    let users = v.get("users")?.as_array()?;
+    Some(Work::Users(
+        users
+            .iter()
+            .filter_map(|u| u.as_str().map(str::to_string))
+            .collect(),
+    ))
+}
+
+/// Queues a task (inside the caller's transaction).
+pub fn enqueue(
+    conn: &Connection,
+    tenant: i64,
+    change_id: &str,
+    task: &Task,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (tenant, change_id, task, cursor, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        tenant,
+        change_id,
+        work_json(&task.work),
+        task.cursor,
+        now()
+    ])?;
+    Ok(())
+}
+
+/// A task taken from the outbox.
+pub struct Queued {
+    pub id: i64,
+    pub tenant: i64,
+    pub tenant_name: String,
+    pub signing_key: Vec<u8>,
+    pub change_id: String,
+    pub task: Task,
+}
+
+/// The oldest task that may still be tried.
+pub fn next(conn: &Connection) -> rusqlite::Result<Option<Queued>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT o.id, o.tenant, t.name, t.signing_key, o.change_id, o.task, o.cursor
+             FROM outbox o JOIN tenants t ON t.id = o.tenant
+             WHERE o.attempts < ?1 ORDER BY o.id LIMIT 1",
+        )?
+        .query_row([MAX_ATTEMPTS], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(
+        |(id, tenant, tenant_name, signing_key, change_id, work, cursor)| {
+            let work = work_of(&work).unwrap_or(Work::Users(Vec::new()));
+            Queued {
+                id,
+                tenant,
+                tenant_name,
+                signing_key,
+                change_id,
+                task: Task { work, cursor },
+            }
+        },
+    ))
+}
+
+/// Stores how far a task got (in the batch's transaction).
+pub fn advance(conn: &Connection, id: i64, cursor: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET cursor = ?2, attempts = 0, last_error = NULL WHERE id = ?1",
+    )?
+    .execute(params![id, cursor])?;
+    Ok(())
+}
+
+/// Removes a finished task (in the batch's transaction).
+pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// Records a failed attempt.
+pub fn fail(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, error])?;
+    Ok(())
+}
+
+/// Backlog size and the age of its oldest task, for metrics.
+pub fn backlog(conn: &Connection) -> rusqlite::Result<(u64, Option<f64>)> {
+    conn.query_row(
+        "SELECT count(*), (julianday('now') - julianday(min(created))) * 86400.0 FROM outbox",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<f64>>(1)?)),
+    )
+}
+
+/// The backlog as `sync status` and `GET /admin/v1/sync` show it; all
+/// tenants when `tenant` is `None`.
+pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value> {
+    let mut stmt = conn.prepare(
+        "SELECT o.id, t.name, o.change_id, o.task, o.cursor, o.created, o.attempts, o.last_error,
+            (julianday('now') - julianday(o.created)) * 86400.0
+         FROM outbox o JOIN tenants t ON t.id = o.tenant
+         WHERE ?1 IS NULL OR o.tenant = ?1 ORDER BY o.id LIMIT 1000",
+    )?;
+    let tasks = stmt
+        .query_map([tenant], |r| {
+            let work: String = r.get(3)?;
+            let work: Value = serde_json::from_str(&work).unwrap_or(Value::Null);
+            let what = match (work.get("source"), work.get("users")) {
+                (Some(s), _) => json!({"remap": "source", "via": s}),
+                (_, Some(Value::Array(u))) => json!({"remap": "users", "users": u.len()}),
+                _ => Value::Null,
+            };
+            let attempts: i64 = r.get(6)?;
+            Ok(json!({
+                "id": r.get::<_, i64>(0)?,
+                "tenant": r.get::<_, String>(1)?,
+                "changeId": r.get::<_, String>(2)?,
+                "work": what,
+                "cursor": r.get::<_, Option<String>>(4)?,
+                "created": r.get::<_, String>(5)?,
+                "attempts": attempts,
+                "stalled": attempts >= MAX_ATTEMPTS,
+                "lastError": r.get::<_, Option<String>>(7)?,
+                "ageSeconds": r.get::<_, f64>(8)?,
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let (pending, oldest): (i64, Option<f64>) = conn.query_row(
+        "SELECT count(*), (julianday('now') - julianday(min(created))) * 86400.0 FROM outbox
+         WHERE ?1 IS NULL OR tenant = ?1",
+        [tenant],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(json!({
+        "pending": pending,
+        "oldestAgeSeconds": oldest,
+        "tasks": tasks,
+    }))
+}

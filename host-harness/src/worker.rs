@@ -1,0 +1,155 @@
+//! The background worker: drains the outbox batch by batch and trims the
+//! sync log. Each batch runs in its own transaction together with the
+//! task's new cursor, queued for the write lock like any request, so a
+//! crash between batches loses nothing and applies nothing twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::{App, run};
+use crate::bindings::exports::lms::scim::handler::DrainStep;
+use crate::bindings::lms::scim::types::RequestContext;
+use crate::events::{self, Stamp};
+use crate::imports::SqlStore;
+use crate::outbox;
+use crate::runtime::RequestState;
+
+/// How often the worker looks at the outbox without being woken (tasks
+/// left by a previous process, retries).
+const POLL: Duration = Duration::from_secs(1);
+
+/// How often old events are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What one step of the drain did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The outbox is empty (or only holds stalled tasks).
+    Idle,
+    /// A batch committed.
+    Progress,
+    /// A batch failed and rolled back; it is retried later.
+    Failed,
+}
+
+/// Runs until the process exits.
+pub async fn run_worker(app: Arc<App>) {
+    let mut purged: Option<Instant> = None;
+    loop {
+        loop {
+            let step = {
+                let _turn = app.writers.lock().await;
+                app.drain_step()
+            };
+            match step {
+                Step::Idle => break,
+                Step::Progress if app.background.pause.is_zero() => tokio::task::yield_now().await,
+                Step::Progress => tokio::time::sleep(app.background.pause).await,
+                Step::Failed => {
+                    tokio::time::sleep(POLL).await;
+                    break;
+                }
+            }
+        }
+        if purged.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purged = Some(Instant::now());
+            let _turn = app.writers.lock().await;
+            app.purge_events();
+        }
+        tokio::select! {
+            _ = app.outbox.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+impl App {
+    /// Takes the oldest task and runs one batch of it through the engine.
+    pub fn drain_step(&self) -> Step {
+        let started = Instant::now();
+        let conn = match self.pool.get() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "background: no database connection");
+                return Step::Failed;
+            }
+        };
+        let queued = match outbox::next(&conn) {
+            Ok(Some(q)) => q,
+            Ok(None) => return Step::Idle,
+            Err(e) => {
+                tracing::error!(error = %e, "background: cannot read the outbox");
+                return Step::Failed;
+            }
+        };
+        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
+            tracing::warn!(error = %e, "background: database busy");
+            return Step::Failed;
+        }
+        let batch_id = format!("{:016x}", rand::random::<u64>());
+        let context = RequestContext {
+            tenant: queued.tenant_name.clone(),
+            base_url: self.public_url.clone().unwrap_or_default(),
+            request_id: batch_id.clone(),
+            subject: None,
+            max_payload_bytes: self.max_body_bytes as u64,
+            signing_key: queued.signing_key.clone(),
+        };
+        let store = SqlStore::new(conn, queued.tenant).with_change_id(&queued.change_id);
+        let state = RequestState::new(store, self.runtime.limits());
+        let (result, mut state) =
+            self.runtime
+                .drain(state, &context, &queued.task, self.background.batch);
+        let journal = std::mem::take(&mut state.store.journal);
+        let Some(conn) = state.store.into_conn() else {
+            return Step::Failed;
+        };
+        let error = match result {
+            Ok(Ok(step)) => match &journal.failed {
+                Some(why) => why.clone(),
+                None => {
+                    let stamp = Stamp {
+                        request_id: batch_id,
+                        change_id: queued.change_id.clone(),
+                        duration_us: started.elapsed().as_micros() as u64,
+                    };
+                    let committed = events::insert(&conn, queued.tenant, &stamp, &journal.events)
+                        .and_then(|_| match &step {
+                            DrainStep::Done => outbox::finish(&conn, queued.id),
+                            DrainStep::More(cursor) => outbox::advance(&conn, queued.id, cursor),
+                        })
+                        .and_then(|_| run(&conn, "COMMIT"));
+                    match committed {
+                        Ok(()) => {
+                            self.metrics.journal(&queued.tenant_name, &journal);
+                            self.metrics.batch();
+                            tracing::debug!(task = queued.id, ?step, "background batch committed");
+                            return Step::Progress;
+                        }
+                        Err(e) => e.to_string(),
+                    }
+                }
+            },
+            Ok(Err(e)) => e,
+            Err(e) => format!("the engine trapped: {e}"),
+        };
+        let _ = run(&conn, "ROLLBACK");
+        tracing::warn!(task = queued.id, error = %error, "background batch failed; will retry");
+        if let Err(e) = outbox::fail(&conn, queued.id, &error) {
+            tracing::error!(error = %e, "background: cannot record the failure");
+        }
+        Step::Failed
+    }
+
+    /// Deletes events past the retention period.
+    fn purge_events(&self) {
+        let Ok(conn) = self.pool.get() else {
+            return;
+        };
+        match events::purge(&conn, self.background.retention_days) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "purged old sync-log events"),
+            Err(e) => tracing::warn!(error = %e, "could not purge old events"),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Mapping: from what the identity provider says about a user to the roles,
+//! teams and learning paths the learner should hold. The default mapping
+//! lives here; the rules language and admin-uploaded plugins implement the
+//! same [`Mapper`] trait.
+
+use serde_json::Value;
+
+use super::host::{Grant, GrantKind};
+
+/// A group a user is a direct member of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFact {
+    pub id: String,
+    pub display_name: Option<String>,
+}
+
+/// What a mapper sees of one user.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub id: &'a str,
+    pub active: bool,
+    /// The SCIM resource as stored.
+    pub resource: &'a Value,
+    pub groups: &'a [GroupFact],
+}
+
+/// A mapping failure: the user's LMS state stays as it was and the failure
+/// is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct MapError {
+    /// Machine-readable, for the sync log.
+    pub reason: String,
+    pub detail: String,
+}
+
+/// Computes the grants a user should hold. Suspension does not depend on it:
+/// an inactive user is suspended whatever the mapper says or fails to say.
+pub trait Mapper {
+    /// The grants `facts` call for, each with its source.
+    fn desired(&self, facts: &Facts) -> Result<Vec<Grant>, MapError>;
+}
+
+/// The default mapping: every active user is a learner with the role
+/// `learner`, and every group is a team of the same name.
+pub struct DefaultMapper;
+
+/// The role every active user holds under the default mapping.
+pub const LEARNER_ROLE: &str = "learner";
+
+/// Source of the default mapping's role grant.
+pub const LEARNER_SOURCE: &str = "default:learner-role@active";
+
+/// Source of the team grant a group produces under the default mapping.
+pub fn group_source(group_id: &str) -> String {
+    format!("default:groups-as-teams@{}", group_key(group_id))
+}
+
+/// How a group is named in sources, so its grants can be found again
+/// (`lms.holders`) when it is renamed or deleted.
+pub fn group_key(group_id: &str) -> String {
+    format!("group:{group_id}")
+}
+
+impl Mapper for DefaultMapper {
+    fn desired(&self, facts: &Facts) -> Result<Vec<Grant>, MapError> {
+        if !facts.active {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![Grant {
+            kind: GrantKind::Role,
+            name: LEARNER_ROLE.to_string(),
+            source: LEARNER_SOURCE.to_string(),
+        }];
+        for g in facts.groups {
+            if let Some(name) = g.display_name.as_deref().filter(|n| !n.trim().is_empty()) {
+                out.push(Grant {
+                    kind: GrantKind::Team,
+                    name: name.to_string(),
+                    source: group_source(&g.id),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_users_are_learners_in_their_groups_teams() {
+        let groups = [
+            GroupFact {
+                id: "g1".into(),
+                display_name: Some("Sales".into()),
+            },
+            GroupFact {
+                id: "g2".into(),
+                display_name: None,
+            },
+        ];
+        let resource = serde_json::json!({});
+        let facts = Facts {
+            id: "u",
+            active: true,
+            resource: &resource,
+            groups: &groups,
+        };
+        let got = DefaultMapper.desired(&facts).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].name, "learner");
+        assert_eq!(got[1].name, "Sales");
+        assert_eq!(got[1].source, "default:groups-as-teams@group:g1");
+        let inactive = Facts {
+            active: false,
+            ..facts
+        };
+        assert!(DefaultMapper.desired(&inactive).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,368 @@
+//! Provisioning: from what a request (or a background batch) changed to the
+//! LMS effects that follow. Suspensions come first and never wait for
+//! mapping; mapping then brings each learner's mapped grants to what the
+//! mapper wants, never touching grants made by hand.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::changes::{ChangeSet, is_active};
+use super::host::{
+    Change, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState, LearnerStatus,
+    LmsHost, MANUAL, OnDelete, Profile, Task, Work,
+};
+use super::mapper::{Facts, GroupFact, Mapper, group_key};
+use crate::error::ScimResult;
+use crate::schema::ENTERPRISE_USER_SCHEMA;
+use crate::schema::{GROUP_TYPE, USER_TYPE};
+use crate::store::Store;
+
+/// Users whose membership changed that one request re-maps itself; beyond
+/// this the work goes to the outbox so the request stays fast.
+pub const INLINE_USERS: usize = 1000;
+
+/// Users per outbox task written for a large membership change.
+pub const TASK_USERS: usize = 1000;
+
+/// Everything that follows a request's writes: the sync log, suspensions,
+/// mapping, and the outbox for work too large for the request.
+pub fn after_writes(
+    set: &ChangeSet,
+    store: &mut dyn Store,
+    lms: &mut dyn LmsHost,
+    mapper: &dyn Mapper,
+) -> ScimResult<()> {
+    lms.append(set.events());
+
+    let mut deleted = Vec::new();
+    let mut rewritten: Vec<String> = Vec::new();
+    for u in &set.users {
+        match (&u.before, &u.after) {
+            (Some(before), None) => deleted.push((u.id.clone(), before)),
+            (_, Some(_)) => rewritten.push(u.id.clone()),
+            (None, None) => {}
+        }
+    }
+    let touched: HashSet<&str> = set.users.iter().map(|u| u.id.as_str()).collect();
+    let moved: BTreeSet<&String> = set
+        .members
+        .iter()
+        .flat_map(|(_, joined, left)| joined.iter().chain(left))
+        .filter(|id| !touched.contains(id.as_str()))
+        .collect();
+    let upsert: HashSet<String> = rewritten.iter().cloned().collect();
+    let mut inline = rewritten;
+    if moved.len() + inline.len() <= INLINE_USERS {
+        inline.extend(moved.into_iter().cloned());
+    } else {
+        let moved: Vec<String> = moved.into_iter().cloned().collect();
+        for chunk in moved.chunks(TASK_USERS) {
+            lms.enqueue(Task {
+                work: Work::Users(chunk.to_vec()),
+                cursor: None,
+            });
+        }
+    }
+    for g in &set.groups {
+        let name = |d: &Option<Value>| {
+            d.as_ref()
+                .and_then(|d| d.get("displayName"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let renamed = g.before.is_some() && g.after.is_some() && name(&g.before) != name(&g.after);
+        let removed = g.before.is_some() && g.after.is_none();
+        if renamed || removed {
+            lms.enqueue(Task {
+                work: Work::Source(group_key(&g.id)),
+                cursor: None,
+            });
+        }
+    }
+    deprovision(&deleted, lms)?;
+    provision(&inline, &upsert, store, lms, mapper)
+}
+
+/// One batch of a background task; the cursor to continue from, or `None`
+/// when the task is finished.
+pub fn drain(
+    task: &Task,
+    batch: u32,
+    store: &mut dyn Store,
+    lms: &mut dyn LmsHost,
+    mapper: &dyn Mapper,
+) -> ScimResult<Option<String>> {
+    let batch = batch.max(1);
+    match &task.work {
+        Work::Source(source) => {
+            let ids = lms.holders(source, task.cursor.as_deref(), batch)?;
+            provision(&ids, &HashSet::new(), store, lms, mapper)?;
+            Ok((ids.len() >= batch as usize)
+                .then(|| ids.last().cloned())
+                .flatten())
+        }
+        Work::Users(users) => {
+            let start = task
+                .cursor
+                .as_deref()
+                .and_then(|c| c.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(users.len());
+            let end = (start + batch as usize).min(users.len());
+            provision(&users[start..end], &HashSet::new(), store, lms, mapper)?;
+            Ok((end < users.len()).then(|| end.to_string()))
+        }
+    }
+}
+
+/// The ids a learner is known by, from its SCIM user.
+fn learner_ref(id: &str, user: &Value) -> LearnerRef {
+    let s = |k: &str| user.get(k).and_then(Value::as_str).map(str::to_string);
+    LearnerRef {
+        scim_id: id.to_string(),
+        user_name: s("userName").unwrap_or_default(),
+        external_id: s("externalId"),
+    }
+}
+
+/// The learner's profile from its SCIM user.
+pub fn profile(user: &Value) -> Profile {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let emails = user.get("emails").and_then(Value::as_array);
+    let email = emails.and_then(|list| {
+        list.iter()
+            .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true))
+            .or_else(|| list.first())
+            .and_then(|e| s(e.get("value")))
+    });
+    let ext = user.get(ENTERPRISE_USER_SCHEMA);
+    Profile {
+        display_name: s(user.get("displayName")),
+        given_name: s(user.pointer("/name/givenName")),
+        family_name: s(user.pointer("/name/familyName")),
+        email,
+        locale: s(user.get("locale")).or_else(|| s(user.get("preferredLanguage"))),
+        title: s(user.get("title")),
+        department: s(ext.and_then(|e| e.get("department"))),
+        manager: s(ext.and_then(|e| e.pointer("/manager/value"))),
+    }
+}
+
+/// Deleted users: suspended (their mapped grants revoked, learning records
+/// kept) or removed, as the tenant's policy says.
+fn deprovision(deleted: &[(String, &Value)], lms: &mut dyn LmsHost) -> ScimResult<()> {
+    if deleted.is_empty() {
+        return Ok(());
+    }
+    let policy = lms.policy()?;
+    let ids: Vec<String> = deleted.iter().map(|(id, _)| id.clone()).collect();
+    let states = by_id(lms.learners(&ids)?);
+    let mut changes = Vec::new();
+    for (id, before) in deleted {
+        let Some(state) = states.get(id) else {
+            continue;
+        };
+        let mut effects = Vec::new();
+        match policy.on_delete {
+            OnDelete::Remove if state.status != LearnerStatus::Removed => {
+                effects.push(Effect::Remove)
+            }
+            OnDelete::Remove => {}
+            OnDelete::Suspend => {
+                if state.status == LearnerStatus::Active {
+                    effects.push(Effect::Suspend);
+                }
+                effects.extend(mapped(state).map(|g| Effect::Revoke(g.clone())));
+            }
+        }
+        if !effects.is_empty() {
+            changes.push(Change {
+                learner: learner_ref(id, before),
+                effects,
+            });
+        }
+    }
+    apply(lms, changes)
+}
+
+fn by_id(states: Vec<LearnerState>) -> HashMap<String, LearnerState> {
+    states.into_iter().map(|s| (s.scim_id.clone(), s)).collect()
+}
+
+/// Grants mapping made (everything but manual grants).
+fn mapped(state: &LearnerState) -> impl Iterator<Item = &Grant> {
+    state.grants.iter().filter(|g| g.source != MANUAL)
+}
+
+fn apply(lms: &mut dyn LmsHost, changes: Vec<Change>) -> ScimResult<()> {
+    if !changes.is_empty() {
+        lms.apply(changes)?;
+    }
+    Ok(())
+}
+
+/// Brings the learners of `ids` to their users' state: profile (for users in
+/// `upsert` and learners that do not exist yet), status first, then the
+/// mapped grants.
+pub fn provision(
+    ids: &[String],
+    upsert: &HashSet<String>,
+    store: &mut dyn Store,
+    lms: &mut dyn LmsHost,
+    mapper: &dyn Mapper,
+) -> ScimResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let users: HashMap<String, Value> = store
+        .get_many(USER_TYPE.name, ids)?
+        .into_iter()
+        .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
+        .collect();
+    let mut groups: HashMap<String, Vec<GroupFact>> = HashMap::new();
+    for (member, g) in store.groups_of(GROUP_TYPE.name, ids)? {
+        groups.entry(member).or_default().push(GroupFact {
+            id: g.id,
+            display_name: g.label,
+        });
+    }
+    let states = by_id(lms.learners(ids)?);
+
+    let mut status_changes = Vec::new();
+    let mut grant_changes = Vec::new();
+    let mut events = Vec::new();
+    let mut asked: Vec<(usize, Grant)> = Vec::new();
+    for id in ids {
+        let state = states.get(id);
+        let Some(user) = users.get(id) else {
+            // The user is gone (deleted earlier): nothing is mapped to it.
+            if let Some(state) = state {
+                let effects: Vec<Effect> =
+                    mapped(state).map(|g| Effect::Revoke(g.clone())).collect();
+                if !effects.is_empty() {
+                    grant_changes.push(Change {
+                        learner: LearnerRef {
+                            scim_id: id.clone(),
+                            user_name: String::new(),
+                            external_id: None,
+                        },
+                        effects,
+                    });
+                }
+            }
+            continue;
+        };
+        let learner = learner_ref(id, user);
+        let active = is_active(user);
+        let mut effects = Vec::new();
+        if state.is_none() || upsert.contains(id) {
+            effects.push(Effect::Upsert(profile(user)));
+        }
+        match (state.map(|s| s.status), active) {
+            (None | Some(LearnerStatus::Active), false) => effects.push(Effect::Suspend),
+            (Some(LearnerStatus::Suspended | LearnerStatus::Removed), true) => {
+                effects.push(Effect::Reactivate)
+            }
+            _ => {}
+        }
+        if !effects.is_empty() {
+            status_changes.push(Change {
+                learner: learner.clone(),
+                effects,
+            });
+        }
+
+        let empty = Vec::new();
+        let facts = Facts {
+            id,
+            active,
+            resource: user,
+            groups: groups.get(id).unwrap_or(&empty),
+        };
+        let want: BTreeSet<Grant> = match mapper.desired(&facts) {
+            Ok(w) => w.into_iter().collect(),
+            Err(e) => {
+                events.push(Event {
+                    action: "map".into(),
+                    resource_type: "Learner".into(),
+                    resource_id: id.clone(),
+                    resource_name: Some(learner.user_name.clone()),
+                    status: EventStatus::Failure,
+                    reason: Some(e.reason),
+                    detail: Some(e.detail),
+                    changes: Vec::new(),
+                });
+                continue;
+            }
+        };
+        let held: BTreeSet<&Grant> = state.map(|s| mapped(s).collect()).unwrap_or_default();
+        let mut effects: Vec<Effect> = held
+            .iter()
+            .filter(|g| !want.contains(**g))
+            .map(|g| Effect::Revoke((*g).clone()))
+            .collect();
+        let index = grant_changes.len();
+        for g in want.into_iter().filter(|g| !held.contains(g)) {
+            if g.kind == GrantKind::Team {
+                effects.push(Effect::Grant(g));
+            } else {
+                asked.push((index, g));
+            }
+        }
+        grant_changes.push(Change { learner, effects });
+    }
+
+    // Suspensions and reactivations first: nothing below can hold them up.
+    apply(lms, status_changes)?;
+
+    // Roles and learning paths must exist in the catalogue.
+    for kind in [GrantKind::Role, GrantKind::LearningPath] {
+        let names: BTreeSet<&String> = asked
+            .iter()
+            .filter(|(_, g)| g.kind == kind)
+            .map(|(_, g)| &g.name)
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        let known: HashSet<String> = lms.known(kind, &names)?.into_iter().collect();
+        for (i, g) in asked.iter().filter(|(_, g)| g.kind == kind) {
+            let change = &mut grant_changes[*i];
+            if known.contains(&g.name) {
+                change.effects.push(Effect::Grant(g.clone()));
+            } else {
+                events.push(Event {
+                    action: "skip".into(),
+                    resource_type: "Learner".into(),
+                    resource_id: change.learner.scim_id.clone(),
+                    resource_name: Some(change.learner.user_name.clone()),
+                    status: EventStatus::Skipped,
+                    reason: Some(format!("unknown-{}", kind_slug(kind))),
+                    detail: Some(format!(
+                        "The {} '{}' (from {}) is not in the LMS catalogue; it was not granted",
+                        kind.as_str(),
+                        g.name,
+                        g.source
+                    )),
+                    changes: Vec::new(),
+                });
+            }
+        }
+    }
+    grant_changes.retain(|c| !c.effects.is_empty());
+    apply(lms, grant_changes)?;
+    if !events.is_empty() {
+        lms.append(events);
+    }
+    Ok(())
+}
+
+fn kind_slug(kind: GrantKind) -> &'static str {
+    match kind {
+        GrantKind::Role => "role",
+        GrantKind::Team => "team",
+        GrantKind::LearningPath => "learning-path",
+    }
+}
