@@ -182,3 +182,47 @@ pub fn normalize_since(s: &str) -> Result<String, String> {
         })?;
     Ok(timestamp(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_drops_old_events_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(
+            &dir.path().join("e.db"),
+            1,
+            crate::db::Checkpoints::InCommit,
+        )
+        .unwrap();
+        let conn = pool.get().unwrap();
+        let row = EventRow {
+            action: "update".into(),
+            resource_type: "User".into(),
+            resource_id: "u".into(),
+            resource_name: Some("u@example.com".into()),
+            status: "success",
+            reason: None,
+            detail: None,
+            changes: vec![("title".into(), Some("\"a\"".into()), Some("\"b\"".into()))],
+        };
+        insert(&conn, 1, &Stamp::default(), &[row.clone(), row]).unwrap();
+        let old = timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(31));
+        conn.execute("UPDATE events SET at = ?1 WHERE id = 1", [old])
+            .unwrap();
+        assert_eq!(purge(&conn, 30).unwrap(), 1);
+        let left = list(
+            &conn,
+            1,
+            &Query {
+                user: Some("u@example.com".into()),
+                limit: 10,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["changes"][0]["new"], "b");
+    }
+}

@@ -7,6 +7,7 @@ mod dialects;
 mod discovery;
 mod groups;
 mod lms;
+mod operations;
 mod protocol;
 mod query;
 mod users;

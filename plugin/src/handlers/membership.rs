@@ -1,5 +1,6 @@
 //! Group membership through the host's relation: resolving member values to
-//! documents, and changing only the rows that change.
+//! documents, and changing only the rows that change. Every membership write
+//! of the engine (POST, PUT, PATCH, Bulk) goes through this module.
 
 use std::collections::HashSet;
 
@@ -85,11 +86,24 @@ pub fn add(store: &mut dyn Store, group: &str, refs: &[MemberRef]) -> ScimResult
         .map_err(store_err)
 }
 
+/// Removes members by id; absent ids are ignored. Returns the ids removed.
+pub fn remove(store: &mut dyn Store, group: &str, ids: &[String]) -> ScimResult<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(store.members_remove(GROUP_TYPE.name, group, ids)?)
+}
+
+/// Removes every member.
+pub fn clear(store: &mut dyn Store, group: &str) -> ScimResult<bool> {
+    Ok(store.members_clear(GROUP_TYPE.name, group)? > 0)
+}
+
 /// Makes the membership exactly `refs`: reads the current members once and
 /// writes only the difference.
 pub fn replace_all(store: &mut dyn Store, group: &str, refs: &[MemberRef]) -> ScimResult<bool> {
     if refs.is_empty() {
-        return Ok(store.members_clear(GROUP_TYPE.name, group)? > 0);
+        return clear(store, group);
     }
     let wanted: HashSet<&str> = refs.iter().map(|r| r.id.as_str()).collect();
     let current: HashSet<String> = store
@@ -107,9 +121,7 @@ pub fn replace_all(store: &mut dyn Store, group: &str, refs: &[MemberRef]) -> Sc
         .filter(|r| !current.contains(&r.id))
         .cloned()
         .collect();
-    if !remove.is_empty() {
-        store.members_remove(GROUP_TYPE.name, group, &remove)?;
-    }
+    self::remove(store, group, &remove)?;
     add(store, group, &add_refs)?;
     Ok(!remove.is_empty() || !add_refs.is_empty())
 }

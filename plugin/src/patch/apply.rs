@@ -486,10 +486,10 @@ impl Patch {
                             .into_iter()
                             .map(|m| m.value)
                             .collect();
-                        store.members_remove(GROUP_TYPE.name, &group, &ids)?;
+                        membership::remove(store, &group, &ids)?;
                     }
                     _ => {
-                        store.members_clear(GROUP_TYPE.name, &group)?;
+                        membership::clear(store, &group)?;
                     }
                 },
             },
@@ -500,7 +500,7 @@ impl Patch {
                     Some(ids) => ids,
                     None => self.matching_members(store, filter)?,
                 };
-                store.members_remove(GROUP_TYPE.name, &group, &ids)?;
+                membership::remove(store, &group, &ids)?;
             }
             _ => {
                 return Err(ScimError::invalid_path(format!(

@@ -1,0 +1,100 @@
+//! Operating the host: `/metrics`, token rotation and tenant removal.
+
+use serde_json::Value;
+
+use crate::support::LmsServer;
+
+#[test]
+fn metrics_need_their_token_and_count_requests_effects_and_backlog() {
+    let s = LmsServer::start_with(&["--metrics-token", "metrics-secret"]);
+    let u = s.create_user("m1");
+    s.create_group("Metrics Team", &[&u]);
+    s.get("/Users/does-not-exist").expect(404);
+    let url = format!("{}/metrics", s.origin());
+
+    for token in [None, Some(s.token.as_str()), Some(s.admin_token.as_str())] {
+        s.send_as(token, "GET", &url, None).expect(401);
+    }
+    let r = s
+        .send_as(Some("metrics-secret"), "GET", &url, None)
+        .expect(200);
+    let text = r.text.clone();
+    for line in [
+        r#"scim_requests_total{tenant="default",method="POST",resource="User",status="201"} 1"#,
+        r#"scim_requests_total{tenant="default",method="GET",resource="User",status="404"} 1"#,
+        r#"scim_lms_effects_total{tenant="default",effect="join-team"} 1"#,
+        r#"scim_lms_effects_total{tenant="default",effect="set-role"} 1"#,
+        "scim_outbox_backlog 0",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    assert!(
+        text.contains("scim_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+#[test]
+fn metrics_are_off_without_a_token() {
+    let s = LmsServer::start();
+    let url = format!("{}/metrics", s.origin());
+    s.send_as(Some(&s.admin_token), "GET", &url, None)
+        .expect(404);
+}
+
+#[test]
+fn a_rotated_token_stops_working_at_once() {
+    let s = LmsServer::start();
+    let out = s.cli(&["tenant", "rotate-token", "default"]);
+    assert!(out.status.success(), "{out:?}");
+    let fresh = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let users = s.url("/Users");
+    s.send_as(Some(&s.token), "GET", &users, None).expect(401);
+    s.send_as(Some(&fresh), "GET", &users, None).expect(200);
+
+    let out = s.cli(&["tenant", "rotate-token", "default", "--admin"]);
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let sync = s.admin_url("/admin/v1/sync");
+    s.send_as(Some(&s.admin_token), "GET", &sync, None)
+        .expect(401);
+    s.send_as(Some(&admin), "GET", &sync, None).expect(200);
+    // Tokens of one kind never open the other's endpoints.
+    s.send_as(Some(&fresh), "GET", &sync, None).expect(401);
+    s.send_as(Some(&admin), "GET", &users, None).expect(401);
+
+    let out = s.cli(&["tenant", "rotate-token", "nobody"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no tenant named 'nobody'"));
+}
+
+#[test]
+fn removing_a_tenant_needs_confirmation_and_takes_all_its_data() {
+    let s = LmsServer::start();
+    let other: Value = s.cli_json(&["tenant", "add", "leaving", "--json"]);
+    let token = other["scimToken"].as_str().unwrap();
+    let users = s.url("/Users");
+    let body = serde_json::json!({"userName": "gone@example.com"});
+    s.send_as(Some(token), "POST", &users, Some(&body))
+        .expect(201);
+
+    let out = s.cli(&["tenant", "remove", "leaving"]);
+    assert!(!out.status.success(), "removal without --yes must refuse");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    s.send_as(Some(token), "GET", &users, None).expect(200);
+
+    let out = s.cli(&["tenant", "remove", "leaving", "--yes"]);
+    assert!(out.status.success(), "{out:?}");
+    s.send_as(Some(token), "GET", &users, None).expect(401);
+    // The default tenant is untouched; the other's user and learner are gone.
+    s.get("/Users").expect(200);
+    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM learners WHERE user_name = 'gone@example.com')
+                  + (SELECT count(*) FROM documents WHERE body LIKE '%gone@example.com%')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}
