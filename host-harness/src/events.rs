@@ -164,10 +164,26 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> rusqlite::Result<Vec<V
     rows.collect()
 }
 
-/// Deletes events older than `days`; returns how many.
+/// Events deleted per statement while purging.
+const PURGE_CHUNK: i64 = 5000;
+
+/// Deletes events older than `days`; returns how many. Events are stored in
+/// time order, so the oldest are the lowest ids: the purge walks from the
+/// start and stops at the first chunk that is not wholly old, with no index
+/// on the time.
 pub fn purge(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
     let cutoff = timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days)));
-    conn.execute("DELETE FROM events WHERE at < ?1", [cutoff])
+    let mut total = 0;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?2) AND at < ?1",
+            params![cutoff, PURGE_CHUNK],
+        )?;
+        total += n;
+        if (n as i64) < PURGE_CHUNK {
+            return Ok(total);
+        }
+    }
 }
 
 /// Checks a `since` time (RFC 3339, or a date) and returns it in the form

@@ -396,6 +396,11 @@ fn run_server(args: ServeArgs) -> Result<()> {
         }
         if let Some(token) = &args.admin_token {
             db::set_tenant_token(&conn, "default", TokenKind::Admin, token)?;
+        } else if !db::has_admin_token(&conn, "default")? {
+            tracing::warn!(
+                "tenant 'default' has no admin token, so /admin/v1 refuses every request; \
+                 start with --admin-token or run `scim-host tenant rotate-token default --admin`"
+            );
         }
     }
     let wasm = match &args.engine {

@@ -15,6 +15,9 @@ use rusqlite::Connection;
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 /// How long a writer waits for another writer's transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -42,6 +45,9 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
     }
     let manager = SqliteConnectionManager::file(path).with_init(move |c| {
         c.busy_timeout(BUSY_TIMEOUT)?;
+        // Every statement a request, the LMS and the sync log use stays
+        // prepared; rusqlite's default of 16 would re-parse SQL per call.
+        c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")?;
         if checkpoints == Checkpoints::Background {
             c.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;

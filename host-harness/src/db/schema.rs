@@ -146,7 +146,6 @@ CREATE TABLE events (
 CREATE INDEX events_by_tenant ON events (tenant, id);
 CREATE INDEX events_by_resource ON events (tenant, resource_id, id);
 CREATE INDEX events_by_name ON events (tenant, resource_name, id);
-CREATE INDEX events_by_time ON events (at);
 "#,
 ];
 

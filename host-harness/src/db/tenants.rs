@@ -222,6 +222,18 @@ pub fn tenant_id(conn: &Connection, name: &str) -> Result<i64> {
     .with_context(|| format!("no tenant named '{name}'; see `scim-host tenant list`"))
 }
 
+/// Whether tenant `name` exists and has an admin token.
+pub fn has_admin_token(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT admin_token_hash IS NOT NULL FROM tenants WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(false))
+}
+
 /// Names of all tenants.
 pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY id")?;

@@ -37,10 +37,23 @@ pub fn after_writes(
 
     let mut deleted = Vec::new();
     let mut rewritten: Vec<String> = Vec::new();
+    let mut known: HashMap<String, &Value> = HashMap::new();
+    let mut upsert: HashSet<String> = HashSet::new();
     for u in &set.users {
         match (&u.before, &u.after) {
             (Some(before), None) => deleted.push((u.id.clone(), before)),
-            (_, Some(_)) => rewritten.push(u.id.clone()),
+            (before, Some(after)) => {
+                rewritten.push(u.id.clone());
+                known.insert(u.id.clone(), after);
+                // The learner's profile is written only when it changes.
+                let changed = before.as_ref().is_none_or(|b| {
+                    profile(b) != profile(after)
+                        || learner_ref(&u.id, b) != learner_ref(&u.id, after)
+                });
+                if changed {
+                    upsert.insert(u.id.clone());
+                }
+            }
             (None, None) => {}
         }
     }
@@ -51,7 +64,6 @@ pub fn after_writes(
         .flat_map(|(_, joined, left)| joined.iter().chain(left))
         .filter(|id| !touched.contains(id.as_str()))
         .collect();
-    let upsert: HashSet<String> = rewritten.iter().cloned().collect();
     let mut inline = rewritten;
     if moved.len() + inline.len() <= INLINE_USERS {
         inline.extend(moved.into_iter().cloned());
@@ -81,7 +93,7 @@ pub fn after_writes(
         }
     }
     deprovision(&deleted, lms)?;
-    provision(&inline, &upsert, store, lms, mapper)
+    provision(&inline, &known, &upsert, store, lms, mapper)
 }
 
 /// One batch of a background task; the cursor to continue from, or `None`
@@ -97,7 +109,7 @@ pub fn drain(
     match &task.work {
         Work::Source(source) => {
             let ids = lms.holders(source, task.cursor.as_deref(), batch)?;
-            provision(&ids, &HashSet::new(), store, lms, mapper)?;
+            provision(&ids, &HashMap::new(), &HashSet::new(), store, lms, mapper)?;
             Ok((ids.len() >= batch as usize)
                 .then(|| ids.last().cloned())
                 .flatten())
@@ -110,7 +122,14 @@ pub fn drain(
                 .unwrap_or(0)
                 .min(users.len());
             let end = (start + batch as usize).min(users.len());
-            provision(&users[start..end], &HashSet::new(), store, lms, mapper)?;
+            provision(
+                &users[start..end],
+                &HashMap::new(),
+                &HashSet::new(),
+                store,
+                lms,
+                mapper,
+            )?;
             Ok((end < users.len()).then(|| end.to_string()))
         }
     }
@@ -204,9 +223,10 @@ fn apply(lms: &mut dyn LmsHost, changes: Vec<Change>) -> ScimResult<()> {
 
 /// Brings the learners of `ids` to their users' state: profile (for users in
 /// `upsert` and learners that do not exist yet), status first, then the
-/// mapped grants.
+/// mapped grants. Users in `known` are not read again.
 pub fn provision(
     ids: &[String],
+    known: &HashMap<String, &Value>,
     upsert: &HashSet<String>,
     store: &mut dyn Store,
     lms: &mut dyn LmsHost,
@@ -215,11 +235,21 @@ pub fn provision(
     if ids.is_empty() {
         return Ok(());
     }
-    let users: HashMap<String, Value> = store
-        .get_many(USER_TYPE.name, ids)?
-        .into_iter()
-        .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
+    let unread: Vec<String> = ids
+        .iter()
+        .filter(|id| !known.contains_key(*id))
+        .cloned()
         .collect();
+    let read: HashMap<String, Value> = if unread.is_empty() {
+        HashMap::new()
+    } else {
+        store
+            .get_many(USER_TYPE.name, &unread)?
+            .into_iter()
+            .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
+            .collect()
+    };
+    let user_of = |id: &str| known.get(id).copied().or_else(|| read.get(id));
     let mut groups: HashMap<String, Vec<GroupFact>> = HashMap::new();
     for (member, g) in store.groups_of(GROUP_TYPE.name, ids)? {
         groups.entry(member).or_default().push(GroupFact {
@@ -235,7 +265,7 @@ pub fn provision(
     let mut asked: Vec<(usize, Grant)> = Vec::new();
     for id in ids {
         let state = states.get(id);
-        let Some(user) = users.get(id) else {
+        let Some(user) = user_of(id) else {
             // The user is gone (deleted earlier): nothing is mapped to it.
             if let Some(state) = state {
                 let effects: Vec<Effect> =
