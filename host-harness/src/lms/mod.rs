@@ -141,10 +141,32 @@ pub fn apply(
     let id = r.scim_id.as_str();
     let mut changes = Vec::new();
     let mut action: Option<&'static str> = None;
-    let mut status: Option<String> = conn
-        .prepare_cached("SELECT status FROM learners WHERE tenant = ?1 AND scim_id = ?2")?
-        .query_row(params![tenant, id], |row| row.get(0))
+    // One read of what the learner is now.
+    let current: Option<(String, [Option<String>; 8])> = conn
+        .prepare_cached(
+            "SELECT status, display_name, given_name, family_name, email, locale, title,
+                department, manager FROM learners WHERE tenant = ?1 AND scim_id = ?2",
+        )?
+        .query_row(params![tenant, id], |row| {
+            Ok((
+                row.get(0)?,
+                [
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                ],
+            ))
+        })
         .optional()?;
+    let (mut status, mut profile) = match current {
+        Some((s, p)) => (Some(s), p),
+        None => (None, Default::default()),
+    };
     for effect in &change.effects {
         match effect {
             Effect::Upsert(p) => {
@@ -173,6 +195,7 @@ pub fn apply(
                     ])?;
                     status = Some("active".into());
                     action = Some("create");
+                    profile = new.clone();
                     for (col, v) in PROFILE.iter().zip(&new) {
                         if v.is_some() {
                             changes.push((col.to_string(), None, json_text(v)));
@@ -180,23 +203,7 @@ pub fn apply(
                     }
                     continue;
                 }
-                let old: [Option<String>; 8] = conn
-                    .prepare_cached(
-                        "SELECT display_name, given_name, family_name, email, locale, title,
-                            department, manager FROM learners WHERE tenant = ?1 AND scim_id = ?2",
-                    )?
-                    .query_row(params![tenant, id], |row| {
-                        Ok([
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                            row.get(5)?,
-                            row.get(6)?,
-                            row.get(7)?,
-                        ])
-                    })?;
+                let old = std::mem::replace(&mut profile, new.clone());
                 let mut differs = false;
                 for ((col, o), n) in PROFILE.iter().zip(&old).zip(&new) {
                     if o != n {
@@ -265,6 +272,7 @@ pub fn apply(
                         json_text(&Some("removed".into())),
                     ));
                     status = Some("removed".into());
+                    profile = Default::default();
                     action = Some("remove");
                 }
             }
