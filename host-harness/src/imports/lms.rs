@@ -59,8 +59,11 @@ impl Host for SqlStore {
     fn apply(&mut self, changes: Vec<Change>) -> R<()> {
         let (conn, tenant) = (self.lms_conn()?, self.tenant());
         let mut rows = Vec::new();
+        let mut teams = std::collections::HashSet::new();
         for c in &changes {
-            if let Some(row) = crate::lms::apply(conn, tenant, c).map_err(unavailable)? {
+            if let Some(row) =
+                crate::lms::apply(conn, tenant, c, &mut teams).map_err(unavailable)?
+            {
                 rows.push(row);
             }
         }

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use super::{Learner, grant, kind_name, learner, revoke, status_name};
+use super::{Learner, ensure_team, grant, kind_name, learner, revoke, status_name};
 use crate::bindings::lms::scim::lms::{GrantKind, Item};
 use crate::events::{self, EventRow, Stamp};
 
@@ -79,6 +79,9 @@ pub fn grant_manual(
         name: name.into(),
         source: MANUAL.into(),
     };
+    if kind == GrantKind::Team {
+        ensure_team(conn, tenant, name)?;
+    }
     grant(conn, tenant, id, kind, &item, &mut changes)?;
     record(conn, tenant, &l, "grant", changes, stamp)?;
     Ok(learner_json(

@@ -62,42 +62,36 @@ pub struct Learner {
     pub grants: Vec<(GrantKind, String, String)>,
 }
 
-/// Reads a learner.
+/// Reads a learner and its assignments (one query).
 pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Option<Learner>> {
-    let head = conn
-        .prepare_cached(
-            "SELECT user_name, status FROM learners WHERE tenant = ?1 AND scim_id = ?2",
-        )?
-        .query_row(params![tenant, id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?;
-    let Some((user_name, status)) = head else {
-        return Ok(None);
-    };
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, name, source FROM assignments WHERE tenant = ?1 AND scim_id = ?2
-         ORDER BY kind, name, source",
+        "SELECT l.user_name, l.status, a.kind, a.name, a.source
+         FROM learners l LEFT JOIN assignments a ON a.tenant = l.tenant AND a.scim_id = l.scim_id
+         WHERE l.tenant = ?1 AND l.scim_id = ?2
+         ORDER BY a.kind, a.name, a.source",
     )?;
-    let grants = stmt
-        .query_map(params![tenant, id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?
-        .filter_map(|r| match r {
-            Ok((k, n, s)) => kind_of(&k).map(|k| Ok((k, n, s))),
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Some(Learner {
-        scim_id: id.to_string(),
-        user_name,
-        status: status_of(&status),
-        grants,
-    }))
+    let mut rows = stmt.query(params![tenant, id])?;
+    let mut out: Option<Learner> = None;
+    while let Some(r) = rows.next()? {
+        let l = match &mut out {
+            Some(l) => l,
+            None => out.insert(Learner {
+                scim_id: id.to_string(),
+                user_name: r.get(0)?,
+                status: status_of(&r.get::<_, String>(1)?),
+                grants: Vec::new(),
+            }),
+        };
+        if let (Some(kind), Some(name), Some(source)) = (
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ) && let Some(kind) = kind_of(&kind)
+        {
+            l.grants.push((kind, name, source));
+        }
+    }
+    Ok(out)
 }
 
 /// The profile columns, in `Profile` order.
@@ -131,11 +125,14 @@ fn json_text(s: &Option<String>) -> Option<String> {
 }
 
 /// Applies one learner's effects, in order, idempotently; returns the event
-/// describing what actually changed (none when nothing did).
+/// describing what actually changed (none when nothing did). `teams` holds
+/// the teams already made sure of in this call, so a re-mapping that moves
+/// thousands of learners into one team creates it once.
 pub fn apply(
     conn: &Connection,
     tenant: i64,
     change: &Change,
+    teams: &mut std::collections::HashSet<String>,
 ) -> rusqlite::Result<Option<EventRow>> {
     let r = &change.learner;
     let id = r.scim_id.as_str();
@@ -276,8 +273,17 @@ pub fn apply(
                     action = Some("remove");
                 }
             }
+            // No learner, nothing to grant to.
+            Effect::SetRole(_) | Effect::JoinTeam(_) | Effect::AssignPath(_)
+                if status.is_none() => {}
             Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, &mut changes)?,
-            Effect::JoinTeam(i) => grant(conn, tenant, id, GrantKind::Team, i, &mut changes)?,
+            Effect::JoinTeam(i) => {
+                if !teams.contains(&i.name) {
+                    ensure_team(conn, tenant, &i.name)?;
+                    teams.insert(i.name.clone());
+                }
+                grant(conn, tenant, id, GrantKind::Team, i, &mut changes)?
+            }
             Effect::AssignPath(i) => {
                 grant(conn, tenant, id, GrantKind::LearningPath, i, &mut changes)?
             }
@@ -317,7 +323,17 @@ fn item_json(i: &Item) -> Option<String> {
     Some(json!({"name": i.name, "source": i.source}).to_string())
 }
 
-/// Adds an assignment (a team is created on demand); a no-op when held.
+/// Adds a team to the catalogue unless it is there (teams are created on
+/// demand).
+pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO catalogue (tenant, kind, name) VALUES (?1, 'team', ?2)",
+    )?
+    .execute(params![tenant, name])?;
+    Ok(())
+}
+
+/// Adds an assignment to an existing learner; a no-op when held.
 pub fn grant(
     conn: &Connection,
     tenant: i64,
@@ -326,18 +342,6 @@ pub fn grant(
     i: &Item,
     changes: &mut Changes,
 ) -> rusqlite::Result<()> {
-    let exists: bool = conn
-        .prepare_cached("SELECT 1 FROM learners WHERE tenant = ?1 AND scim_id = ?2")?
-        .exists(params![tenant, id])?;
-    if !exists {
-        return Ok(());
-    }
-    if kind == GrantKind::Team {
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO catalogue (tenant, kind, name) VALUES (?1, 'team', ?2)",
-        )?
-        .execute(params![tenant, i.name])?;
-    }
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO assignments (tenant, scim_id, kind, name, source, via, granted)
