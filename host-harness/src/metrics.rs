@@ -36,6 +36,20 @@ struct TenantLabels {
     tenant: String,
 }
 
+/// The method as a label: anything but the methods SCIM uses is `OTHER`, so
+/// a client cannot grow the metrics without bound by inventing methods.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        _ => "OTHER",
+    }
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -120,6 +134,7 @@ impl Metrics {
 
     /// Counts one answered request.
     pub fn request(&self, tenant: &str, method: &str, resource: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
         self.requests
             .get_or_create(&RequestLabels {
                 tenant: tenant.into(),

@@ -10,6 +10,8 @@ fn metrics_need_their_token_and_count_requests_effects_and_backlog() {
     let u = s.create_user("m1");
     s.create_group("Metrics Team", &[&u]);
     s.get("/Users/does-not-exist").expect(404);
+    // Invented methods must not become label values (unbounded series).
+    s.send_as(Some(&s.token), "FOOBAR", &s.url("/Users"), None);
     let url = format!("{}/metrics", s.origin());
 
     for token in [None, Some(s.token.as_str()), Some(s.admin_token.as_str())] {
