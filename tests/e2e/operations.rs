@@ -100,3 +100,42 @@ fn removing_a_tenant_needs_confirmation_and_takes_all_its_data() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[test]
+fn the_admin_api_refuses_garbled_input_and_changes_nothing() {
+    let s = LmsServer::start();
+    let u = s.create_user("hostile@example.com");
+    for query in ["limit=abc", "limit=0", "since=yesterday", "failed=maybe"] {
+        let r = s
+            .admin_get(&format!("/admin/v1/events?{query}"))
+            .expect(400);
+        assert!(
+            r.json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{query}: {}",
+            r.text
+        );
+    }
+    let teams = format!("/admin/v1/learners/{u}/teams");
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({"name": "  "}),
+        serde_json::json!({"name": 7}),
+    ] {
+        s.admin("POST", &teams, Some(&body)).expect(400);
+    }
+    s.admin(
+        "POST",
+        &format!("/admin/v1/learners/{u}/badges"),
+        Some(&serde_json::json!({"name": "x"})),
+    )
+    .expect(404);
+    s.admin("DELETE", &format!("{teams}/NeverGranted"), None)
+        .expect(404);
+    let learner = s.admin_get(&format!("/admin/v1/learners/{u}")).expect(200);
+    assert_eq!(
+        learner.json["teams"],
+        serde_json::json!([]),
+        "{}",
+        learner.text
+    );
+}
