@@ -1,7 +1,9 @@
 //! Background re-mapping throughput: how fast the worker moves every member
-//! of a renamed (then deleted) group to its new team (then out of it),
-//! measured from the SCIM request until `GET /admin/v1/sync` reports an
-//! empty outbox, against the release `scim-host`.
+//! of a renamed (then deleted) group to its new team (then out of it), and
+//! re-maps every user after a rules change, measured from the request until
+//! `GET /admin/v1/sync` reports an empty outbox, against the release
+//! `scim-host`. Also times `POST /admin/v1/mapping/preview` of those rules
+//! over every user.
 //!
 //! Run: `cargo bench -p scim-host --bench remap`
 //! Options (environment): `SCIM_REMAP_USERS` (group size, default 100000),
@@ -166,4 +168,88 @@ fn main() {
     for id in &sample {
         assert!(teams(id).is_empty(), "{id}");
     }
+
+    // A rules change: preview it over every user, then install it.
+    let send = |method: reqwest::Method, path: &str, body: String| -> (u16, Value) {
+        let r = http
+            .request(method, format!("{admin_base}{path}"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    for path in ["Onboarding", "Compliance"] {
+        send(
+            reqwest::Method::POST,
+            "/catalogue/learningPaths",
+            json!({"name": path}).to_string(),
+        );
+    }
+    let started = Instant::now();
+    let (status, preview) = send(
+        reqwest::Method::POST,
+        "/mapping/preview?limit=0",
+        RULES.to_string(),
+    );
+    assert_eq!(status, 200, "{preview}");
+    let previewed = started.elapsed();
+    println!(
+        "| preview rules | {:.1} | - | {:.0} |",
+        previewed.as_secs_f64() * 1000.0,
+        users as f64 / previewed.as_secs_f64()
+    );
+    let started = Instant::now();
+    let (status, body) = send(
+        reqwest::Method::PUT,
+        "/mapping?confirm=true",
+        RULES.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let request = started.elapsed();
+    let synced = wait(started);
+    // The install request previews first; the drain is what follows it.
+    let drain = synced - request;
+    println!(
+        "| install rules | {:.1} | {:.2} | {:.0} |",
+        request.as_secs_f64() * 1000.0,
+        synced.as_secs_f64(),
+        users as f64 / drain.as_secs_f64()
+    );
+    println!(
+        "preview: {} of {} users change; install: users/s counts the background re-mapping after the request",
+        preview["changed"], preview["users"]
+    );
 }
+
+/// Rules like an organisation's: a group, titles, a family-name range (a
+/// tenth of the users) and a default role.
+const RULES: &str = r#"
+version = 1
+groups_as_teams = true
+
+[[rule]]
+name = "onboarding"
+when = { attribute = "name.familyName", glob = "F1*" }
+grant.learning_paths = ["Onboarding"]
+
+[[rule]]
+name = "leads"
+priority = 10
+when.any = [{ group = "Team Leads" }, { attribute = "title", glob = "*lead*" }]
+grant.role = "learner"
+
+[[rule]]
+name = "germany"
+when.all = [
+  { attribute = "country", equals = "DE" },
+  { not = { attribute = "userType", equals_ignore_case = "contractor" } },
+]
+grant.learning_paths = ["Compliance"]
+
+[[rule]]
+name = "departments"
+when = { attribute = "department", present = true }
+grant.teams = ["Dept {department}"]
+"#;

@@ -18,6 +18,7 @@ pub mod events;
 pub mod http;
 pub mod imports;
 pub mod lms;
+pub mod mapping;
 pub mod metrics;
 pub mod outbox;
 pub mod runtime;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
+
+mod cli;
 use scim_host::app::{App, Background};
 use scim_host::db::TokenKind;
 use scim_host::http::{BASE_PATH, serve};
@@ -35,6 +37,16 @@ enum Command {
     },
     /// List a tenant's sync log, newest first.
     Events(EventsArgs),
+    /// The roles, teams and learning paths the LMS offers.
+    Catalogue {
+        #[command(subcommand)]
+        command: cli::catalogue::CatalogueCommand,
+    },
+    /// Mapping rules: check, preview, set, remove, show, explain.
+    Mapping {
+        #[command(subcommand)]
+        command: cli::mapping::MappingCommand,
+    },
     /// Background re-mapping.
     Sync {
         #[command(subcommand)]
@@ -174,13 +186,23 @@ enum TenantCommand {
         #[command(flatten)]
         db: DbArg,
     },
-    /// Set what deleting a SCIM user does to its learner.
+    /// Set a tenant's provisioning policy; prints it (`--json` for tools).
     Policy {
         name: String,
         /// `suspend` (keep learning records; the default) or `remove`
         /// (anonymise the learner).
         #[arg(long)]
-        on_delete: String,
+        on_delete: Option<String>,
+        /// What mapping does with a mapped grant removed by hand: `restore`
+        /// (the default) or `report`.
+        #[arg(long)]
+        drift: Option<String>,
+        /// Percent of learners a mapping change may take something from
+        /// before it needs --confirm (default 5).
+        #[arg(long)]
+        confirm_threshold: Option<f64>,
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArg,
     },
@@ -204,6 +226,8 @@ fn main() -> Result<()> {
         Command::Serve(args) => run_server(args),
         Command::Tenant { command } => tenant(command),
         Command::Events(args) => list_events(args),
+        Command::Mapping { command } => cli::mapping::run(command),
+        Command::Catalogue { command } => cli::catalogue::run(command),
         Command::Sync {
             command: SyncCommand::Status { tenant, json, db },
         } => sync_status(tenant, json, db),
@@ -353,10 +377,27 @@ fn tenant(cmd: TenantCommand) -> Result<()> {
         TenantCommand::Policy {
             name,
             on_delete,
+            drift,
+            confirm_threshold,
+            json,
             db,
         } => {
             let pool = open_db(&db)?;
-            db::set_on_delete(&*pool.get()?, &name, &on_delete)?;
+            let p = db::set_policy(
+                &*pool.get()?,
+                &name,
+                on_delete.as_deref(),
+                drift.as_deref(),
+                confirm_threshold,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&p)?);
+            } else {
+                println!(
+                    "on-delete: {}\ndrift: {}\nconfirm-threshold: {}%",
+                    p.on_delete, p.drift, p.confirm_threshold
+                );
+            }
         }
         TenantCommand::List { db } => {
             let pool = open_db(&db)?;

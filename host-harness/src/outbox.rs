@@ -16,6 +16,8 @@ fn work_json(w: &Work) -> String {
     match w {
         Work::Source(s) => json!({"source": s}),
         Work::Users(u) => json!({"users": u}),
+        Work::Everyone => json!({"everyone": true}),
+        Work::Members(g) => json!({"members": g}),
     }
     .to_string()
 }
@@ -24,6 +26,12 @@ fn work_of(text: &str) -> Option<Work> {
     let v: Value = serde_json::from_str(text).ok()?;
     if let Some(s) = v.get("source").and_then(Value::as_str) {
         return Some(Work::Source(s.to_string()));
+    }
+    if v.get("everyone").is_some() {
+        return Some(Work::Everyone);
+    }
+    if let Some(g) = v.get("members").and_then(Value::as_str) {
+        return Some(Work::Members(g.to_string()));
     }
     let users = v.get("users")?.as_array()?;
     Some(Work::Users(
@@ -146,10 +154,16 @@ pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value>
         .query_map([tenant], |r| {
             let work: String = r.get(3)?;
             let work: Value = serde_json::from_str(&work).unwrap_or(Value::Null);
-            let what = match (work.get("source"), work.get("users")) {
-                (Some(s), _) => json!({"remap": "source", "via": s}),
-                (_, Some(Value::Array(u))) => json!({"remap": "users", "users": u.len()}),
-                _ => Value::Null,
+            let what = if let Some(s) = work.get("source") {
+                json!({"remap": "source", "via": s})
+            } else if let Some(Value::Array(u)) = work.get("users") {
+                json!({"remap": "users", "users": u.len()})
+            } else if work.get("everyone").is_some() {
+                json!({"remap": "everyone"})
+            } else if let Some(g) = work.get("members") {
+                json!({"remap": "members", "group": g})
+            } else {
+                Value::Null
             };
             let attempts: i64 = r.get(6)?;
             Ok(json!({

@@ -187,6 +187,20 @@ impl Runtime {
         (result, store.into_data())
     }
 
+    /// Runs `f` against a fresh instance (the `mapping-admin` calls).
+    pub fn call<R>(
+        &self,
+        state: RequestState,
+        f: impl FnOnce(&mut Store<RequestState>, &EngineWorld) -> wasmtime::Result<R>,
+    ) -> (wasmtime::Result<R>, RequestState) {
+        let mut store = self.store(state);
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|inst| f(&mut store, &inst));
+        (result, store.into_data())
+    }
+
     /// Renders an error response through the engine (401, 413, 500…).
     pub fn error_response(
         &self,

@@ -17,6 +17,7 @@ pub mod projection;
 pub mod provision;
 pub mod query;
 pub mod resource;
+pub mod rules;
 pub mod schema;
 pub mod store;
 #[cfg(test)]
@@ -43,7 +44,9 @@ pub fn handle(req: &Request, store: &mut dyn Store, lms: &mut dyn LmsHost) -> Re
         return resp;
     }
     let set = provision::changes::ChangeSet::fold(writes);
-    match provision::sync::after_writes(&set, store, lms, &DefaultMapper) {
+    let done = provision::mapping::installed(lms)
+        .and_then(|mapper| provision::sync::after_writes(&set, store, lms, mapper.as_ref()));
+    match done {
         Ok(()) => resp,
         Err(e) => Response::from(e),
     }
@@ -57,7 +60,80 @@ pub fn drain(
     store: &mut dyn Store,
     lms: &mut dyn LmsHost,
 ) -> ScimResult<Option<String>> {
-    provision::sync::drain(task, batch, store, lms, &DefaultMapper)
+    let mapper = provision::mapping::installed(lms)?;
+    provision::sync::drain(task, batch, store, lms, mapper.as_ref())
+}
+
+/// What checking a rules document found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Rules in the document (0 when it does not parse).
+    pub rules: u32,
+    /// Errors (the document is refused) and warnings, in document order.
+    pub diagnostics: Vec<rules::Diagnostic>,
+}
+
+impl CheckReport {
+    /// Whether the document can be installed.
+    pub fn valid(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .all(|d| d.severity != rules::Severity::Error)
+    }
+}
+
+/// Checks a rules document; with an LMS, also that the roles and learning
+/// paths it names exist in the catalogue (warnings: such grants are skipped).
+pub fn check_mapping(text: &str, lms: Option<&mut dyn LmsHost>) -> ScimResult<CheckReport> {
+    let parsed = match rules::parse(text) {
+        Ok(r) => r,
+        Err(diagnostics) => {
+            return Ok(CheckReport {
+                rules: 0,
+                diagnostics,
+            });
+        }
+    };
+    let mut diagnostics = Vec::new();
+    if let Some(lms) = lms {
+        use provision::host::GrantKind;
+        for kind in [GrantKind::Role, GrantKind::LearningPath] {
+            let names: Vec<String> = parsed.named(kind).into_iter().map(|(n, _)| n).collect();
+            if names.is_empty() {
+                continue;
+            }
+            let known = lms.known(kind, &names)?;
+            diagnostics.extend(parsed.catalogue_warnings(text, kind, &known));
+        }
+    }
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    Ok(CheckReport {
+        rules: parsed.len() as u32,
+        diagnostics,
+    })
+}
+
+/// One page of a preview of `choice` over the tenant's users.
+pub fn preview_mapping(
+    choice: &provision::mapping::Choice,
+    after: Option<&str>,
+    limit: u32,
+    store: &mut dyn Store,
+    lms: &mut dyn LmsHost,
+) -> ScimResult<provision::mapping::PreviewPage> {
+    let mapper = provision::mapping::chosen(choice, lms)?;
+    provision::mapping::preview(mapper.as_ref(), after, limit, store, lms)
+}
+
+/// Explains one user's mapping under `choice` (JSON; see the README).
+pub fn explain_mapping(
+    choice: &provision::mapping::Choice,
+    user_id: &str,
+    store: &mut dyn Store,
+    lms: &mut dyn LmsHost,
+) -> ScimResult<serde_json::Value> {
+    let mapper = provision::mapping::chosen(choice, lms)?;
+    provision::mapping::explain(mapper.as_ref(), user_id, store, lms)
 }
 
 /// A SCIM Error response for a failure detected outside [`handle`] (bad

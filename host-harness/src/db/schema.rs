@@ -147,6 +147,23 @@ CREATE INDEX events_by_tenant ON events (tenant, id);
 CREATE INDEX events_by_resource ON events (tenant, resource_id, id);
 CREATE INDEX events_by_name ON events (tenant, resource_name, id);
 "#,
+    // 3: mapping rules (every version installed, the newest active unless
+    // removed), drift, and the confirmation threshold for rules that take
+    // things away.
+    r#"
+CREATE TABLE mappings (
+    version      INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant       INTEGER NOT NULL,
+    document     TEXT,
+    sha256       TEXT,
+    installed_at TEXT NOT NULL,
+    installed_by TEXT NOT NULL
+);
+CREATE INDEX mappings_by_tenant ON mappings (tenant, version);
+ALTER TABLE assignments ADD COLUMN withdrawn INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tenants ADD COLUMN drift TEXT NOT NULL DEFAULT 'restore';
+ALTER TABLE tenants ADD COLUMN confirm_threshold REAL NOT NULL DEFAULT 5;
+"#,
 ];
 
 /// Applies the migrations a database has not seen yet, each in its own

@@ -192,25 +192,63 @@ pub fn remove_tenant(conn: &mut Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What `DELETE /Users/{id}` does to the learner: `suspend` or `remove`.
-pub fn set_on_delete(conn: &Connection, name: &str, on_delete: &str) -> Result<()> {
-    if !matches!(on_delete, "suspend" | "remove") {
+/// A tenant's provisioning policy as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyRow {
+    /// `suspend` or `remove`.
+    pub on_delete: String,
+    /// `restore` or `report`.
+    pub drift: String,
+    /// Percent of learners a mapping change may take something from before
+    /// it needs an explicit confirmation.
+    pub confirm_threshold: f64,
+}
+
+/// Changes the parts of tenant `name`'s policy that are given.
+pub fn set_policy(
+    conn: &Connection,
+    name: &str,
+    on_delete: Option<&str>,
+    drift: Option<&str>,
+    confirm_threshold: Option<f64>,
+) -> Result<PolicyRow> {
+    if let Some(v) = on_delete
+        && !matches!(v, "suspend" | "remove")
+    {
         bail!("--on-delete must be 'suspend' or 'remove'");
     }
+    if let Some(v) = drift
+        && !matches!(v, "restore" | "report")
+    {
+        bail!("--drift must be 'restore' or 'report'");
+    }
+    if let Some(t) = confirm_threshold
+        && !(0.0..=100.0).contains(&t)
+    {
+        bail!("--confirm-threshold is a percentage from 0 to 100");
+    }
     let n = conn.execute(
-        "UPDATE tenants SET on_delete = ?2 WHERE name = ?1",
-        params![name, on_delete],
+        "UPDATE tenants SET on_delete = coalesce(?2, on_delete), drift = coalesce(?3, drift),
+            confirm_threshold = coalesce(?4, confirm_threshold)
+         WHERE name = ?1",
+        params![name, on_delete, drift, confirm_threshold],
     )?;
     if n == 0 {
         bail!("no tenant named '{name}'; see `scim-host tenant list`");
     }
-    Ok(())
+    Ok(policy(conn, tenant_id(conn, name)?)?)
 }
 
-/// The tenant's `on_delete` policy.
-pub fn on_delete(conn: &Connection, tenant: i64) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT on_delete FROM tenants WHERE id = ?1")?
-        .query_row([tenant], |r| r.get(0))
+/// The tenant's policy.
+pub fn policy(conn: &Connection, tenant: i64) -> rusqlite::Result<PolicyRow> {
+    conn.prepare_cached("SELECT on_delete, drift, confirm_threshold FROM tenants WHERE id = ?1")?
+        .query_row([tenant], |r| {
+            Ok(PolicyRow {
+                on_delete: r.get(0)?,
+                drift: r.get(1)?,
+                confirm_threshold: r.get(2)?,
+            })
+        })
 }
 
 /// The id of the tenant called `name`.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::app::{App, bearer};
 use crate::db::{self, Conn, Tenant, TokenKind};
 use crate::events::{self, Stamp};
-use crate::lms::admin::{AdminError, grant_manual, learner_json, revoke_manual};
+use crate::lms::admin::{AdminError, grant_manual, learner_json, revoke_by_hand};
 use crate::lms::{self, kind_of};
 
 /// The admin routes, relative to `/admin/v1`.
@@ -27,6 +27,20 @@ pub fn router() -> Router<Arc<App>> {
         .route("/learners/{id}/{kind}/{name}", delete(delete_grant))
         .route("/events", get(get_events))
         .route("/sync", get(get_sync))
+        .route(
+            "/mapping",
+            get(super::mapping::get_mapping)
+                .put(super::mapping::put_mapping)
+                .delete(super::mapping::delete_mapping),
+        )
+        .route("/mapping/check", axum::routing::post(super::mapping::check))
+        .route(
+            "/mapping/preview",
+            axum::routing::post(super::mapping::preview),
+        )
+        .route("/learners/{id}/explain", get(super::mapping::explain))
+        .route("/catalogue", get(get_catalogue))
+        .route("/catalogue/{kind}", axum::routing::post(post_catalogue))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -40,15 +54,17 @@ pub fn router() -> Router<Arc<App>> {
 pub struct ApiError {
     status: StatusCode,
     detail: String,
+    /// More members of the error body (diagnostics, a preview).
+    extra: Option<Value>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            Json(json!({"status": self.status.as_u16(), "detail": self.detail})),
-        )
-            .into_response();
+        let mut body = json!({"status": self.status.as_u16(), "detail": self.detail});
+        if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.extend(extra);
+        }
+        let mut r = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 "www-authenticate",
@@ -59,17 +75,25 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, detail: impl Into<String>) -> ApiError {
+pub(super) fn error(status: StatusCode, detail: impl Into<String>) -> ApiError {
     ApiError {
         status,
         detail: detail.into(),
+        extra: None,
     }
 }
 
-type Reply = Result<Response, ApiError>;
+impl ApiError {
+    pub(super) fn with(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+}
+
+pub(super) type Reply = Result<Response, ApiError>;
 
 /// The tenant whose admin token the request carries, and a connection.
-fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), ApiError> {
+pub(super) fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), ApiError> {
     let header = headers.get("authorization").and_then(|h| h.to_str().ok());
     let Some(token) = bearer(header) else {
         return Err(unauthorized(
@@ -99,7 +123,7 @@ fn unauthorized(detail: &str) -> ApiError {
     error(StatusCode::UNAUTHORIZED, detail)
 }
 
-fn db_error(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn db_error(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "admin API database error");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -134,7 +158,7 @@ fn kind_segment(s: &str) -> Option<crate::bindings::lms::scim::lms::GrantKind> {
 
 fn admin_error(e: AdminError) -> ApiError {
     let status = match &e {
-        AdminError::NoLearner(_) | AdminError::NoManualGrant(..) => StatusCode::NOT_FOUND,
+        AdminError::NoLearner(_) | AdminError::NotHeld(..) => StatusCode::NOT_FOUND,
         AdminError::NotInCatalogue(..) | AdminError::NoName => StatusCode::BAD_REQUEST,
         AdminError::Db(e) => return db_error(e),
     };
@@ -206,10 +230,48 @@ async fn delete_grant(
     })?;
     let stamp = stamp();
     write(&app, &mut conn, |c| {
-        revoke_manual(c, tenant.id, &id, kind, &name, &stamp)
+        revoke_by_hand(c, tenant.id, &id, kind, &name, &stamp)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_catalogue(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let list = lms::catalogue::list(&conn, tenant.id).map_err(db_error)?;
+    Ok(Json(list).into_response())
+}
+
+/// Adds a role, team or learning path to the catalogue.
+async fn post_catalogue(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+    body: Option<Json<Value>>,
+) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let kind = kind_segment(&kind).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "Add to /catalogue/roles, /catalogue/teams or /catalogue/learningPaths",
+        )
+    })?;
+    let name = body
+        .as_ref()
+        .and_then(|b| b.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| admin_error(AdminError::NoName))?;
+    let _turn = app.writers.lock().await;
+    let added = lms::catalogue::add(&conn, tenant.id, kind, &name)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let list = lms::catalogue::list(&conn, tenant.id).map_err(db_error)?;
+    Ok((status, Json(list)).into_response())
 }
 
 async fn get_events(

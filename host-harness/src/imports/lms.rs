@@ -1,7 +1,7 @@
 //! The WIT `lms` interface over the reference LMS (`crate::lms`).
 
 use crate::bindings::lms::scim::lms::{
-    Change, Grant, GrantKind, Host, LearnerState, LmsError, OnDelete, TenantPolicy,
+    Change, DriftPolicy, Grant, GrantKind, Host, LearnerState, LmsError, OnDelete, TenantPolicy,
 };
 
 use super::SqlStore;
@@ -50,6 +50,11 @@ impl Host for SqlStore {
                         .into_iter()
                         .map(|(kind, name, source)| Grant { kind, name, source })
                         .collect(),
+                    withdrawn: l
+                        .withdrawn
+                        .into_iter()
+                        .map(|(kind, name, source)| Grant { kind, name, source })
+                        .collect(),
                 });
             }
         }
@@ -81,15 +86,25 @@ impl Host for SqlStore {
     }
 
     fn policy(&mut self) -> R<TenantPolicy> {
-        let on_delete =
-            crate::db::on_delete(self.lms_conn()?, self.tenant()).map_err(unavailable)?;
+        let p = crate::db::policy(self.lms_conn()?, self.tenant()).map_err(unavailable)?;
         Ok(TenantPolicy {
-            on_delete: if on_delete == "remove" {
+            on_delete: if p.on_delete == "remove" {
                 OnDelete::Remove
             } else {
                 OnDelete::Suspend
             },
+            drift: if p.drift == "report" {
+                DriftPolicy::Report
+            } else {
+                DriftPolicy::Restore
+            },
         })
+    }
+
+    fn mapping(&mut self) -> R<Option<String>> {
+        crate::mapping::store::current(self.lms_conn()?, self.tenant())
+            .map(|m| m.and_then(|m| m.document))
+            .map_err(unavailable)
     }
 
     fn holders(&mut self, via: String, after: Option<String>, limit: u32) -> R<Vec<String>> {

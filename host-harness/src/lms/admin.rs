@@ -36,6 +36,9 @@ pub fn learner_json(l: &Learner) -> Value {
         "roles": items(GrantKind::Role),
         "teams": items(GrantKind::Team),
         "learningPaths": items(GrantKind::LearningPath),
+        "withdrawn": l.withdrawn.iter().map(|(k, name, source)| {
+            json!({"kind": kind_name(*k), "name": name, "source": source})
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -46,10 +49,8 @@ pub enum AdminError {
     NoLearner(String),
     #[error("the {0} '{1}' is not in the LMS catalogue")]
     NotInCatalogue(&'static str, String),
-    #[error(
-        "the learner holds no manual {0} '{1}' (grants from mapping are changed by the identity provider)"
-    )]
-    NoManualGrant(&'static str, String),
+    #[error("the learner does not hold the {0} '{1}'")]
+    NotHeld(&'static str, String),
     #[error("a name is required: send {{\"name\": \"...\"}}")]
     NoName,
     #[error(transparent)]
@@ -89,8 +90,12 @@ pub fn grant_manual(
     ))
 }
 
-/// Revokes a manual grant.
-pub fn revoke_manual(
+/// Takes an item away by hand, as an admin does in the LMS's own screens.
+/// When the admin granted it by hand, that manual grant goes (undoing one's
+/// own grant leaves mapping alone). Otherwise the grants from mapping are
+/// withdrawn, which mapping notices the next time it maps the learner
+/// (drift) and restores or reports as the tenant's drift policy says.
+pub fn revoke_by_hand(
     conn: &Connection,
     tenant: i64,
     id: &str,
@@ -100,13 +105,37 @@ pub fn revoke_manual(
 ) -> Result<(), AdminError> {
     let l = learner(conn, tenant, id)?.ok_or_else(|| AdminError::NoLearner(id.into()))?;
     let mut changes = Vec::new();
-    let item = Item {
-        name: name.into(),
-        source: MANUAL.into(),
-    };
-    revoke(conn, tenant, id, kind, &item, &mut changes)?;
+    let held: Vec<&(GrantKind, String, String)> = l
+        .grants
+        .iter()
+        .filter(|(k, n, _)| *k == kind && n == name)
+        .collect();
+    let manual = held.iter().any(|(_, _, s)| s == MANUAL);
+    for (_, n, source) in held {
+        if manual && source != MANUAL {
+            continue;
+        }
+        let item = Item {
+            name: n.clone(),
+            source: source.clone(),
+        };
+        if source == MANUAL {
+            revoke(conn, tenant, id, kind, &item, &mut changes)?;
+        } else {
+            conn.prepare_cached(
+                "UPDATE assignments SET withdrawn = 1
+                 WHERE tenant = ?1 AND scim_id = ?2 AND kind = ?3 AND name = ?4 AND source = ?5",
+            )?
+            .execute(rusqlite::params![tenant, id, kind_name(kind), n, source])?;
+            changes.push((
+                kind_name(kind).into(),
+                Some(json!({"name": n, "source": source}).to_string()),
+                None,
+            ));
+        }
+    }
     if changes.is_empty() {
-        return Err(AdminError::NoManualGrant(kind_name(kind), name.into()));
+        return Err(AdminError::NotHeld(kind_name(kind), name.into()));
     }
     record(conn, tenant, &l, "revoke", changes, stamp)?;
     Ok(())

@@ -4,6 +4,7 @@
 //! A vendor replaces it with their own LMS behind the WIT `lms` interface.
 
 pub mod admin;
+pub mod catalogue;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
@@ -60,12 +61,15 @@ pub struct Learner {
     pub status: LearnerStatus,
     /// Kind, name, source.
     pub grants: Vec<(GrantKind, String, String)>,
+    /// Mapped grants an administrator removed by hand (drift), kept so
+    /// mapping can tell them from grants it never made.
+    pub withdrawn: Vec<(GrantKind, String, String)>,
 }
 
 /// Reads a learner and its assignments (one query).
 pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Option<Learner>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT l.user_name, l.status, a.kind, a.name, a.source
+        "SELECT l.user_name, l.status, a.kind, a.name, a.source, a.withdrawn
          FROM learners l LEFT JOIN assignments a ON a.tenant = l.tenant AND a.scim_id = l.scim_id
          WHERE l.tenant = ?1 AND l.scim_id = ?2
          ORDER BY a.kind, a.name, a.source",
@@ -80,6 +84,7 @@ pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opt
                 user_name: r.get(0)?,
                 status: status_of(&r.get::<_, String>(1)?),
                 grants: Vec::new(),
+                withdrawn: Vec::new(),
             }),
         };
         if let (Some(kind), Some(name), Some(source)) = (
@@ -88,7 +93,11 @@ pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opt
             r.get::<_, Option<String>>(4)?,
         ) && let Some(kind) = kind_of(&kind)
         {
-            l.grants.push((kind, name, source));
+            if r.get::<_, Option<bool>>(5)?.unwrap_or(false) {
+                l.withdrawn.push((kind, name, source));
+            } else {
+                l.grants.push((kind, name, source));
+            }
         }
     }
     Ok(out)
@@ -333,7 +342,8 @@ pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Resu
     Ok(())
 }
 
-/// Adds an assignment to an existing learner; a no-op when held.
+/// Adds an assignment to an existing learner, or restores a withdrawn one;
+/// a no-op when held.
 pub fn grant(
     conn: &Connection,
     tenant: i64,
@@ -344,8 +354,10 @@ pub fn grant(
 ) -> rusqlite::Result<()> {
     let n = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO assignments (tenant, scim_id, kind, name, source, via, granted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO assignments (tenant, scim_id, kind, name, source, via, granted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT DO UPDATE SET withdrawn = 0, granted = excluded.granted
+               WHERE withdrawn = 1",
         )?
         .execute(params![
             tenant,
@@ -362,7 +374,8 @@ pub fn grant(
     Ok(())
 }
 
-/// Removes one source's assignment; a no-op when not held.
+/// Removes one source's assignment (held or withdrawn); a no-op when
+/// there is none.
 pub fn revoke(
     conn: &Connection,
     tenant: i64,

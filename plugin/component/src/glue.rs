@@ -4,6 +4,7 @@ wit_bindgen::generate!({
 });
 
 use exports::lms::scim::handler::{DrainStep, Guest, HttpRequest, HttpResponse, RequestContext};
+use exports::lms::scim::mapping_admin::{self as ma, Guest as MappingGuest};
 use lms::scim::lms as host_lms;
 use lms::scim::outbox as host_outbox;
 use lms::scim::store as host;
@@ -37,6 +38,8 @@ impl Guest for Component {
             work: match task.work {
                 host_outbox::Work::Source(s) => prov::Work::Source(s),
                 host_outbox::Work::Users(u) => prov::Work::Users(u),
+                host_outbox::Work::Everyone => prov::Work::Everyone,
+                host_outbox::Work::Members(g) => prov::Work::Members(g),
             },
             cursor: task.cursor,
         };
@@ -49,6 +52,110 @@ impl Guest for Component {
 
     fn error_response(_context: RequestContext, status: u16, detail: String) -> HttpResponse {
         response(scim_engine::error_response(status, &detail))
+    }
+}
+
+impl MappingGuest for Component {
+    fn check(_context: RequestContext, document: String, catalogue: bool) -> ma::CheckReport {
+        let lms: Option<&mut dyn prov::LmsHost> = if catalogue { Some(&mut HostLms) } else { None };
+        match scim_engine::check_mapping(&document, lms) {
+            Ok(r) => ma::CheckReport {
+                rules: r.rules,
+                diagnostics: r.diagnostics.into_iter().map(diagnostic).collect(),
+            },
+            Err(e) => ma::CheckReport {
+                rules: 0,
+                diagnostics: vec![ma::Diagnostic {
+                    severity: ma::Severity::Error,
+                    line: 0,
+                    column: 0,
+                    message: format!("the LMS catalogue could not be read: {e}"),
+                }],
+            },
+        }
+    }
+
+    fn preview(
+        _context: RequestContext,
+        choice: ma::MappingChoice,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<ma::PreviewPage, ma::MappingError> {
+        let page = scim_engine::preview_mapping(
+            &mapping_choice(choice),
+            after.as_deref(),
+            limit,
+            &mut HostStore,
+            &mut HostLms,
+        )
+        .map_err(mapping_error)?;
+        let items = |list: Vec<(prov::GrantKind, String)>| {
+            list.into_iter()
+                .map(|(kind, name)| ma::NamedItem {
+                    kind: grant_kind(kind),
+                    name,
+                })
+                .collect()
+        };
+        Ok(ma::PreviewPage {
+            scanned: page.scanned,
+            users: page
+                .users
+                .into_iter()
+                .map(|u| ma::UserPreview {
+                    scim_id: u.scim_id,
+                    user_name: u.user_name,
+                    gains: items(u.gains),
+                    losses: items(u.losses),
+                    skipped: items(u.skipped),
+                    failure: u.failure,
+                })
+                .collect(),
+            next: page.next,
+        })
+    }
+
+    fn explain(
+        _context: RequestContext,
+        choice: ma::MappingChoice,
+        user_id: String,
+    ) -> Result<String, ma::MappingError> {
+        scim_engine::explain_mapping(
+            &mapping_choice(choice),
+            &user_id,
+            &mut HostStore,
+            &mut HostLms,
+        )
+        .map(|v| v.to_string())
+        .map_err(mapping_error)
+    }
+}
+
+fn mapping_error(e: scim_engine::ScimError) -> ma::MappingError {
+    ma::MappingError {
+        status: e.status,
+        detail: e.detail,
+    }
+}
+
+fn mapping_choice(c: ma::MappingChoice) -> scim_engine::provision::mapping::Choice {
+    use scim_engine::provision::mapping::Choice;
+    match c {
+        ma::MappingChoice::Installed => Choice::Installed,
+        ma::MappingChoice::Default => Choice::Default,
+        ma::MappingChoice::Document(d) => Choice::Document(d),
+    }
+}
+
+fn diagnostic(d: scim_engine::rules::Diagnostic) -> ma::Diagnostic {
+    ma::Diagnostic {
+        severity: match d.severity {
+            scim_engine::rules::Severity::Error => ma::Severity::Error,
+            scim_engine::rules::Severity::Warning => ma::Severity::Warning,
+        },
+        line: d.line,
+        column: d.column,
+        message: d.message,
     }
 }
 
@@ -315,6 +422,22 @@ impl core::Store for HostStore {
 /// The host's LMS, outbox and sync log, reached through the WIT imports.
 struct HostLms;
 
+fn from_host_kind(k: host_lms::GrantKind) -> prov::GrantKind {
+    match k {
+        host_lms::GrantKind::Role => prov::GrantKind::Role,
+        host_lms::GrantKind::Team => prov::GrantKind::Team,
+        host_lms::GrantKind::LearningPath => prov::GrantKind::LearningPath,
+    }
+}
+
+fn from_host_grant(g: host_lms::Grant) -> prov::Grant {
+    prov::Grant {
+        kind: from_host_kind(g.kind),
+        name: g.name,
+        source: g.source,
+    }
+}
+
 fn lms_err(e: host_lms::LmsError) -> prov::LmsError {
     match e {
         host_lms::LmsError::Unavailable(m) => prov::LmsError(m),
@@ -381,19 +504,8 @@ impl prov::LmsHost for HostLms {
                     host_lms::LearnerStatus::Suspended => prov::LearnerStatus::Suspended,
                     host_lms::LearnerStatus::Removed => prov::LearnerStatus::Removed,
                 },
-                grants: s
-                    .grants
-                    .into_iter()
-                    .map(|g| prov::Grant {
-                        kind: match g.kind {
-                            host_lms::GrantKind::Role => prov::GrantKind::Role,
-                            host_lms::GrantKind::Team => prov::GrantKind::Team,
-                            host_lms::GrantKind::LearningPath => prov::GrantKind::LearningPath,
-                        },
-                        name: g.name,
-                        source: g.source,
-                    })
-                    .collect(),
+                grants: s.grants.into_iter().map(from_host_grant).collect(),
+                withdrawn: s.withdrawn.into_iter().map(from_host_grant).collect(),
             })
             .collect())
     }
@@ -424,7 +536,15 @@ impl prov::LmsHost for HostLms {
                 host_lms::OnDelete::Suspend => prov::OnDelete::Suspend,
                 host_lms::OnDelete::Remove => prov::OnDelete::Remove,
             },
+            drift: match p.drift {
+                host_lms::DriftPolicy::Restore => prov::Drift::Restore,
+                host_lms::DriftPolicy::Report => prov::Drift::Report,
+            },
         })
+    }
+
+    fn mapping(&mut self) -> prov::LmsResult<Option<String>> {
+        host_lms::mapping().map_err(lms_err)
     }
 
     fn holders(
@@ -441,6 +561,8 @@ impl prov::LmsHost for HostLms {
             work: match task.work {
                 prov::Work::Source(s) => host_outbox::Work::Source(s),
                 prov::Work::Users(u) => host_outbox::Work::Users(u),
+                prov::Work::Everyone => host_outbox::Work::Everyone,
+                prov::Work::Members(g) => host_outbox::Work::Members(g),
             },
             cursor: task.cursor,
         });

@@ -46,6 +46,8 @@ pub struct LearnerState {
     pub scim_id: String,
     pub status: LearnerStatus,
     pub grants: Vec<Grant>,
+    /// Mapped grants removed by hand in the LMS since mapping made them.
+    pub withdrawn: Vec<Grant>,
 }
 
 /// The ids a learner is known by.
@@ -95,10 +97,21 @@ pub enum OnDelete {
     Remove,
 }
 
+/// What mapping does with a mapped grant removed by hand in the LMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Drift {
+    /// Grant it again and record the drift (the default).
+    #[default]
+    Restore,
+    /// Record the drift and leave it removed.
+    Report,
+}
+
 /// The tenant's provisioning policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Policy {
     pub on_delete: OnDelete,
+    pub drift: Drift,
 }
 
 /// Background work (see the WIT `outbox`).
@@ -108,6 +121,11 @@ pub enum Work {
     Source(String),
     /// These users.
     Users(Vec<String>),
+    /// Every user (a rules change).
+    Everyone,
+    /// The members of this group (a renamed group under rules that test
+    /// group names).
+    Members(String),
 }
 
 /// A queued unit of background work and how far it got.
@@ -160,6 +178,7 @@ pub trait LmsHost {
     fn apply(&mut self, changes: Vec<Change>) -> LmsResult<()>;
     fn known(&mut self, kind: GrantKind, names: &[String]) -> LmsResult<Vec<String>>;
     fn policy(&mut self) -> LmsResult<Policy>;
+    fn mapping(&mut self) -> LmsResult<Option<String>>;
     fn holders(&mut self, source: &str, after: Option<&str>, limit: u32) -> LmsResult<Vec<String>>;
     fn enqueue(&mut self, task: Task);
     fn append(&mut self, events: Vec<Event>);

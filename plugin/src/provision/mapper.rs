@@ -6,12 +6,15 @@
 use serde_json::Value;
 
 use super::host::{Grant, GrantKind};
+use crate::rules::Explanation;
 
 /// A group a user is a direct member of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupFact {
     pub id: String,
     pub display_name: Option<String>,
+    /// Filled only for mappers that ask ([`Mapper::needs_group_external_ids`]).
+    pub external_id: Option<String>,
 }
 
 /// What a mapper sees of one user.
@@ -39,6 +42,28 @@ pub struct MapError {
 pub trait Mapper {
     /// The grants `facts` call for, each with its source.
     fn desired(&self, facts: &Facts) -> Result<Vec<Grant>, MapError>;
+
+    /// The grants with an account of how they came about (explain).
+    fn explain(&self, facts: &Facts) -> Result<Explanation, MapError> {
+        Ok(Explanation {
+            grants: self.desired(facts)?,
+            ..Explanation::default()
+        })
+    }
+
+    /// Whether group facts must carry external ids (a fetch per group).
+    fn needs_group_external_ids(&self) -> bool {
+        false
+    }
+
+    /// Whether a learner holds one mapped role, so that a manual role beside
+    /// it is a contradiction worth reporting.
+    fn exclusive_role(&self) -> bool {
+        false
+    }
+
+    /// What kind of mapping this is, for explain and the sync log.
+    fn name(&self) -> &'static str;
 }
 
 /// The default mapping: every active user is a learner with the role
@@ -83,6 +108,24 @@ impl Mapper for DefaultMapper {
         }
         Ok(out)
     }
+
+    fn explain(&self, facts: &Facts) -> Result<Explanation, MapError> {
+        let mut notes = vec![
+            "no rules are installed: the default mapping applies (every active user has the role 'learner'; every group is a team of its name)".to_string(),
+        ];
+        if !facts.active {
+            notes.push("the user is inactive: it holds nothing mapped".into());
+        }
+        Ok(Explanation {
+            grants: self.desired(facts)?,
+            notes,
+            ..Explanation::default()
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "default"
+    }
 }
 
 #[cfg(test)]
@@ -95,10 +138,12 @@ mod tests {
             GroupFact {
                 id: "g1".into(),
                 display_name: Some("Sales".into()),
+                external_id: None,
             },
             GroupFact {
                 id: "g2".into(),
                 display_name: None,
+                external_id: None,
             },
         ];
         let resource = serde_json::json!({});

@@ -14,6 +14,8 @@ pub struct MemLearner {
     pub status: LearnerStatus,
     pub profile: Profile,
     pub grants: BTreeSet<Grant>,
+    /// Mapped grants removed by hand.
+    pub withdrawn: BTreeSet<Grant>,
 }
 
 /// An LMS held in memory.
@@ -23,6 +25,8 @@ pub struct MemLms {
     /// Role and learning-path names that exist.
     pub catalogue: BTreeSet<(GrantKind, String)>,
     pub policy: Policy,
+    /// The installed rules document.
+    pub mapping: Option<String>,
     pub outbox: Vec<Task>,
     pub events: Vec<Event>,
     /// Every change applied, in order.
@@ -48,6 +52,24 @@ impl MemLms {
         names.dedup();
         names
     }
+
+    /// What an admin removing an item by hand does: manual grants go,
+    /// mapped ones are withdrawn (mapping notices: drift).
+    pub fn withdraw(&mut self, id: &str, kind: GrantKind, name: &str) {
+        let l = self.learners.get_mut(id).expect("learner");
+        let taken: Vec<Grant> = l
+            .grants
+            .iter()
+            .filter(|g| g.kind == kind && g.name == name)
+            .cloned()
+            .collect();
+        for g in taken {
+            l.grants.remove(&g);
+            if g.source != super::host::MANUAL {
+                l.withdrawn.insert(g);
+            }
+        }
+    }
 }
 
 impl LmsHost for MemLms {
@@ -59,6 +81,7 @@ impl LmsHost for MemLms {
                     scim_id: id.clone(),
                     status: l.status,
                     grants: l.grants.iter().cloned().collect(),
+                    withdrawn: l.withdrawn.iter().cloned().collect(),
                 })
             })
             .collect())
@@ -76,6 +99,7 @@ impl LmsHost for MemLms {
                             status: LearnerStatus::Active,
                             profile: Profile::default(),
                             grants: BTreeSet::new(),
+                            withdrawn: BTreeSet::new(),
                         });
                     l.profile = p.clone();
                     continue;
@@ -91,12 +115,15 @@ impl LmsHost for MemLms {
                         l.status = LearnerStatus::Removed;
                         l.profile = Profile::default();
                         l.grants.clear();
+                        l.withdrawn.clear();
                     }
                     Effect::Grant(g) => {
+                        l.withdrawn.remove(g);
                         l.grants.insert(g.clone());
                     }
                     Effect::Revoke(g) => {
                         l.grants.remove(g);
+                        l.withdrawn.remove(g);
                     }
                 }
             }
@@ -115,6 +142,10 @@ impl LmsHost for MemLms {
 
     fn policy(&mut self) -> LmsResult<Policy> {
         Ok(self.policy)
+    }
+
+    fn mapping(&mut self) -> LmsResult<Option<String>> {
+        Ok(self.mapping.clone())
     }
 
     fn holders(&mut self, source: &str, after: Option<&str>, limit: u32) -> LmsResult<Vec<String>> {

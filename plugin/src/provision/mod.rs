@@ -11,6 +11,7 @@
 pub mod changes;
 pub mod host;
 pub mod mapper;
+pub mod mapping;
 pub mod memlms;
 pub mod record;
 pub mod sync;

@@ -9,14 +9,14 @@ use serde_json::Value;
 
 use super::changes::{ChangeSet, is_active};
 use super::host::{
-    Change, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState, LearnerStatus,
-    LmsHost, MANUAL, OnDelete, Profile, Task, Work,
+    Change, Drift, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState,
+    LearnerStatus, LmsHost, MANUAL, OnDelete, Policy, Profile, Task, Work,
 };
 use super::mapper::{Facts, GroupFact, Mapper, group_key};
 use crate::error::ScimResult;
 use crate::schema::ENTERPRISE_USER_SCHEMA;
 use crate::schema::{GROUP_TYPE, USER_TYPE};
-use crate::store::Store;
+use crate::store::{Page, Selection, Store};
 
 /// Users whose membership changed that one request re-maps itself; beyond
 /// this the work goes to the outbox so the request stays fast.
@@ -85,7 +85,14 @@ pub fn after_writes(
         };
         let renamed = g.before.is_some() && g.after.is_some() && name(&g.before) != name(&g.after);
         let removed = g.before.is_some() && g.after.is_none();
-        if renamed || removed {
+        // A renamed group's members are re-mapped (rules may test its name);
+        // a deleted one has none left, so its grants are followed instead.
+        if renamed {
+            lms.enqueue(Task {
+                work: Work::Members(g.id.clone()),
+                cursor: None,
+            });
+        } else if removed {
             lms.enqueue(Task {
                 work: Work::Source(group_key(&g.id)),
                 cursor: None,
@@ -114,6 +121,36 @@ pub fn drain(
                 .then(|| ids.last().cloned())
                 .flatten())
         }
+        Work::Everyone => {
+            let after = seq_cursor(task)?;
+            let docs = store.scan(USER_TYPE.name, &Selection::All, Page::after(after, batch))?;
+            let next = (docs.len() >= batch as usize)
+                .then(|| docs.last().map(|d| d.seq.to_string()))
+                .flatten();
+            let users: Vec<(String, Value)> = docs
+                .into_iter()
+                .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
+                .collect();
+            let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
+            let known: HashMap<String, &Value> =
+                users.iter().map(|(id, v)| (id.clone(), v)).collect();
+            provision(&ids, &known, &HashSet::new(), store, lms, mapper)?;
+            Ok(next)
+        }
+        Work::Members(group) => {
+            let after = seq_cursor(task)?;
+            let rows = store.members_list(GROUP_TYPE.name, group, after, batch)?;
+            let next = (rows.len() >= batch as usize)
+                .then(|| rows.last().map(|r| r.seq.to_string()))
+                .flatten();
+            let ids: Vec<String> = rows
+                .into_iter()
+                .filter(|r| r.kind == USER_TYPE.name)
+                .map(|r| r.id)
+                .collect();
+            provision(&ids, &HashMap::new(), &HashSet::new(), store, lms, mapper)?;
+            Ok(next)
+        }
         Work::Users(users) => {
             let start = task
                 .cursor
@@ -133,6 +170,18 @@ pub fn drain(
             Ok((end < users.len()).then(|| end.to_string()))
         }
     }
+}
+
+/// A task's cursor as a store sequence number.
+fn seq_cursor(task: &Task) -> ScimResult<Option<u64>> {
+    task.cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                crate::ScimError::new(500, None, format!("unreadable task cursor '{c}'"))
+            })
+        })
+        .transpose()
 }
 
 /// The ids a learner is known by, from its SCIM user.
@@ -205,7 +254,7 @@ fn deprovision(deleted: &[(String, &Value)], lms: &mut dyn LmsHost) -> ScimResul
     apply(lms, changes)
 }
 
-fn by_id(states: Vec<LearnerState>) -> HashMap<String, LearnerState> {
+pub(crate) fn by_id(states: Vec<LearnerState>) -> HashMap<String, LearnerState> {
     states.into_iter().map(|s| (s.scim_id.clone(), s)).collect()
 }
 
@@ -250,14 +299,9 @@ pub fn provision(
             .collect()
     };
     let user_of = |id: &str| known.get(id).copied().or_else(|| read.get(id));
-    let mut groups: HashMap<String, Vec<GroupFact>> = HashMap::new();
-    for (member, g) in store.groups_of(GROUP_TYPE.name, ids)? {
-        groups.entry(member).or_default().push(GroupFact {
-            id: g.id,
-            display_name: g.label,
-        });
-    }
+    let groups = group_facts(ids, store, mapper)?;
     let states = by_id(lms.learners(ids)?);
+    let mut policy: Option<Policy> = None;
 
     let mut status_changes = Vec::new();
     let mut grant_changes = Vec::new();
@@ -327,13 +371,34 @@ pub fn provision(
             }
         };
         let held: BTreeSet<&Grant> = state.map(|s| mapped(s).collect()).unwrap_or_default();
+        let withdrawn: BTreeSet<&Grant> = state
+            .map(|s| s.withdrawn.iter().collect())
+            .unwrap_or_default();
+        if mapper.exclusive_role()
+            && let Some(state) = state
+        {
+            events.extend(manual_role_mismatch(state, &want, &learner));
+        }
+        // A withdrawn grant no longer wanted is forgotten.
         let mut effects: Vec<Effect> = held
             .iter()
+            .chain(&withdrawn)
             .filter(|g| !want.contains(**g))
             .map(|g| Effect::Revoke((*g).clone()))
             .collect();
         let index = grant_changes.len();
         for g in want.into_iter().filter(|g| !held.contains(g)) {
+            if withdrawn.contains(&g) {
+                let p = match policy {
+                    Some(p) => p,
+                    None => *policy.insert(lms.policy()?),
+                };
+                let restore = p.drift == Drift::Restore;
+                events.push(drift_event(&learner, &g, restore));
+                if !restore {
+                    continue;
+                }
+            }
             if g.kind == GrantKind::Team {
                 effects.push(Effect::Grant(g));
             } else {
@@ -363,6 +428,13 @@ pub fn provision(
             if known.contains(&g.name) {
                 change.effects.push(Effect::Grant(g.clone()));
             } else {
+                // A role the catalogue lacks never takes the learner's
+                // current role away: it keeps it until the new one exists.
+                if kind == GrantKind::Role {
+                    change
+                        .effects
+                        .retain(|e| !matches!(e, Effect::Revoke(r) if r.kind == GrantKind::Role));
+                }
                 events.push(Event {
                     action: "skip".into(),
                     resource_type: "Learner".into(),
@@ -371,7 +443,7 @@ pub fn provision(
                     status: EventStatus::Skipped,
                     reason: Some(format!("unknown-{}", kind_slug(kind))),
                     detail: Some(format!(
-                        "The {} '{}' (from {}) is not in the LMS catalogue; it was not granted",
+                        "The {} '{}' (from {}) is not in the LMS catalogue; it was not granted (add it to the catalogue; the next mapping grants it)",
                         kind.as_str(),
                         g.name,
                         g.source
@@ -387,6 +459,100 @@ pub fn provision(
         lms.append(events);
     }
     Ok(())
+}
+
+/// The facts' groups of each user, in id order (so a rule matching through
+/// several groups always names the same one), with external ids when the
+/// mapper reads them.
+pub(crate) fn group_facts(
+    ids: &[String],
+    store: &mut dyn Store,
+    mapper: &dyn Mapper,
+) -> ScimResult<HashMap<String, Vec<GroupFact>>> {
+    let mut groups: HashMap<String, Vec<GroupFact>> = HashMap::new();
+    for (member, g) in store.groups_of(GROUP_TYPE.name, ids)? {
+        groups.entry(member).or_default().push(GroupFact {
+            id: g.id,
+            display_name: g.label,
+            external_id: None,
+        });
+    }
+    if mapper.needs_group_external_ids() {
+        let unique: BTreeSet<&String> = groups.values().flatten().map(|g| &g.id).collect();
+        let unique: Vec<String> = unique.into_iter().cloned().collect();
+        let external: HashMap<String, String> = store
+            .get_many(GROUP_TYPE.name, &unique)?
+            .into_iter()
+            .filter_map(|d| {
+                let v: Value = serde_json::from_str(&d.body).ok()?;
+                Some((d.id, v.get("externalId")?.as_str()?.to_string()))
+            })
+            .collect();
+        for g in groups.values_mut().flatten() {
+            g.external_id = external.get(&g.id).cloned();
+        }
+    }
+    for list in groups.values_mut() {
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Ok(groups)
+}
+
+/// A mapped grant someone removed by hand in the LMS, met again.
+fn drift_event(learner: &LearnerRef, g: &Grant, restored: bool) -> Event {
+    let (status, reason, outcome) = if restored {
+        (EventStatus::Success, "restored", "mapping restored it")
+    } else {
+        (
+            EventStatus::Skipped,
+            "drift-reported",
+            "the tenant's drift policy is 'report', so it stays removed",
+        )
+    };
+    Event {
+        action: "drift".into(),
+        resource_type: "Learner".into(),
+        resource_id: learner.scim_id.clone(),
+        resource_name: Some(learner.user_name.clone()),
+        status,
+        reason: Some(reason.into()),
+        detail: Some(format!(
+            "The {} '{}' (from {}) was removed by hand in the LMS; {outcome}",
+            g.kind.as_str(),
+            g.name,
+            g.source
+        )),
+        changes: Vec::new(),
+    }
+}
+
+/// Manual roles beside a different mapped role: reported, never removed.
+fn manual_role_mismatch(
+    state: &LearnerState,
+    want: &BTreeSet<Grant>,
+    learner: &LearnerRef,
+) -> Vec<Event> {
+    let Some(mapped_role) = want.iter().find(|g| g.kind == GrantKind::Role) else {
+        return Vec::new();
+    };
+    state
+        .grants
+        .iter()
+        .filter(|g| g.source == MANUAL && g.kind == GrantKind::Role && g.name != mapped_role.name)
+        .map(|g| Event {
+            action: "mismatch".into(),
+            resource_type: "Learner".into(),
+            resource_id: learner.scim_id.clone(),
+            resource_name: Some(learner.user_name.clone()),
+            status: EventStatus::Skipped,
+            reason: Some("manual-role-differs".into()),
+            detail: Some(format!(
+                "The learner holds the role '{}' by hand while mapping gives '{}' (from {}); manual grants are never removed by mapping",
+                g.name, mapped_role.name, mapped_role.source
+            )),
+            changes: Vec::new(),
+        })
+        .collect()
 }
 
 fn kind_slug(kind: GrantKind) -> &'static str {

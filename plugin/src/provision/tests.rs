@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use super::host::{Effect, Grant, GrantKind, LearnerStatus, MANUAL, OnDelete, Work};
+use super::host::{
+    Drift, Effect, EventStatus, Grant, GrantKind, LearnerStatus, MANUAL, OnDelete, Work,
+};
 use super::sync::INLINE_USERS;
 use crate::testkit::Fixture;
 
@@ -177,7 +179,8 @@ fn a_group_rename_remaps_its_members_through_the_outbox() {
     // Not in the request: queued.
     assert_eq!(f.lms.holds(&users[0], GrantKind::Team), ["Old"]);
     assert_eq!(f.lms.outbox.len(), 1);
-    assert_eq!(f.lms.outbox[0].work, Work::Source(format!("group:{g}")));
+    // Its members, not the holders of its grants: rules may test its name.
+    assert_eq!(f.lms.outbox[0].work, Work::Members(g.clone()));
     drain_all(&mut f, 3);
     for u in &users {
         assert_eq!(f.lms.holds(u, GrantKind::Team), ["New"], "{u}");
@@ -272,4 +275,445 @@ fn unchanged_state_applies_nothing() {
         patch(json!([{"op": "add", "path": "members", "value": [{"value": u}]}])),
     );
     assert_eq!(f.lms.applied.len(), before);
+}
+
+// Rules installed in the LMS (`f.lms.mapping`), through the engine.
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+const SALES_RULES: &str = r#"
+[[rule]]
+name = "sales"
+when = { attribute = "department", equals = "Sales" }
+grant = { learning_paths = ["Sales Onboarding"], teams = ["Dept {department}"] }
+
+[[rule]]
+name = "ghost"
+when = { attribute = "department", equals = "Sales" }
+grant = { learning_paths = ["Ghost Path"] }
+"#;
+
+fn dept(name: &str) -> serde_json::Value {
+    json!({ENTERPRISE: {"department": name}})
+}
+
+/// A fixture with `text` installed and the learning path `Sales Onboarding`
+/// (not `Ghost Path`) in the catalogue.
+fn with_rules(text: &str) -> Fixture {
+    let mut f = Fixture::new();
+    f.lms.mapping = Some(text.to_string());
+    f.lms
+        .catalogue
+        .insert((GrantKind::LearningPath, "Sales Onboarding".into()));
+    f
+}
+
+fn grants_of(f: &Fixture, id: &str) -> Vec<String> {
+    f.lms.learners[id]
+        .grants
+        .iter()
+        .map(|g| format!("{} {} <- {}", g.kind.as_str(), g.name, g.source))
+        .collect()
+}
+
+fn events_for<'a>(f: &'a Fixture, id: &str, action: &str) -> Vec<&'a super::host::Event> {
+    f.lms
+        .events
+        .iter()
+        .filter(|e| e.resource_id == id && e.action == action)
+        .collect()
+}
+
+fn retitle(f: &mut Fixture, id: &str, title: &str) {
+    f.ok(
+        "PATCH",
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "replace", "path": "title", "value": title}])),
+    );
+}
+
+#[test]
+fn installed_rules_grant_by_department_and_skip_unknown_paths() {
+    let mut f = with_rules(SALES_RULES);
+    let sales = f.user("s", dept("Sales"));
+    let ops = f.user("o", dept("Ops"));
+    f.group("Everyone", &[&sales, &ops]);
+    assert_eq!(
+        grants_of(&f, &sales),
+        [
+            "role learner <- rules:default-role@active",
+            "team Dept Sales <- rules:sales@attr:department",
+            "learningPath Sales Onboarding <- rules:sales@attr:department",
+        ],
+        "no team for the group: groups_as_teams is off"
+    );
+    assert_eq!(
+        grants_of(&f, &ops),
+        ["role learner <- rules:default-role@active"]
+    );
+    let skips = events_for(&f, &sales, "skip");
+    assert!(!skips.is_empty());
+    assert!(skips.iter().all(|e| {
+        e.reason.as_deref() == Some("unknown-learning-path")
+            && e.status == EventStatus::Skipped
+            && e.detail
+                .as_deref()
+                .unwrap()
+                .contains("'Ghost Path' (from rules:ghost@attr:department)")
+    }));
+    assert!(events_for(&f, &ops, "skip").is_empty());
+
+    // Moving to another department takes the path and team away.
+    f.ok(
+        "PATCH",
+        &format!("/Users/{sales}"),
+        patch(
+            json!([{"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "Ops"}]),
+        ),
+    );
+    assert_eq!(
+        grants_of(&f, &sales),
+        ["role learner <- rules:default-role@active"]
+    );
+}
+
+#[test]
+fn rule_grants_through_a_group_follow_the_group() {
+    let mut f = with_rules(
+        r#"
+[[rule]]
+name = "sales group"
+when = { group = "sales" }
+grant = { teams = ["Sellers"] }
+
+[[rule]]
+name = "by external id"
+when = { group_external_id = "ext-42" }
+grant = { learning_paths = ["Sales Onboarding"] }
+"#,
+    );
+    let u = f.user("u", json!({}));
+    let g = f.ok(
+        "POST",
+        "/Groups",
+        Some(json!({"displayName": "SALES", "externalId": "ext-42", "members": [{"value": u}]})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        grants_of(&f, &u),
+        [
+            "role learner <- rules:default-role@active".to_string(),
+            format!("team Sellers <- rules:sales group@group:{g}"),
+            format!("learningPath Sales Onboarding <- rules:by external id@group:{g}"),
+        ]
+    );
+    // Deleting the group re-maps its holders in the background.
+    f.ok("DELETE", &format!("/Groups/{g}"), None);
+    drain_all(&mut f, 10);
+    assert_eq!(
+        grants_of(&f, &u),
+        ["role learner <- rules:default-role@active"]
+    );
+}
+
+#[test]
+fn drift_is_restored_or_reported_as_the_policy_says() {
+    let mut f = with_rules(SALES_RULES);
+    let u = f.user("u", dept("Sales"));
+    let lp = "Sales Onboarding";
+    f.lms.withdraw(&u, GrantKind::LearningPath, lp);
+    assert!(
+        !f.lms
+            .holds(&u, GrantKind::LearningPath)
+            .contains(&lp.to_string())
+    );
+
+    retitle(&mut f, &u, "Rep");
+    assert_eq!(f.lms.holds(&u, GrantKind::LearningPath), [lp]);
+    assert!(f.lms.learners[&u].withdrawn.is_empty());
+    let drift = events_for(&f, &u, "drift");
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].reason.as_deref(), Some("restored"));
+    assert_eq!(drift[0].status, EventStatus::Success);
+    assert!(
+        drift[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("'Sales Onboarding'")
+    );
+
+    // Once restored, it is not drift any more.
+    retitle(&mut f, &u, "Senior Rep");
+    assert_eq!(events_for(&f, &u, "drift").len(), 1);
+
+    f.lms.policy.drift = Drift::Report;
+    f.lms.withdraw(&u, GrantKind::Team, "Dept Sales");
+    retitle(&mut f, &u, "Lead");
+    assert!(f.lms.holds(&u, GrantKind::Team).is_empty(), "not restored");
+    let drift = events_for(&f, &u, "drift");
+    assert_eq!(drift.len(), 2);
+    assert_eq!(drift[1].reason.as_deref(), Some("drift-reported"));
+    assert_eq!(drift[1].status, EventStatus::Skipped);
+    assert_eq!(f.lms.learners[&u].withdrawn.len(), 1);
+
+    // When the rules no longer want it, the withdrawal is forgotten.
+    f.ok(
+        "PATCH",
+        &format!("/Users/{u}"),
+        patch(
+            json!([{"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "Ops"}]),
+        ),
+    );
+    assert!(f.lms.learners[&u].withdrawn.is_empty());
+    assert_eq!(events_for(&f, &u, "drift").len(), 2);
+}
+
+#[test]
+fn a_manual_role_beside_a_different_mapped_role_is_reported_and_kept() {
+    let mut f = with_rules(
+        r#"
+[[rule]]
+name = "teachers"
+when = { attribute = "title", glob = "*teacher*" }
+grant = { role = "instructor" }
+"#,
+    );
+    f.lms
+        .catalogue
+        .insert((GrantKind::Role, "instructor".into()));
+    let u = f.user("u", json!({"title": "Teacher"}));
+    let manual = |name: &str| Grant {
+        kind: GrantKind::Role,
+        name: name.into(),
+        source: MANUAL.into(),
+    };
+    let grants = &mut f.lms.learners.get_mut(&u).unwrap().grants;
+    grants.insert(manual("admin"));
+    grants.insert(manual("instructor"));
+    retitle(&mut f, &u, "Head Teacher");
+    let mismatch = events_for(&f, &u, "mismatch");
+    assert_eq!(mismatch.len(), 1, "only the role that differs");
+    assert_eq!(mismatch[0].reason.as_deref(), Some("manual-role-differs"));
+    assert!(
+        mismatch[0].detail.as_deref().unwrap().contains(
+            "'admin' by hand while mapping gives 'instructor' (from rules:teachers@attr:title)"
+        ),
+        "{:?}",
+        mismatch[0].detail
+    );
+    let l = &f.lms.learners[&u];
+    assert!(l.grants.contains(&manual("admin")), "manual roles are kept");
+    assert_eq!(f.lms.holds(&u, GrantKind::Role), ["admin", "instructor"]);
+
+    // The default mapping does not hold roles exclusively: no report.
+    f.lms.mapping = None;
+    retitle(&mut f, &u, "Teacher");
+    assert_eq!(events_for(&f, &u, "mismatch").len(), 1);
+}
+
+#[test]
+fn preview_reports_each_users_difference_and_changes_nothing() {
+    use super::mapping::Choice;
+    let mut f = Fixture::new();
+    f.lms
+        .catalogue
+        .insert((GrantKind::LearningPath, "Sales Onboarding".into()));
+    f.lms
+        .catalogue
+        .insert((GrantKind::Role, "instructor".into()));
+    let a = f.user("a", dept("Sales"));
+    let b = f.user("b", dept("Ops"));
+    let c = f.user("c", json!({"title": "Teacher"}));
+    f.group("Sales", &[&a]);
+    let before = f.lms.learners.clone();
+    let (applied, events) = (f.lms.applied.len(), f.lms.events.len());
+
+    let text = r#"
+groups_as_teams = true
+
+[[rule]]
+name = "sales"
+when = { attribute = "department", equals = "Sales" }
+grant = { learning_paths = ["Sales Onboarding", "Ghost Path"] }
+
+[[rule]]
+name = "teachers"
+when = { attribute = "title", equals = "Teacher" }
+grant = { role = "instructor" }
+"#;
+    let page = crate::preview_mapping(
+        &Choice::Document(text.into()),
+        None,
+        100,
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap();
+    assert_eq!(page.scanned, 3);
+    assert_eq!(page.next, None);
+    type Items = Vec<(GrantKind, String)>;
+    let summary: Vec<(&str, Items, Items, Items)> = page
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.user_name.as_str(),
+                u.gains.clone(),
+                u.losses.clone(),
+                u.skipped.clone(),
+            )
+        })
+        .collect();
+    let item = |k: GrantKind, n: &str| (k, n.to_string());
+    assert_eq!(
+        summary,
+        [
+            (
+                "a",
+                vec![item(GrantKind::LearningPath, "Sales Onboarding")],
+                vec![],
+                vec![item(GrantKind::LearningPath, "Ghost Path")]
+            ),
+            (
+                "c",
+                vec![item(GrantKind::Role, "instructor")],
+                vec![item(GrantKind::Role, "learner")],
+                vec![]
+            ),
+        ],
+        "b keeps what it has: not listed"
+    );
+    assert!(page.users.iter().all(|u| u.failure.is_none()));
+    assert!(page.users.iter().all(|u| u.scim_id == a || u.scim_id == c));
+
+    // Without groups_as_teams, a's group team would go.
+    let page = crate::preview_mapping(
+        &Choice::Document(text.replace("groups_as_teams = true", "")),
+        None,
+        1,
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap();
+    assert_eq!(page.scanned, 1);
+    assert!(page.next.is_some());
+    assert_eq!(page.users[0].losses, [item(GrantKind::Team, "Sales")]);
+
+    // A candidate that does not parse is refused.
+    let err = crate::preview_mapping(
+        &Choice::Document("[[rule]]\nname = \"x\"\n".into()),
+        None,
+        100,
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap_err();
+    assert_eq!(err.status, 400);
+
+    assert_eq!(f.lms.learners, before);
+    assert_eq!(f.lms.applied.len(), applied);
+    assert_eq!(f.lms.events.len(), events);
+    assert_eq!(f.lms.mapping, None);
+    let _ = b;
+}
+
+#[test]
+fn explain_shows_rules_desired_grants_and_effects() {
+    use super::mapping::Choice;
+    let mut f = with_rules(SALES_RULES);
+    let u = f.user("u", dept("Sales"));
+    let before = f.lms.learners.clone();
+    let x = crate::explain_mapping(&Choice::Installed, &u, &mut f.store, &mut f.lms).unwrap();
+    assert_eq!(x["mapper"], "rules");
+    assert_eq!(x["user"]["userName"], "u");
+    assert_eq!(x["facts"]["attributes"]["department"], json!(["Sales"]));
+    let rules = x["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0]["rule"], "sales");
+    assert_eq!(rules[0]["matched"], true);
+    assert_eq!(rules[0]["via"], "attr:department");
+    assert_eq!(rules[0]["condition"]["values"], json!(["Sales"]));
+    assert!(
+        x["desired"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"kind": "learningPath", "name": "Sales Onboarding", "source": "rules:sales@attr:department"}))
+    );
+    // Everything but the unknown path is already held.
+    assert_eq!(
+        x["effects"],
+        json!([{"effect": "grant", "kind": "learningPath", "name": "Ghost Path",
+                "source": "rules:ghost@attr:department",
+                "note": "not in the LMS catalogue: it would be skipped and recorded"}])
+    );
+
+    // A candidate: what would change.
+    let candidate = "[[rule]]\nname = \"all\"\ngrant = { teams = [\"Everyone\"] }\n";
+    let x = crate::explain_mapping(
+        &Choice::Document(candidate.into()),
+        &u,
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap();
+    let mut effects: Vec<(&str, &str)> = x["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["effect"].as_str().unwrap(), e["name"].as_str().unwrap()))
+        .collect();
+    effects.sort();
+    // The default role keeps its source: no effect for it.
+    assert_eq!(
+        effects,
+        [
+            ("grant", "Everyone"),
+            ("revoke", "Dept Sales"),
+            ("revoke", "Sales Onboarding"),
+        ]
+    );
+    assert_eq!(f.lms.learners, before, "explain applies nothing");
+}
+
+#[test]
+fn broken_installed_rules_fail_mapping_but_never_suspension() {
+    let mut f = with_rules(SALES_RULES);
+    let u = f.user("u", dept("Sales"));
+    let held = f.lms.learners[&u].grants.clone();
+    f.lms.mapping = Some("[[rule]]\nname = \"broken\"\n".into());
+
+    retitle(&mut f, &u, "Rep");
+    let failed = events_for(&f, &u, "map");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].status, EventStatus::Failure);
+    assert_eq!(failed[0].reason.as_deref(), Some("rules-invalid"));
+    assert!(
+        failed[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("missing field `grant`")
+    );
+    assert_eq!(f.lms.learners[&u].grants, held, "nothing is taken away");
+
+    f.ok(
+        "PATCH",
+        &format!("/Users/{u}"),
+        patch(json!([{"op": "replace", "path": "active", "value": false}])),
+    );
+    assert_eq!(status(&f, &u), LearnerStatus::Suspended);
+    assert_eq!(events_for(&f, &u, "map").len(), 2);
+
+    // Explain says why.
+    let x = crate::explain_mapping(
+        &super::mapping::Choice::Installed,
+        &u,
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap();
+    assert_eq!(x["failure"]["reason"], "rules-invalid");
 }

@@ -206,6 +206,9 @@ fn a_first_release_database_is_migrated() {
             "DROP TABLE term_stats; DROP INDEX tenants_by_admin_token;
              ALTER TABLE tenants DROP COLUMN admin_token_hash;
              ALTER TABLE tenants DROP COLUMN on_delete;
+             ALTER TABLE tenants DROP COLUMN drift;
+             ALTER TABLE tenants DROP COLUMN confirm_threshold;
+             DROP TABLE mappings;
              DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
              DROP TABLE outbox; DROP TABLE events; PRAGMA user_version = 0;",
         )
@@ -228,14 +231,18 @@ fn a_first_release_database_is_migrated() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
-    // Migration 2 gave the existing tenant its LMS catalogue and a policy.
-    let (role, policy): (String, String) = conn
+    assert_eq!(version, 3);
+    // Migrations 2 and 3 gave the existing tenant its LMS catalogue and a
+    // policy.
+    let (role, policy, drift): (String, String, String) = conn
         .query_row(
-            "SELECT c.name, t.on_delete FROM catalogue c JOIN tenants t ON t.id = c.tenant",
+            "SELECT c.name, t.on_delete, t.drift FROM catalogue c JOIN tenants t ON t.id = c.tenant",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((role.as_str(), policy.as_str()), ("learner", "suspend"));
+    assert_eq!(
+        (role.as_str(), policy.as_str(), drift.as_str()),
+        ("learner", "suspend", "restore")
+    );
 }

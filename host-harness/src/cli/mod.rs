@@ -1,0 +1,4 @@
+//! Command groups of `scim-host` that have grown their own module.
+
+pub mod catalogue;
+pub mod mapping;

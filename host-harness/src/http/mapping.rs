@@ -1,0 +1,195 @@
+//! The admin API's mapping rules: `GET|PUT|DELETE /admin/v1/mapping`,
+//! `POST /admin/v1/mapping/check`, `POST /admin/v1/mapping/preview` and
+//! `GET /admin/v1/learners/{id}/explain`. The body of PUT, check and
+//! preview is the rules document itself (TOML or JSON).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::admin::{ApiError, Reply, authenticate, db_error, error};
+use crate::app::App;
+use crate::db::Tenant;
+use crate::mapping::{self, Choice, Refusal};
+
+/// Per-learner differences a preview answers unless `limit` says otherwise.
+const KEEP: usize = 1000;
+
+fn refusal(r: Refusal) -> ApiError {
+    let detail = r.to_string();
+    match r {
+        Refusal::Invalid(report) => {
+            error(StatusCode::BAD_REQUEST, detail).with(json!({"check": report}))
+        }
+        Refusal::NeedsConfirmation { preview, threshold } => error(StatusCode::CONFLICT, detail)
+            .with(json!({"threshold": threshold, "preview": preview})),
+        Refusal::Engine { status, .. } => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            detail,
+        ),
+        Refusal::Internal(e) => db_error(e),
+    }
+}
+
+fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("'{name}' must be true or false, not '{other}'"),
+        )),
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<T>().map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("'{name}' must be {what}, not '{v}'"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn document(body: String) -> Result<String, ApiError> {
+    if body.trim().is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Send the rules document (TOML or JSON) as the request body",
+        ));
+    }
+    Ok(body)
+}
+
+/// Runs blocking mapping work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| db_error(format!("mapping task failed: {e}")))?
+        .map_err(refusal)
+}
+
+fn tenant_of(app: &App, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    authenticate(app, headers).map(|(t, _)| t)
+}
+
+pub async fn get_mapping(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let current = mapping::store::current(&conn, tenant.id).map_err(db_error)?;
+    let history = mapping::store::history(&conn, tenant.id, 20).map_err(db_error)?;
+    let policy = crate::db::policy(&conn, tenant.id).map_err(db_error)?;
+    Ok(Json(json!({
+        "mapper": if current.as_ref().is_some_and(|c| c.document.is_some()) { "rules" } else { "default" },
+        "current": current,
+        "history": history,
+        "policy": policy,
+    }))
+    .into_response())
+}
+
+pub async fn put_mapping(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+    body: String,
+) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    let text = document(body)?;
+    change(app, tenant, Some(text), &params).await
+}
+
+pub async fn delete_mapping(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    change(app, tenant, None, &params).await
+}
+
+async fn change(
+    app: Arc<App>,
+    tenant: Tenant,
+    text: Option<String>,
+    params: &HashMap<String, String>,
+) -> Reply {
+    let confirm = flag(params, "confirm")?;
+    let threshold = number::<f64>(params, "threshold", "a percentage")?;
+    let app2 = app.clone();
+    let outcome = blocking(move || {
+        mapping::install(
+            &app2.runtime,
+            &app2.pool,
+            &tenant,
+            text.as_deref(),
+            confirm,
+            threshold,
+            "admin-api",
+            KEEP,
+            &mut |_| {},
+            Some(&app2.writers),
+        )
+    })
+    .await?;
+    app.outbox.notify_one();
+    Ok(Json(outcome).into_response())
+}
+
+pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: String) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    let text = document(body)?;
+    let report =
+        blocking(move || mapping::check(&app.runtime, Some((&app.pool, &tenant)), &text)).await?;
+    Ok(Json(report).into_response())
+}
+
+pub async fn preview(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+    body: String,
+) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    let keep = number::<usize>(&params, "limit", "a number")?.unwrap_or(KEEP);
+    let choice = if flag(&params, "default")? {
+        Choice::Default
+    } else if body.trim().is_empty() {
+        Choice::Installed
+    } else {
+        Choice::Document(body)
+    };
+    let report = blocking(move || {
+        mapping::preview(&app.runtime, &app.pool, &tenant, &choice, keep, &mut |_| {})
+    })
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+pub async fn explain(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    let v = blocking(move || {
+        mapping::explain(&app.runtime, &app.pool, &tenant, &Choice::Installed, &id)
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
