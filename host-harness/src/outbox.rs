@@ -141,12 +141,35 @@ pub fn backlog(conn: &Connection) -> rusqlite::Result<(u64, Option<f64>)> {
     )
 }
 
+/// How far a re-mapping of every user got: users up to the cursor (a
+/// document sequence number) and users in all.
+fn everyone_progress(
+    conn: &Connection,
+    tenant: i64,
+    cursor: Option<&str>,
+) -> rusqlite::Result<(i64, i64)> {
+    let total: i64 = conn
+        .prepare_cached("SELECT n FROM kind_counts WHERE tenant = ?1 AND kind = 'User'")?
+        .query_row([tenant], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let Some(seq) = cursor.and_then(|c| c.parse::<i64>().ok()) else {
+        return Ok((0, total));
+    };
+    let done: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM documents WHERE tenant = ?1 AND kind = 'User' AND seq <= ?2",
+        )?
+        .query_row(params![tenant, seq], |r| r.get(0))?;
+    Ok((done, total))
+}
+
 /// The backlog as `sync status` and `GET /admin/v1/sync` show it; all
 /// tenants when `tenant` is `None`.
 pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value> {
     let mut stmt = conn.prepare(
         "SELECT o.id, t.name, o.change_id, o.task, o.cursor, o.created, o.attempts, o.last_error,
-            (julianday('now') - julianday(o.created)) * 86400.0
+            (julianday('now') - julianday(o.created)) * 86400.0, o.tenant
          FROM outbox o JOIN tenants t ON t.id = o.tenant
          WHERE ?1 IS NULL OR o.tenant = ?1 ORDER BY o.id LIMIT 1000",
     )?;
@@ -159,7 +182,9 @@ pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value>
             } else if let Some(Value::Array(u)) = work.get("users") {
                 json!({"remap": "users", "users": u.len()})
             } else if work.get("everyone").is_some() {
-                json!({"remap": "everyone"})
+                let cursor: Option<String> = r.get(4)?;
+                let (done, total) = everyone_progress(conn, r.get(9)?, cursor.as_deref())?;
+                json!({"remap": "everyone", "done": done, "total": total})
             } else if let Some(g) = work.get("members") {
                 json!({"remap": "members", "group": g})
             } else {

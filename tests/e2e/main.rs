@@ -7,6 +7,7 @@ mod dialects;
 mod discovery;
 mod groups;
 mod lms;
+mod mapping;
 mod operations;
 mod protocol;
 mod query;

@@ -152,14 +152,15 @@ CREATE INDEX events_by_name ON events (tenant, resource_name, id);
     // things away.
     r#"
 CREATE TABLE mappings (
-    version      INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant       INTEGER NOT NULL,
+    -- Numbered per tenant, from 1.
+    version      INTEGER NOT NULL,
     document     TEXT,
     sha256       TEXT,
     installed_at TEXT NOT NULL,
-    installed_by TEXT NOT NULL
-);
-CREATE INDEX mappings_by_tenant ON mappings (tenant, version);
+    installed_by TEXT NOT NULL,
+    PRIMARY KEY (tenant, version)
+) WITHOUT ROWID;
 ALTER TABLE assignments ADD COLUMN withdrawn INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tenants ADD COLUMN drift TEXT NOT NULL DEFAULT 'restore';
 ALTER TABLE tenants ADD COLUMN confirm_threshold REAL NOT NULL DEFAULT 5;

@@ -184,6 +184,7 @@ pub fn remove_tenant(conn: &mut Connection, name: &str) -> Result<()> {
         "assignments",
         "outbox",
         "events",
+        "mappings",
     ] {
         tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [id])?;
     }

@@ -57,12 +57,9 @@ pub fn insert(
 ) -> rusqlite::Result<Installed> {
     let sha256 = document.map(|d| hex::encode(Sha256::digest(d.as_bytes())));
     conn.prepare_cached(
-        "INSERT INTO mappings (tenant, document, sha256, installed_at, installed_by)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO mappings (tenant, version, document, sha256, installed_at, installed_by)
+         SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4, ?5 FROM mappings WHERE tenant = ?1",
     )?
     .execute(params![tenant, document, sha256, crate::events::now(), by])?;
-    let version = conn.last_insert_rowid();
-    Ok(current(conn, tenant)?
-        .filter(|c| c.version == version)
-        .expect("just inserted"))
+    current(conn, tenant)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }

@@ -144,8 +144,23 @@ impl Store for Recorder<'_> {
             return self.inner.delete(kind, id, expected_version);
         }
         let before = self.before(kind, id)?;
+        // A deleted group's user members leave it: each is re-mapped, since
+        // rules may have tested the membership in any way (`not`, `all`).
+        let left: Vec<String> = if kind == GROUP_TYPE.name {
+            self.inner
+                .members_all(kind, id)?
+                .into_iter()
+                .filter(|m| m.kind == USER_TYPE.name)
+                .map(|m| m.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.inner.delete(kind, id, expected_version)?;
         self.doc(kind, id, before, None);
+        if !left.is_empty() {
+            self.members(id, Vec::new(), left);
+        }
         Ok(())
     }
 

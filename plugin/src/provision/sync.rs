@@ -12,7 +12,7 @@ use super::host::{
     Change, Drift, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState,
     LearnerStatus, LmsHost, MANUAL, OnDelete, Policy, Profile, Task, Work,
 };
-use super::mapper::{Facts, GroupFact, Mapper, group_key};
+use super::mapper::{Facts, GroupFact, Mapper};
 use crate::error::ScimResult;
 use crate::schema::ENTERPRISE_USER_SCHEMA;
 use crate::schema::{GROUP_TYPE, USER_TYPE};
@@ -84,17 +84,11 @@ pub fn after_writes(
                 .map(str::to_string)
         };
         let renamed = g.before.is_some() && g.after.is_some() && name(&g.before) != name(&g.after);
-        let removed = g.before.is_some() && g.after.is_none();
-        // A renamed group's members are re-mapped (rules may test its name);
-        // a deleted one has none left, so its grants are followed instead.
+        // A renamed group's members are re-mapped (rules may test its name).
+        // A deleted group's former members are among the users who moved.
         if renamed {
             lms.enqueue(Task {
                 work: Work::Members(g.id.clone()),
-                cursor: None,
-            });
-        } else if removed {
-            lms.enqueue(Task {
-                work: Work::Source(group_key(&g.id)),
                 cursor: None,
             });
         }
