@@ -101,6 +101,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("rules: parse 8 rules", |b| {
         b.iter(|| scim_engine::rules::parse(std::hint::black_box(RULES)).unwrap())
     });
+    let installed = scim_engine::rules::normalized(RULES).unwrap();
+    c.bench_function("rules: read installed rules (normalized JSON)", |b| {
+        b.iter(|| scim_engine::rules::parse_installed(std::hint::black_box(&installed)).unwrap())
+    });
     c.bench_function("rules: map one user (8 rules)", |b| {
         b.iter(|| rules.desired(std::hint::black_box(&facts)).unwrap())
     });

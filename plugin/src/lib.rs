@@ -71,6 +71,9 @@ pub struct CheckReport {
     pub rules: u32,
     /// Errors (the document is refused) and warnings, in document order.
     pub diagnostics: Vec<rules::Diagnostic>,
+    /// The document as compact JSON, for the host to store and hand back
+    /// through `lms.mapping` (quicker to read); `None` when invalid.
+    pub normalized: Option<String>,
 }
 
 impl CheckReport {
@@ -91,6 +94,7 @@ pub fn check_mapping(text: &str, lms: Option<&mut dyn LmsHost>) -> ScimResult<Ch
             return Ok(CheckReport {
                 rules: 0,
                 diagnostics,
+                normalized: None,
             });
         }
     };
@@ -110,6 +114,7 @@ pub fn check_mapping(text: &str, lms: Option<&mut dyn LmsHost>) -> ScimResult<Ch
     Ok(CheckReport {
         rules: parsed.len() as u32,
         diagnostics,
+        normalized: rules::normalized(text),
     })
 }
 

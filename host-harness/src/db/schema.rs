@@ -156,6 +156,8 @@ CREATE TABLE mappings (
     -- Numbered per tenant, from 1.
     version      INTEGER NOT NULL,
     document     TEXT,
+    -- The engine's normalized form of the document, read for mapping.
+    compiled     TEXT,
     sha256       TEXT,
     installed_at TEXT NOT NULL,
     installed_by TEXT NOT NULL,

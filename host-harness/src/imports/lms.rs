@@ -102,9 +102,7 @@ impl Host for SqlStore {
     }
 
     fn mapping(&mut self) -> R<Option<String>> {
-        crate::mapping::store::current(self.lms_conn()?, self.tenant())
-            .map(|m| m.and_then(|m| m.document))
-            .map_err(unavailable)
+        crate::mapping::store::in_force(self.lms_conn()?, self.tenant()).map_err(unavailable)
     }
 
     fn holders(&mut self, via: String, after: Option<String>, limit: u32) -> R<Vec<String>> {

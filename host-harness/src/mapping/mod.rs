@@ -56,6 +56,9 @@ pub struct CheckReport {
     pub valid: bool,
     pub rules: u32,
     pub diagnostics: Vec<Diagnostic>,
+    /// What to store for mapping (see the WIT `check-report`).
+    #[serde(skip)]
+    pub normalized: Option<String>,
 }
 
 /// How many learners gain, lose or skip one item.
@@ -252,6 +255,7 @@ fn diagnostics(r: ma::CheckReport) -> CheckReport {
         valid: diagnostics.iter().all(|d| d.severity != "error"),
         rules: r.rules,
         diagnostics,
+        normalized: r.normalized,
     }
 }
 
@@ -424,15 +428,15 @@ pub fn install(
     progress: &mut dyn FnMut(u64),
     writers: Option<&tokio::sync::Mutex<()>>,
 ) -> Result<Outcome, Refusal> {
-    let choice = match document {
+    let (choice, compiled) = match document {
         Some(d) => {
             let report = check(runtime, Some((pool, tenant)), d)?;
             if !report.valid {
                 return Err(Refusal::Invalid(report));
             }
-            Choice::Document(d.to_string())
+            (Choice::Document(d.to_string()), report.normalized)
         }
-        None => Choice::Default,
+        None => (Choice::Default, None),
     };
     let preview = preview(runtime, pool, tenant, &choice, keep, progress)?;
     let threshold = match threshold {
@@ -450,7 +454,7 @@ pub fn install(
     let mut conn = pool.get()?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let before = store::current(&tx, tenant.id)?.and_then(|c| c.sha256);
-    let installed = store::insert(&tx, tenant.id, document, by)?;
+    let installed = store::insert(&tx, tenant.id, document, compiled.as_deref(), by)?;
     crate::outbox::enqueue(
         &tx,
         tenant.id,

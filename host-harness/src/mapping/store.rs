@@ -39,6 +39,18 @@ pub fn current(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Instal
     .optional()
 }
 
+/// What mapping reads: the compiled form of the version in force (its
+/// document when it has none); `None` for the default mapping.
+pub fn in_force(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT coalesce(compiled, document) FROM mappings
+         WHERE tenant = ?1 ORDER BY version DESC LIMIT 1",
+    )?
+    .query_row([tenant], |r| r.get(0))
+    .optional()
+    .map(Option::flatten)
+}
+
 /// Every version, newest first (documents left out).
 pub fn history(conn: &Connection, tenant: i64, limit: u32) -> rusqlite::Result<Vec<Installed>> {
     let mut stmt = conn.prepare_cached(
@@ -53,13 +65,23 @@ pub fn insert(
     conn: &Connection,
     tenant: i64,
     document: Option<&str>,
+    compiled: Option<&str>,
     by: &str,
 ) -> rusqlite::Result<Installed> {
     let sha256 = document.map(|d| hex::encode(Sha256::digest(d.as_bytes())));
     conn.prepare_cached(
-        "INSERT INTO mappings (tenant, version, document, sha256, installed_at, installed_by)
-         SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4, ?5 FROM mappings WHERE tenant = ?1",
+        "INSERT INTO mappings (tenant, version, document, compiled, sha256, installed_at,
+            installed_by)
+         SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4, ?5, ?6 FROM mappings
+         WHERE tenant = ?1",
     )?
-    .execute(params![tenant, document, sha256, crate::events::now(), by])?;
+    .execute(params![
+        tenant,
+        document,
+        compiled,
+        sha256,
+        crate::events::now(),
+        by
+    ])?;
     current(conn, tenant)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }

@@ -62,6 +62,7 @@ impl MappingGuest for Component {
             Ok(r) => ma::CheckReport {
                 rules: r.rules,
                 diagnostics: r.diagnostics.into_iter().map(diagnostic).collect(),
+                normalized: r.normalized,
             },
             Err(e) => ma::CheckReport {
                 rules: 0,
@@ -71,6 +72,7 @@ impl MappingGuest for Component {
                     column: 0,
                     message: format!("the LMS catalogue could not be read: {e}"),
                 }],
+                normalized: None,
             },
         }
     }

@@ -51,7 +51,7 @@ impl Mapper for Broken {
 pub fn installed(lms: &mut dyn LmsHost) -> ScimResult<Box<dyn Mapper>> {
     Ok(match lms.mapping()? {
         None => Box::new(DefaultMapper),
-        Some(text) => match rules::parse(&text) {
+        Some(text) => match rules::parse_installed(&text) {
             Ok(r) => Box::new(r),
             Err(d) => Box::new(Broken(
                 d.first().map(ToString::to_string).unwrap_or_default(),
@@ -278,7 +278,11 @@ pub fn explain(
     let mut attributes = BTreeMap::new();
     for name in SHOWN {
         if let Ok(a) = rules::attr::AttrRef::parse(name) {
-            let values: Vec<String> = a.values(&facts).into_iter().map(|(v, _)| v).collect();
+            let values: Vec<String> = a
+                .values(&facts)
+                .into_iter()
+                .map(|(v, _)| v.into_owned())
+                .collect();
             if !values.is_empty() {
                 attributes.insert(*name, values);
             }

@@ -4,6 +4,7 @@
 //! attribute's values as text; a missing attribute yields none, so it never
 //! matches and never produces a name.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::Value;
@@ -127,54 +128,64 @@ impl AttrRef {
 
     /// The attribute's values for one user, with the id of the group each
     /// came from for group references. Blank values count as missing, as
-    /// RFC 7643 treats empty and unassigned alike.
-    pub fn values<'f>(&self, facts: &'f Facts) -> Vec<(String, Option<&'f str>)> {
-        let mut out = self.all_values(facts);
-        out.retain(|(v, _)| !v.trim().is_empty());
-        out
-    }
-
-    fn all_values<'f>(&self, facts: &'f Facts) -> Vec<(String, Option<&'f str>)> {
+    /// RFC 7643 treats empty and unassigned alike. Values are borrowed from
+    /// the facts where they can be: this runs for every test of every user.
+    pub fn values<'f>(&self, facts: &'f Facts) -> Vec<(Cow<'f, str>, Option<&'f str>)> {
+        let mut out: Vec<(Cow<'f, str>, Option<&'f str>)> = Vec::new();
+        let mut push = |v: Cow<'f, str>, group: Option<&'f str>| {
+            if !v.trim().is_empty() {
+                out.push((v, group));
+            }
+        };
         match &self.source {
-            Source::GroupNames => facts
-                .groups
-                .iter()
-                .filter_map(|g| Some((g.display_name.clone()?, Some(g.id.as_str()))))
-                .collect(),
-            Source::GroupIds => facts
-                .groups
-                .iter()
-                .map(|g| (g.id.clone(), Some(g.id.as_str())))
-                .collect(),
-            Source::GroupExternalIds => facts
-                .groups
-                .iter()
-                .filter_map(|g| Some((g.external_id.clone()?, Some(g.id.as_str()))))
-                .collect(),
+            Source::GroupNames => {
+                for g in facts.groups {
+                    if let Some(n) = &g.display_name {
+                        push(Cow::Borrowed(n), Some(&g.id));
+                    }
+                }
+            }
+            Source::GroupIds => {
+                for g in facts.groups {
+                    push(Cow::Borrowed(&g.id), Some(&g.id));
+                }
+            }
+            Source::GroupExternalIds => {
+                for g in facts.groups {
+                    if let Some(x) = &g.external_id {
+                        push(Cow::Borrowed(x), Some(&g.id));
+                    }
+                }
+            }
             Source::EmailDomain => {
-                let mut out = Vec::new();
-                collect(facts.resource, &["emails".into(), "value".into()], &mut out);
-                out.into_iter()
-                    .filter_map(|e| {
-                        let (_, d) = e.rsplit_once('@')?;
-                        (!d.is_empty()).then(|| (d.to_ascii_lowercase(), None))
-                    })
-                    .collect()
+                let mut emails = Vec::new();
+                collect(facts.resource, &EMAIL_VALUE, &mut emails);
+                for e in emails {
+                    if let Some((_, d)) = e.rsplit_once('@') {
+                        push(Cow::Owned(d.to_ascii_lowercase()), None);
+                    }
+                }
             }
             Source::Path { schema, names } => {
                 let start = match schema {
                     None => Some(facts.resource),
                     Some(urn) => get_ci(facts.resource, urn),
                 };
-                let mut out = Vec::new();
                 if let Some(start) = start {
-                    collect(start, names, &mut out);
+                    let mut found = Vec::new();
+                    collect(start, names, &mut found);
+                    for v in found {
+                        push(v, None);
+                    }
                 }
-                out.into_iter().map(|v| (v, None)).collect()
             }
         }
+        out
     }
 }
+
+/// `emails.value`, for the email domain.
+static EMAIL_VALUE: [Cow<'static, str>; 2] = [Cow::Borrowed("emails"), Cow::Borrowed("value")];
 
 fn path(schema: Option<&str>, rest: &str, written: &str) -> Result<Source, String> {
     let names: Vec<String> = rest.split('.').map(str::to_string).collect();
@@ -206,12 +217,12 @@ fn get_ci<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
 }
 
 /// Every scalar at `names` below `v`, through multi-valued attributes.
-fn collect(v: &Value, names: &[String], out: &mut Vec<String>) {
+fn collect<'v, N: AsRef<str>>(v: &'v Value, names: &[N], out: &mut Vec<Cow<'v, str>>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| collect(i, names, out)),
         _ => match names.split_first() {
             Some((first, rest)) => {
-                if let Some(next) = get_ci(v, first) {
+                if let Some(next) = get_ci(v, first.as_ref()) {
                     collect(next, rest, out);
                 }
             }
@@ -226,11 +237,11 @@ fn collect(v: &Value, names: &[String], out: &mut Vec<String>) {
 
 /// A scalar as the text rules compare; objects, arrays and null are not
 /// scalars.
-pub fn scalar_text(v: &Value) -> Option<String> {
+pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }

@@ -72,6 +72,9 @@ impl Rules {
                 Some(c) => eval(c, facts, trace.as_mut()),
                 None => (true, None),
             };
+            if !matched && !explain {
+                continue;
+            }
             let mut outcome = RuleOutcome {
                 rule: rule.name.0.clone(),
                 priority: rule.priority,
@@ -270,7 +273,7 @@ fn test(t: &Test, facts: &Facts, trace: Option<&mut Vec<Trace>>) -> Hit {
         tr.push(Trace {
             test: describe(t),
             result,
-            values: Some(values.into_iter().map(|(v, _)| v).collect()),
+            values: Some(values.into_iter().map(|(v, _)| v.into_owned()).collect()),
             children: Vec::new(),
         });
     }
@@ -280,12 +283,12 @@ fn test(t: &Test, facts: &Facts, trace: Option<&mut Vec<Trace>>) -> Hit {
 fn compare(op: &Op, v: &str) -> bool {
     match op {
         Op::Equals(x) => v == x,
-        Op::EqualsIgnoreCase(x) => {
-            v.eq_ignore_ascii_case(x) || v.to_lowercase() == x.to_lowercase()
+        Op::EqualsIgnoreCase(x, lower) => {
+            v.eq_ignore_ascii_case(x) || v.chars().flat_map(char::to_lowercase).eq(lower.chars())
         }
         Op::In(list) => list.iter().any(|x| x == v),
         Op::Glob(g) => g.pattern.matches(v),
-        Op::Regex(p) => p.regex.is_match(v),
+        Op::Regex(p) => p.is_match(v),
         Op::Present(_) => true,
     }
 }
@@ -294,7 +297,7 @@ fn describe(t: &Test) -> String {
     let a = &t.attr;
     match &t.op {
         Op::Equals(x) => format!("{a} equals {x:?}"),
-        Op::EqualsIgnoreCase(x) => format!("{a} equals {x:?} ignoring case"),
+        Op::EqualsIgnoreCase(x, _) => format!("{a} equals {x:?} ignoring case"),
         Op::In(list) => format!("{a} in {list:?}"),
         Op::Glob(g) => format!("{a} glob {:?}", g.written),
         Op::Regex(p) => format!("{a} regex {:?}", p.written),
@@ -311,9 +314,8 @@ fn render(t: &Template, facts: &Facts) -> Vec<String> {
         match part {
             Part::Text(s) => names.iter_mut().for_each(|n| n.push_str(s)),
             Part::Attr(a) => {
-                // A blank value is no value: it would make a partial name.
-                let mut values = a.values(facts);
-                values.retain(|(v, _)| !v.trim().is_empty());
+                // Blank values are left out: they would make partial names.
+                let values = a.values(facts);
                 let mut next = Vec::new();
                 for n in &names {
                     for (v, _) in &values {

@@ -191,8 +191,8 @@ pub struct Test {
 pub enum Op {
     /// Exact, case-sensitive.
     Equals(String),
-    /// Exact, ignoring case.
-    EqualsIgnoreCase(String),
+    /// Exact, ignoring case: as written, and lower-cased.
+    EqualsIgnoreCase(String, String),
     /// Exact, case-sensitive, any of these.
     In(Vec<String>),
     /// `*` and `?` wildcards, ignoring case.
@@ -227,11 +227,46 @@ impl TryFrom<String> for Glob {
 #[derive(Debug, Clone)]
 pub struct Pattern {
     pub written: String,
-    pub regex: regex_lite::Regex,
+    /// Compiled while a document is checked; when installed rules are read
+    /// for mapping, on first use (compiling costs more than the rest of
+    /// reading the document, and most requests never reach a given test).
+    compiled: std::sync::OnceLock<Option<regex_lite::Regex>>,
 }
 
 /// Longest pattern accepted: patterns are admin input, compiled per request.
 const MAX_PATTERN: usize = 1000;
+
+thread_local! {
+    /// Set while reading rules that were checked when installed.
+    static TRUSTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with pattern compilation deferred to first use: for documents
+/// already checked at install time.
+pub fn trusted<T>(f: impl FnOnce() -> T) -> T {
+    TRUSTED.with(|t| t.set(true));
+    let out = f();
+    TRUSTED.with(|t| t.set(false));
+    out
+}
+
+fn compile(s: &str) -> Result<regex_lite::Regex, String> {
+    regex_lite::RegexBuilder::new(&format!("^(?:{s})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("invalid regular expression '{s}': {e}"))
+}
+
+impl Pattern {
+    /// Whether the whole value matches; a pattern that no longer compiles
+    /// (installed under another engine) matches nothing.
+    pub fn is_match(&self, v: &str) -> bool {
+        self.compiled
+            .get_or_init(|| compile(&self.written).ok())
+            .as_ref()
+            .is_some_and(|r| r.is_match(v))
+    }
+}
 
 impl TryFrom<String> for Pattern {
     type Error = String;
@@ -241,11 +276,14 @@ impl TryFrom<String> for Pattern {
                 "a regular expression is longer than {MAX_PATTERN} characters"
             ));
         }
-        let regex = regex_lite::RegexBuilder::new(&format!("^(?:{s})$"))
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| format!("invalid regular expression '{s}': {e}"))?;
-        Ok(Pattern { written: s, regex })
+        let compiled = std::sync::OnceLock::new();
+        if !TRUSTED.with(|t| t.get()) {
+            let _ = compiled.set(Some(compile(&s)?));
+        }
+        Ok(Pattern {
+            written: s,
+            compiled,
+        })
     }
 }
 
@@ -281,7 +319,7 @@ impl TryFrom<Value> for Scalar {
     type Error = String;
     fn try_from(v: Value) -> Result<Self, String> {
         scalar_text(&v)
-            .map(Scalar)
+            .map(|s| Scalar(s.into_owned()))
             .ok_or_else(|| format!("expected text, a number or a boolean, found {v}"))
     }
 }
@@ -352,7 +390,8 @@ impl TryFrom<RawCondition> for Condition {
             return Ok(Condition::Not(c));
         }
         if let Some(g) = r.group {
-            return group("groups", Op::EqualsIgnoreCase(g));
+            let lower = g.to_lowercase();
+            return group("groups", Op::EqualsIgnoreCase(g, lower));
         }
         if let Some(g) = r.group_id {
             return group("group_ids", Op::Equals(g));
@@ -369,7 +408,8 @@ impl TryFrom<RawCondition> for Condition {
         let op = if let Some(Scalar(v)) = r.equals {
             Op::Equals(v)
         } else if let Some(Scalar(v)) = r.equals_ignore_case {
-            Op::EqualsIgnoreCase(v)
+            let lower = v.to_lowercase();
+            Op::EqualsIgnoreCase(v, lower)
         } else if let Some(v) = r.in_ {
             if v.is_empty() {
                 return Err(format!("'in' for '{attr}' lists no value"));
