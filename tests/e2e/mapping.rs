@@ -16,7 +16,7 @@ const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The default mapping's role source.
 const DEFAULT_LEARNER: &str = "default:learner-role@active";
 /// The source of `default_role` under rules.
-const RULES_DEFAULT_ROLE: &str = "rules:default-role@active";
+const RULES_DEFAULT_ROLE: &str = "default:learner-role@active";
 
 // ---------------------------------------------------------------------------
 // Helpers

@@ -39,26 +39,21 @@ impl SqlStore {
 impl Host for SqlStore {
     fn learners(&mut self, ids: Vec<String>) -> R<Vec<LearnerState>> {
         let (conn, tenant) = (self.lms_conn()?, self.tenant());
-        let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            if let Some(l) = crate::lms::learner(conn, tenant, id).map_err(unavailable)? {
-                out.push(LearnerState {
-                    scim_id: l.scim_id,
-                    status: l.status,
-                    grants: l
-                        .grants
-                        .into_iter()
-                        .map(|(kind, name, source)| Grant { kind, name, source })
-                        .collect(),
-                    withdrawn: l
-                        .withdrawn
-                        .into_iter()
-                        .map(|(kind, name, source)| Grant { kind, name, source })
-                        .collect(),
-                });
-            }
-        }
-        Ok(out)
+        let learners = crate::lms::learners(conn, tenant, &ids).map_err(unavailable)?;
+        let grants = |list: Vec<(GrantKind, String, String)>| {
+            list.into_iter()
+                .map(|(kind, name, source)| Grant { kind, name, source })
+                .collect()
+        };
+        Ok(learners
+            .into_iter()
+            .map(|l| LearnerState {
+                scim_id: l.scim_id,
+                status: l.status,
+                grants: grants(l.grants),
+                withdrawn: grants(l.withdrawn),
+            })
+            .collect())
     }
 
     fn apply(&mut self, changes: Vec<Change>) -> R<()> {

@@ -103,6 +103,50 @@ pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opt
     Ok(out)
 }
 
+/// Reads many learners and their assignments, one statement per 500 ids.
+pub fn learners(conn: &Connection, tenant: i64, ids: &[String]) -> rusqlite::Result<Vec<Learner>> {
+    let mut out: Vec<Learner> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT l.scim_id, l.user_name, l.status, a.kind, a.name, a.source, a.withdrawn
+             FROM learners l LEFT JOIN assignments a ON a.tenant = l.tenant AND a.scim_id = l.scim_id
+             WHERE l.tenant = ? AND l.scim_id IN ({marks})
+             ORDER BY l.scim_id, a.kind, a.name, a.source"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let params = std::iter::once(&tenant as &dyn rusqlite::ToSql)
+            .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            if out.last().is_none_or(|l| l.scim_id != id) {
+                out.push(Learner {
+                    scim_id: id,
+                    user_name: r.get(1)?,
+                    status: status_of(&r.get::<_, String>(2)?),
+                    grants: Vec::new(),
+                    withdrawn: Vec::new(),
+                });
+            }
+            let l = out.last_mut().expect("pushed above");
+            if let (Some(kind), Some(name), Some(source)) = (
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ) && let Some(kind) = kind_of(&kind)
+            {
+                if r.get::<_, Option<bool>>(6)?.unwrap_or(false) {
+                    l.withdrawn.push((kind, name, source));
+                } else {
+                    l.grants.push((kind, name, source));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The profile columns, in `Profile` order.
 const PROFILE: [&str; 8] = [
     "display_name",

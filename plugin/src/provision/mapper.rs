@@ -56,6 +56,13 @@ pub trait Mapper {
         false
     }
 
+    /// Whether what a user gets may depend on a group's name beyond the
+    /// grants that name the group in their source: then a renamed group's
+    /// members are all re-mapped, not only the holders of its grants.
+    fn reads_group_names(&self) -> bool {
+        false
+    }
+
     /// Whether a learner holds one mapped role, so that a manual role beside
     /// it is a contradiction worth reporting.
     fn exclusive_role(&self) -> bool {

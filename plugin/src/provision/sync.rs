@@ -12,7 +12,7 @@ use super::host::{
     Change, Drift, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState,
     LearnerStatus, LmsHost, MANUAL, OnDelete, Policy, Profile, Task, Work,
 };
-use super::mapper::{Facts, GroupFact, Mapper};
+use super::mapper::{Facts, GroupFact, Mapper, group_key};
 use crate::error::ScimResult;
 use crate::schema::ENTERPRISE_USER_SCHEMA;
 use crate::schema::{GROUP_TYPE, USER_TYPE};
@@ -84,13 +84,17 @@ pub fn after_writes(
                 .map(str::to_string)
         };
         let renamed = g.before.is_some() && g.after.is_some() && name(&g.before) != name(&g.after);
-        // A renamed group's members are re-mapped (rules may test its name).
-        // A deleted group's former members are among the users who moved.
+        // A renamed group's members are re-mapped when rules test group
+        // names; otherwise only the holders of its grants are affected (in
+        // id order, which writes the LMS's tables sequentially). A deleted
+        // group's former members are among the users who moved.
         if renamed {
-            lms.enqueue(Task {
-                work: Work::Members(g.id.clone()),
-                cursor: None,
-            });
+            let work = if mapper.reads_group_names() {
+                Work::Members(g.id.clone())
+            } else {
+                Work::Source(group_key(&g.id))
+            };
+            lms.enqueue(Task { work, cursor: None });
         }
     }
     deprovision(&deleted, lms)?;

@@ -179,8 +179,8 @@ fn a_group_rename_remaps_its_members_through_the_outbox() {
     // Not in the request: queued.
     assert_eq!(f.lms.holds(&users[0], GrantKind::Team), ["Old"]);
     assert_eq!(f.lms.outbox.len(), 1);
-    // Its members, not the holders of its grants: rules may test its name.
-    assert_eq!(f.lms.outbox[0].work, Work::Members(g.clone()));
+    // Under the default mapping, the holders of its grants.
+    assert_eq!(f.lms.outbox[0].work, Work::Source(format!("group:{g}")));
     drain_all(&mut f, 3);
     for u in &users {
         assert_eq!(f.lms.holds(u, GrantKind::Team), ["New"], "{u}");
@@ -341,7 +341,7 @@ fn installed_rules_grant_by_department_and_skip_unknown_paths() {
     assert_eq!(
         grants_of(&f, &sales),
         [
-            "role learner <- rules:default-role@active",
+            "role learner <- default:learner-role@active",
             "team Dept Sales <- rules:sales@attr:department",
             "learningPath Sales Onboarding <- rules:sales@attr:department",
         ],
@@ -349,7 +349,7 @@ fn installed_rules_grant_by_department_and_skip_unknown_paths() {
     );
     assert_eq!(
         grants_of(&f, &ops),
-        ["role learner <- rules:default-role@active"]
+        ["role learner <- default:learner-role@active"]
     );
     let skips = events_for(&f, &sales, "skip");
     assert!(!skips.is_empty());
@@ -373,7 +373,7 @@ fn installed_rules_grant_by_department_and_skip_unknown_paths() {
     );
     assert_eq!(
         grants_of(&f, &sales),
-        ["role learner <- rules:default-role@active"]
+        ["role learner <- default:learner-role@active"]
     );
 }
 
@@ -404,7 +404,7 @@ grant = { learning_paths = ["Sales Onboarding"] }
     assert_eq!(
         grants_of(&f, &u),
         [
-            "role learner <- rules:default-role@active".to_string(),
+            "role learner <- default:learner-role@active".to_string(),
             format!("team Sellers <- rules:sales group@group:{g}"),
             format!("learningPath Sales Onboarding <- rules:by external id@group:{g}"),
         ]
@@ -414,7 +414,7 @@ grant = { learning_paths = ["Sales Onboarding"] }
     drain_all(&mut f, 10);
     assert_eq!(
         grants_of(&f, &u),
-        ["role learner <- rules:default-role@active"]
+        ["role learner <- default:learner-role@active"]
     );
 }
 
@@ -716,4 +716,26 @@ fn broken_installed_rules_fail_mapping_but_never_suspension() {
     )
     .unwrap();
     assert_eq!(x["failure"]["reason"], "rules-invalid");
+}
+
+#[test]
+fn a_rename_re_maps_every_member_only_when_rules_test_group_names() {
+    let rename = |rules: &str| {
+        let mut f = Fixture::new();
+        f.lms.mapping = Some(rules.to_string());
+        let u = f.user("u", json!({}));
+        let g = f.group("Sales", &[&u]);
+        f.ok(
+            "PATCH",
+            &format!("/Groups/{g}"),
+            patch(json!([{"op": "replace", "path": "displayName", "value": "Sales EMEA"}])),
+        );
+        (f.lms.outbox[0].work.clone(), g)
+    };
+    let (work, g) = rename(
+        "[[rule]]\nname = \"s\"\nwhen = { group = \"Sales\" }\ngrant.learning_paths = [\"P\"]\n",
+    );
+    assert_eq!(work, Work::Members(g));
+    let (work, g) = rename("groups_as_teams = true\n");
+    assert_eq!(work, Work::Source(format!("group:{g}")));
 }

@@ -118,6 +118,11 @@ impl AttrRef {
         self.source == Source::GroupExternalIds
     }
 
+    /// Whether this reads group display names.
+    pub fn reads_group_names(&self) -> bool {
+        self.source == Source::GroupNames
+    }
+
     /// Whether this reads group memberships.
     pub fn is_group(&self) -> bool {
         matches!(

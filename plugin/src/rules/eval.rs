@@ -183,8 +183,10 @@ impl Rules {
     }
 }
 
-/// Source of the default role under rules.
-pub const DEFAULT_ROLE_SOURCE: &str = "rules:default-role@active";
+/// Source of the default role under rules: the default mapping's, so that
+/// installing rules that keep the role `learner` rewrites nothing for the
+/// learners no rule gives another role.
+pub const DEFAULT_ROLE_SOURCE: &str = crate::provision::mapper::LEARNER_SOURCE;
 
 fn eval(c: &Condition, facts: &Facts, trace: Option<&mut Vec<Trace>>) -> Hit {
     match c {

@@ -77,6 +77,7 @@ impl std::fmt::Display for Diagnostic {
 pub struct Rules {
     doc: Document,
     needs_group_external_ids: bool,
+    reads_group_names: bool,
 }
 
 /// Reads rules installed earlier (checked then, normally as [`normalized`]
@@ -180,17 +181,22 @@ pub fn parse(text: &str) -> Result<Rules, Vec<Diagnostic>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let needs_group_external_ids = doc.rules.iter().any(|r| {
-        r.when.as_ref().is_some_and(uses_group_external_ids)
-            || templates(r).any(|t| {
-                t.parts
-                    .iter()
-                    .any(|p| matches!(p, Part::Attr(a) if a.needs_group_external_ids()))
-            })
-    });
+    let uses = |test: &dyn Fn(&attr::AttrRef) -> bool| {
+        doc.rules.iter().any(|r| {
+            r.when.as_ref().is_some_and(|c| condition_uses(c, test))
+                || templates(r).any(|t| {
+                    t.parts
+                        .iter()
+                        .any(|p| matches!(p, Part::Attr(a) if test(a)))
+                })
+        })
+    };
+    let needs_group_external_ids = uses(&|a| a.needs_group_external_ids());
+    let reads_group_names = uses(&|a| a.reads_group_names());
     Ok(Rules {
         doc,
         needs_group_external_ids,
+        reads_group_names,
     })
 }
 
@@ -202,11 +208,12 @@ fn templates(r: &model::Rule) -> impl Iterator<Item = &Template> {
         .chain(&r.grant.learning_paths)
 }
 
-fn uses_group_external_ids(c: &Condition) -> bool {
+/// Whether any test of a condition reads an attribute `test` picks out.
+fn condition_uses(c: &Condition, test: &dyn Fn(&attr::AttrRef) -> bool) -> bool {
     match c {
-        Condition::All(l) | Condition::Any(l) => l.iter().any(uses_group_external_ids),
-        Condition::Not(c) => uses_group_external_ids(c),
-        Condition::Test(t) => t.attr.needs_group_external_ids(),
+        Condition::All(l) | Condition::Any(l) => l.iter().any(|c| condition_uses(c, test)),
+        Condition::Not(c) => condition_uses(c, test),
+        Condition::Test(t) => test(&t.attr),
     }
 }
 
@@ -284,6 +291,10 @@ impl Mapper for Rules {
 
     fn needs_group_external_ids(&self) -> bool {
         self.needs_group_external_ids
+    }
+
+    fn reads_group_names(&self) -> bool {
+        self.reads_group_names
     }
 
     fn exclusive_role(&self) -> bool {

@@ -1048,7 +1048,7 @@ grant = { role = "learner-{country}", learning_paths = ["Compliance {country}"] 
     // A role template naming nothing leaves the default role.
     assert_eq!(
         grants_of(text, &bare(), &[], true),
-        ["role learner <- rules:default-role@active"]
+        ["role learner <- default:learner-role@active"]
     );
 }
 
@@ -1104,17 +1104,17 @@ fn the_highest_priority_role_wins_then_the_earliest_rule() {
         (
             "a matched rule without a role leaves the default role",
             rule("teams", 9, sales, None),
-            Some("role learner <- rules:default-role@active"),
+            Some("role learner <- default:learner-role@active"),
         ),
         (
             "no rule matches: the default role",
             rule("ops", 0, ops, Some("a")),
-            Some("role learner <- rules:default-role@active"),
+            Some("role learner <- default:learner-role@active"),
         ),
         (
             "a chosen default role",
             "default_role = \"guest\"\n".to_string() + &rule("ops", 0, ops, Some("a")),
-            Some("role guest <- rules:default-role@active"),
+            Some("role guest <- default:learner-role@active"),
         ),
         (
             "the default role does not join a rule's role",
@@ -1164,7 +1164,7 @@ fn groups_as_teams_and_inactive_users() {
             ada_groups(),
             true,
             vec![
-                "role learner <- rules:default-role@active",
+                "role learner <- default:learner-role@active",
                 "team Sales Team <- default:groups-as-teams@group:g1",
                 "team Managers <- default:groups-as-teams@group:g2",
                 "learningPath Onboarding <- rules:sales@group:g1",
@@ -1176,7 +1176,7 @@ fn groups_as_teams_and_inactive_users() {
             unnamed,
             true,
             vec![
-                "role learner <- rules:default-role@active",
+                "role learner <- default:learner-role@active",
                 "team Sales Team <- default:groups-as-teams@group:g1",
                 "learningPath Onboarding <- rules:sales@group:g1",
             ],
@@ -1187,7 +1187,7 @@ fn groups_as_teams_and_inactive_users() {
             ada_groups(),
             true,
             vec![
-                "role learner <- rules:default-role@active",
+                "role learner <- default:learner-role@active",
                 "learningPath Onboarding <- rules:sales@group:g1",
             ],
         ),
@@ -1197,7 +1197,7 @@ fn groups_as_teams_and_inactive_users() {
             ada_groups(),
             true,
             vec![
-                "role learner <- rules:default-role@active",
+                "role learner <- default:learner-role@active",
                 "learningPath Onboarding <- rules:sales@group:g1",
             ],
         ),
@@ -1326,11 +1326,11 @@ fn sources_name_the_rule_and_what_it_matched_through() {
     assert_eq!(
         grants_of(text, &bare(), &[], true),
         sorted(&[
-            "role learner <- rules:default-role@active",
+            "role learner <- default:learner-role@active",
             "team All <- rules:everyone@always",
         ])
     );
-    assert_eq!(super::DEFAULT_ROLE_SOURCE, "rules:default-role@active");
+    assert_eq!(super::DEFAULT_ROLE_SOURCE, "default:learner-role@active");
 }
 
 #[test]
@@ -1348,7 +1348,7 @@ grant = { teams = ["Leads"] }
     assert_eq!(
         grants_of(text, &ada(), &ada_groups(), true),
         sorted(&[
-            "role learner <- rules:default-role@active",
+            "role learner <- default:learner-role@active",
             "team Leads <- rules:a@group:g2",
             "team Leads <- rules:b@always",
         ])
@@ -1666,16 +1666,16 @@ fn json_documents_read_like_toml() {
     );
     assert_eq!(
         grants_of(json, &bare(), &[], true),
-        ["role guest <- rules:default-role@active"]
+        ["role guest <- default:learner-role@active"]
     );
     // An empty document is the default mapping's role, without teams.
     assert_eq!(
         grants_of("", &ada(), &ada_groups(), true),
-        ["role learner <- rules:default-role@active"]
+        ["role learner <- default:learner-role@active"]
     );
     assert_eq!(
         grants_of("{}", &ada(), &ada_groups(), true),
-        ["role learner <- rules:default-role@active"]
+        ["role learner <- default:learner-role@active"]
     );
 }
 
