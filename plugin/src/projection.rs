@@ -111,7 +111,9 @@ impl Projection {
                 return self.keep(rt.schema, attr, value);
             }
             let Some(schema) = rt.extension(key) else {
-                return true;
+                // A custom extension the engine stores as sent: shown unless
+                // the client asked for named attributes only.
+                return self.include.is_none();
             };
             let Value::Object(ext) = value else {
                 return false;

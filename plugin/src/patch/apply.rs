@@ -184,6 +184,13 @@ impl Patch {
                 }
                 Ok(())
             }
+            Target::Custom(key) => {
+                let value = match op {
+                    Op::Remove => Value::Null,
+                    _ => value.cloned().unwrap_or(Value::Null),
+                };
+                crate::resource::normalize::set_custom(self.rt, &mut self.attrs, key, value)
+            }
             Target::Attr(path) => self.attr_op(op, raw, path, value),
             Target::Filtered { path, filter, sub } => {
                 self.filtered_op(op, raw, path, filter, *sub, value)

@@ -13,6 +13,9 @@ use crate::schema::{Attribute, Mutability, ResourceType, Schema};
 pub enum Target {
     /// A whole extension object (`urn:…:enterprise:2.0:User`).
     Extension(&'static Schema),
+    /// A custom extension the engine does not define, or one of its
+    /// attributes: kept as sent.
+    Custom(String),
     /// An attribute or sub-attribute (`name.givenName`, `emails`).
     Attr(Path),
     /// The elements of a complex attribute that match a filter, or one
@@ -79,6 +82,9 @@ impl Target {
         {
             return Ok(Target::Extension(schema));
         }
+        if rt.split_custom(raw).is_some() {
+            return Ok(Target::Custom(raw.to_string()));
+        }
         Path::resolve(rt, raw)
             .map(Target::Attr)
             .map_err(|e| invalid(raw, e))
@@ -87,7 +93,7 @@ impl Target {
     /// The attribute the operation touches, for mutability checks.
     pub fn leaf(&self) -> Option<&'static Attribute> {
         match self {
-            Target::Extension(_) => None,
+            Target::Extension(_) | Target::Custom(_) => None,
             Target::Attr(p) => Some(p.leaf()),
             Target::Filtered { path, sub, .. } => Some(sub.unwrap_or(path.attr)),
         }
@@ -96,7 +102,7 @@ impl Target {
     /// The top-level attribute the operation touches.
     pub fn attr(&self) -> Option<&'static Attribute> {
         match self {
-            Target::Extension(_) => None,
+            Target::Extension(_) | Target::Custom(_) => None,
             Target::Attr(p) | Target::Filtered { path: p, .. } => Some(p.attr),
         }
     }

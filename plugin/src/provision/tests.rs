@@ -739,3 +739,60 @@ fn a_rename_re_maps_every_member_only_when_rules_test_group_names() {
     let (work, g) = rename("groups_as_teams = true\n");
     assert_eq!(work, Work::Source(format!("group:{g}")));
 }
+
+/// Entra ID's custom extension attributes: kept as sent, returned, patched
+/// with Entra's paths, and testable by rules.
+#[test]
+fn custom_extension_attributes_are_kept_patched_and_mapped() {
+    const EXT: &str = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
+    let mut f = Fixture::new();
+    f.lms
+        .catalogue
+        .insert((GrantKind::LearningPath, "Forklift Safety".into()));
+    f.lms.mapping = Some(format!(
+        "[[rule]]\nname = \"warehouse\"\nwhen = {{ attribute = \"{EXT}:site\", equals = \"Warehouse\" }}\ngrant.learning_paths = [\"Forklift Safety\"]\n"
+    ));
+    let id = f.user(
+        "w@example.com",
+        json!({"schemas": [EXT], EXT: {"site": "Office", "gone": null}}),
+    );
+    let got = f.ok("GET", &format!("/Users/{id}"), None);
+    assert_eq!(got[EXT], json!({"site": "Office"}));
+    assert!(
+        got["schemas"].as_array().unwrap().contains(&json!(EXT)),
+        "{got}"
+    );
+    assert!(f.lms.holds(&id, GrantKind::LearningPath).is_empty());
+
+    // Entra's PATCH of one custom attribute.
+    f.ok(
+        "PATCH",
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "Replace", "path": format!("{EXT}:site"), "value": "Warehouse"}])),
+    );
+    assert_eq!(
+        f.lms.holds(&id, GrantKind::LearningPath),
+        ["Forklift Safety"]
+    );
+    let got = f.ok("GET", &format!("/Users/{id}?attributes=userName"), None);
+    assert!(got.get(EXT).is_none(), "named attributes only: {got}");
+
+    // Removing it takes the learning path away again.
+    f.ok(
+        "PATCH",
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "remove", "path": format!("{EXT}:site")}])),
+    );
+    let got = f.ok("GET", &format!("/Users/{id}"), None);
+    assert!(got.get(EXT).is_none(), "{got}");
+    assert!(!got["schemas"].as_array().unwrap().contains(&json!(EXT)));
+    assert!(f.lms.holds(&id, GrantKind::LearningPath).is_empty());
+
+    // A URN outside the RFC's extension naming is still refused as a path.
+    let (status, _) = f.call(
+        "PATCH",
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "add", "path": "urn:example:unknown:attr", "value": "x"}])),
+    );
+    assert_eq!(status, 400);
+}

@@ -62,10 +62,16 @@ pub fn assemble(
     modified: &str,
 ) -> Value {
     let mut doc = Map::new();
-    let schemas: Vec<&str> = rt
+    let mut schemas: Vec<&str> = rt
         .schema_ids()
         .filter(|s| *s == rt.schema.id || attrs.contains_key(*s))
         .collect();
+    schemas.extend(
+        attrs
+            .keys()
+            .map(String::as_str)
+            .filter(|k| rt.is_custom_extension(k)),
+    );
     doc.insert("schemas".into(), json!(schemas));
     doc.insert("id".into(), json!(id));
     if let Some(ext) = attrs.remove("externalId") {

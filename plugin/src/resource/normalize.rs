@@ -4,9 +4,12 @@
 //! Attribute names are matched case-insensitively and written with the
 //! schema's spelling; values are kept exactly as sent, except that JSON `null`
 //! and empty lists mean "unassigned" and the strings "True"/"False" are read as
-//! booleans (Entra ID sends them). Unknown schema URIs and their extension
-//! objects are ignored; an unknown attribute with a value is rejected,
-//! because silently dropping data the client meant to store is worse.
+//! booleans (Entra ID sends them). A custom extension named the RFC's way
+//! (`urn:ietf:params:scim:schemas:extension:<name>:<version>:User`, Entra
+//! ID's custom extension attributes) is kept as sent; other unknown schema
+//! URIs and their objects are ignored. An unknown attribute with a value is
+//! rejected, because silently dropping data the client meant to store is
+//! worse.
 
 use serde_json::{Map, Value};
 
@@ -53,8 +56,9 @@ pub fn normalize_resource(rt: &ResourceType, body: Map<String, Value>) -> ScimRe
                 Some((schema, rest)) if !rest.is_empty() => {
                     set_qualified(rt, &mut input, schema, rest, value)?;
                 }
-                // The core URI itself, or an unknown schema: ignored.
-                _ => {}
+                // The core URI itself, or an unknown schema: ignored, unless
+                // it is a custom extension of this type, kept as sent.
+                _ => set_custom(rt, &mut input.attrs, &key, value)?,
             }
             continue;
         }
@@ -122,6 +126,56 @@ fn set_qualified(
         unreachable!("extension entries are objects")
     };
     set(ext, attr, value, attr.name)
+}
+
+/// A custom extension object or one of its attributes, kept as sent
+/// (nulls are unassigned). Other unknown URNs are ignored.
+pub fn set_custom(
+    rt: &ResourceType,
+    attrs: &mut Map<String, Value>,
+    key: &str,
+    value: Value,
+) -> ScimResult<()> {
+    let Some((urn, attr)) = rt.split_custom(key) else {
+        return Ok(());
+    };
+    let entry = attrs
+        .entry(urn.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    let obj = entry.as_object_mut().expect("an object");
+    match (attr, value) {
+        (None, Value::Object(o)) => {
+            for (k, v) in o {
+                if k.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
+                if v.is_null() {
+                    obj.remove(&k);
+                } else {
+                    obj.insert(k, v);
+                }
+            }
+        }
+        (None, Value::Null) => obj.clear(),
+        (None, _) => {
+            return Err(ScimError::invalid_syntax(format!(
+                "'{urn}' must be a JSON object of its attributes"
+            )));
+        }
+        (Some(a), Value::Null) => {
+            obj.remove(a);
+        }
+        (Some(a), v) => {
+            obj.insert(a.to_string(), v);
+        }
+    }
+    if obj.is_empty() {
+        attrs.remove(urn);
+    }
+    Ok(())
 }
 
 fn set_extension(

@@ -352,6 +352,48 @@ impl ResourceType {
     }
 }
 
+/// The prefix of extension schema URNs (RFC 7643 §3.3).
+const EXTENSION_PREFIX: &str = "urn:ietf:params:scim:schemas:extension:";
+
+impl ResourceType {
+    /// Whether `urn` names a custom extension of this resource type that the
+    /// engine does not define, written the RFC's way
+    /// (`urn:ietf:params:scim:schemas:extension:<name>:<version>:User`, as
+    /// Entra ID's custom extension attributes are). Such extensions are
+    /// stored and returned as sent, so mapping rules can test them.
+    pub fn is_custom_extension(&self, urn: &str) -> bool {
+        let Some(rest) = urn
+            .get(..EXTENSION_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(EXTENSION_PREFIX))
+            .map(|_| &urn[EXTENSION_PREFIX.len()..])
+        else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        parts.len() >= 2
+            && parts.iter().all(|p| !p.is_empty())
+            && parts[parts.len() - 1].eq_ignore_ascii_case(self.name)
+            && self.split_urn(urn).is_none()
+    }
+
+    /// A custom extension URN, and the attribute after it when `key` names
+    /// one (`urn:…:CustomExtension:2.0:User:costCentre`).
+    pub fn split_custom<'a>(&self, key: &'a str) -> Option<(&'a str, Option<&'a str>)> {
+        if self.is_custom_extension(key) {
+            return Some((key, None));
+        }
+        let (urn, attr) = key.rsplit_once(':')?;
+        let named = attr
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && attr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'));
+        (named && self.is_custom_extension(urn)).then_some((urn, Some(attr)))
+    }
+}
+
 /// Whether a key or path is a schema URI rather than an attribute name.
 pub fn looks_like_urn(s: &str) -> bool {
     s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
