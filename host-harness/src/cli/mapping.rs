@@ -93,7 +93,7 @@ pub enum MappingCommand {
     Explain {
         #[arg(long)]
         tenant: String,
-        /// The user's SCIM id.
+        /// The user's SCIM id or userName.
         user: String,
         /// Explain under these candidate rules instead of the installed ones.
         #[arg(long)]

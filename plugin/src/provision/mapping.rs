@@ -260,9 +260,17 @@ pub fn explain(
     store: &mut dyn Store,
     lms: &mut dyn LmsHost,
 ) -> ScimResult<Value> {
-    let doc = store
-        .get(USER_TYPE.name, user_id)?
-        .ok_or_else(|| ScimError::new(404, None, format!("No user has the id '{user_id}'")))?;
+    let doc = match store.get(USER_TYPE.name, user_id)? {
+        Some(d) => d,
+        None => by_user_name(store, user_id)?.ok_or_else(|| {
+            ScimError::new(
+                404,
+                None,
+                format!("No user has the id or userName '{user_id}'"),
+            )
+        })?,
+    };
+    let user_id = doc.id.as_str();
     let user: Value = serde_json::from_str(&doc.body)
         .map_err(|e| ScimError::new(500, None, format!("unreadable stored user: {e}")))?;
     let ids = [user_id.to_string()];
@@ -342,6 +350,22 @@ pub fn explain(
             ));
     }
     Ok(out)
+}
+
+/// The user whose `userName` is `name` (compared as SCIM does, ignoring
+/// case), so admins can explain a user by the name they know.
+fn by_user_name(store: &mut dyn Store, name: &str) -> ScimResult<Option<crate::store::Document>> {
+    let Some(attr) = USER_TYPE.core_attribute("userName") else {
+        return Ok(None);
+    };
+    let selection = Selection::Term(crate::store::TermQuery {
+        name: "userName".into(),
+        matches: crate::store::TermMatch::Exact(crate::resource::terms::fold(attr, name)),
+    });
+    Ok(store
+        .scan(USER_TYPE.name, &selection, Page::after(None, 1))?
+        .into_iter()
+        .next())
 }
 
 fn grant_json(g: &Grant) -> Value {

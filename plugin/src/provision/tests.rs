@@ -796,3 +796,21 @@ fn custom_extension_attributes_are_kept_patched_and_mapped() {
     );
     assert_eq!(status, 400);
 }
+
+#[test]
+fn explain_finds_a_user_by_user_name_too() {
+    use super::mapping::Choice;
+    let mut f = Fixture::new();
+    let id = f.user("Ada.Lovelace@example.com", json!({}));
+    let by_name = crate::explain_mapping(
+        &Choice::Installed,
+        "ada.lovelace@EXAMPLE.com",
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap();
+    assert_eq!(by_name["user"]["id"], json!(id));
+    let err =
+        crate::explain_mapping(&Choice::Installed, "nobody", &mut f.store, &mut f.lms).unwrap_err();
+    assert_eq!(err.status, 404);
+}
