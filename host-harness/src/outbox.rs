@@ -42,6 +42,13 @@ fn work_of(text: &str) -> Option<Work> {
     ))
 }
 
+/// Drops the tenant's queued re-mappings of every user (a newer one
+/// supersedes them; work already done stays done).
+pub fn drop_everyone(conn: &Connection, tenant: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM outbox WHERE tenant = ?1 AND task = ?2")?
+        .execute(params![tenant, work_json(&Work::Everyone)])
+}
+
 /// Queues a task (inside the caller's transaction).
 pub fn enqueue(
     conn: &Connection,
@@ -216,4 +223,48 @@ pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value>
         "oldestAgeSeconds": oldest,
         "tasks": tasks,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, Checkpoints};
+
+    #[test]
+    fn a_new_re_mapping_of_everyone_supersedes_the_queued_ones_of_its_tenant_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = db::open(&dir.path().join("o.db"), 1, Checkpoints::InCommit).unwrap();
+        let conn = pool.get().unwrap();
+        let a = db::add_tenant(&conn, "a").unwrap();
+        let b = db::add_tenant(&conn, "b").unwrap();
+        let (a, b) = (
+            db::tenant_id(&conn, &a.name).unwrap(),
+            db::tenant_id(&conn, &b.name).unwrap(),
+        );
+        let everyone = Task {
+            work: Work::Everyone,
+            cursor: None,
+        };
+        let users = Task {
+            work: Work::Users(vec!["u1".into()]),
+            cursor: None,
+        };
+        for (tenant, task) in [(a, &everyone), (a, &users), (b, &everyone)] {
+            enqueue(&conn, tenant, "c", task).unwrap();
+        }
+        conn.execute("UPDATE outbox SET cursor = '7' WHERE tenant = ?1", [a])
+            .unwrap();
+        assert_eq!(drop_everyone(&conn, a).unwrap(), 1);
+        let left: Vec<(i64, String)> = conn
+            .prepare("SELECT tenant, task FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            left,
+            [(a, work_json(&users.work)), (b, work_json(&everyone.work))]
+        );
+    }
 }

@@ -1176,6 +1176,17 @@ fn refusals_and_tenants_see_only_their_own_mapping() {
         .expect(401);
     }
 
+    // Nothing to remove while the default mapping applies; nothing recorded.
+    let r = s
+        .admin("DELETE", "/admin/v1/mapping?confirm=true", None)
+        .expect(409);
+    assert!(
+        r.text.contains("default mapping already applies"),
+        "{}",
+        r.text
+    );
+    assert_eq!(s.admin_get("/admin/v1/mapping").json["history"], json!([]));
+
     // An invalid document: 400 with the diagnostics, nothing installed.
     let r = admin_text(&s, "PUT", "/admin/v1/mapping?confirm=true", TYPO_RULES).expect(400);
     let diags = r.json["check"]["diagnostics"]

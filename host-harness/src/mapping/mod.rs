@@ -436,7 +436,16 @@ pub fn install(
             }
             (Choice::Document(d.to_string()), report.normalized)
         }
-        None => (Choice::Default, None),
+        None => {
+            let current = store::current(&*pool.get()?, tenant.id)?;
+            if current.is_none_or(|c| c.document.is_none()) {
+                return Err(Refusal::Engine {
+                    status: 409,
+                    detail: "No rules are installed: the default mapping already applies".into(),
+                });
+            }
+            (Choice::Default, None)
+        }
     };
     let preview = preview(runtime, pool, tenant, &choice, keep, progress)?;
     let threshold = match threshold {
@@ -455,6 +464,8 @@ pub fn install(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let before = store::current(&tx, tenant.id)?.and_then(|c| c.sha256);
     let installed = store::insert(&tx, tenant.id, document, compiled.as_deref(), by)?;
+    // A re-mapping of every user still queued is superseded by this one.
+    crate::outbox::drop_everyone(&tx, tenant.id)?;
     crate::outbox::enqueue(
         &tx,
         tenant.id,
