@@ -12,6 +12,8 @@ pub mod eval;
 pub mod model;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use serde::Serialize;
