@@ -1026,6 +1026,21 @@ fn explain_shows_the_matched_rule_its_trace_and_the_desired_grants() {
     );
     assert_eq!(learner(&s, &ann), before);
 
+    // The same candidate through the admin API, by userName this time.
+    let text = std::fs::read_to_string(&candidate).expect("candidate");
+    let api = send_text(
+        &s,
+        Some(&s.admin_token),
+        "POST",
+        "/admin/v1/learners/ann/explain",
+        &text,
+    )
+    .expect(200);
+    assert_eq!(api.json["user"]["id"], json!(ann), "{}", api.text);
+    assert_eq!(api.json["desired"], cli["desired"]);
+    assert_eq!(api.json["effects"], cli["effects"]);
+    assert_eq!(learner(&s, &ann), before);
+
     // Unknown users are 404.
     s.admin_get("/admin/v1/learners/no-such-user/explain")
         .expect(404);

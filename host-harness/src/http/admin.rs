@@ -38,7 +38,10 @@ pub fn router() -> Router<Arc<App>> {
             "/mapping/preview",
             axum::routing::post(super::mapping::preview),
         )
-        .route("/learners/{id}/explain", get(super::mapping::explain))
+        .route(
+            "/learners/{id}/explain",
+            get(super::mapping::explain).post(super::mapping::explain_candidate),
+        )
         .route("/catalogue", get(get_catalogue))
         .route("/catalogue/{kind}", axum::routing::post(post_catalogue))
         .fallback(|| async {

@@ -1,7 +1,8 @@
 //! The admin API's mapping rules: `GET|PUT|DELETE /admin/v1/mapping`,
 //! `POST /admin/v1/mapping/check`, `POST /admin/v1/mapping/preview` and
-//! `GET /admin/v1/learners/{id}/explain`. The body of PUT, check and
-//! preview is the rules document itself (TOML or JSON).
+//! `GET /admin/v1/learners/{id}/explain` (`POST` with candidate rules). The
+//! body of PUT, check, preview and a candidate explain is the rules document
+//! itself (TOML or JSON).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -187,9 +188,23 @@ pub async fn explain(
     Path(id): Path<String>,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    let v = blocking(move || {
-        mapping::explain(&app.runtime, &app.pool, &tenant, &Choice::Installed, &id)
-    })
-    .await?;
+    explain_with(app, tenant, Choice::Installed, id).await
+}
+
+/// Explains one user under candidate rules (the body), applying nothing.
+pub async fn explain_candidate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: String,
+) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    let choice = Choice::Document(document(body)?);
+    explain_with(app, tenant, choice, id).await
+}
+
+async fn explain_with(app: Arc<App>, tenant: Tenant, choice: Choice, id: String) -> Reply {
+    let v =
+        blocking(move || mapping::explain(&app.runtime, &app.pool, &tenant, &choice, &id)).await?;
     Ok(Json(v).into_response())
 }
