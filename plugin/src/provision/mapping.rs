@@ -394,11 +394,6 @@ fn effects(
         .collect();
     let withdrawn: BTreeSet<&Grant> = state.into_iter().flat_map(|s| &s.withdrawn).collect();
     let want_set: BTreeSet<&Grant> = want.iter().collect();
-    for g in held.iter().chain(&withdrawn) {
-        if !want_set.contains(*g) {
-            out.push(json!({"effect": "revoke", "kind": g.kind.as_str(), "name": g.name, "source": g.source}));
-        }
-    }
     let mut known: HashMap<GrantKind, BTreeSet<String>> = HashMap::new();
     for kind in [GrantKind::Role, GrantKind::LearningPath] {
         let names: Vec<String> = want
@@ -410,6 +405,17 @@ fn effects(
             known.insert(kind, lms.known(kind, &names)?.into_iter().collect());
         }
     }
+    let unknown = |g: &Grant| known.get(&g.kind).is_some_and(|k| !k.contains(&g.name));
+    // As in provisioning: a role the catalogue lacks keeps the current one.
+    let role_skipped = want
+        .iter()
+        .any(|g| g.kind == GrantKind::Role && !held.contains(g) && unknown(g));
+    for g in held.iter().chain(&withdrawn) {
+        let keep_role = role_skipped && g.kind == GrantKind::Role;
+        if !want_set.contains(*g) && !keep_role {
+            out.push(json!({"effect": "revoke", "kind": g.kind.as_str(), "name": g.name, "source": g.source}));
+        }
+    }
     for g in want.iter().filter(|g| !held.contains(g)) {
         let mut e =
             json!({"effect": "grant", "kind": g.kind.as_str(), "name": g.name, "source": g.source});
@@ -418,8 +424,12 @@ fn effects(
                 "removed by hand earlier (drift): restored or reported as the tenant's drift policy says"
             );
         }
-        if known.get(&g.kind).is_some_and(|k| !k.contains(&g.name)) {
-            e["note"] = json!("not in the LMS catalogue: it would be skipped and recorded");
+        if unknown(g) {
+            e["note"] = json!(if g.kind == GrantKind::Role {
+                "not in the LMS catalogue: it would be skipped and recorded, and the current role kept"
+            } else {
+                "not in the LMS catalogue: it would be skipped and recorded"
+            });
         }
         out.push(e);
     }

@@ -814,3 +814,47 @@ fn explain_finds_a_user_by_user_name_too() {
         crate::explain_mapping(&Choice::Installed, "nobody", &mut f.store, &mut f.lms).unwrap_err();
     assert_eq!(err.status, 404);
 }
+
+#[test]
+fn a_role_missing_from_the_catalogue_keeps_the_current_role_in_mapping_and_explain() {
+    use super::mapping::Choice;
+    let mut f = Fixture::new();
+    let id = f.user("ada", json!({"title": "Lead"}));
+    assert_eq!(f.lms.holds(&id, GrantKind::Role), ["learner"]);
+    let rules = "[[rule]]\nname = \"leads\"\nwhen = { attribute = \"title\", equals = \"Lead\" }\ngrant.role = \"team-lead\"\n";
+    let x = crate::explain_mapping(
+        &Choice::Document(rules.into()),
+        &id,
+        &mut f.store,
+        &mut f.lms,
+    )
+    .unwrap();
+    let effects = x["effects"].as_array().unwrap();
+    assert_eq!(effects.len(), 1, "{x}");
+    assert_eq!(effects[0]["effect"], "grant");
+    assert!(
+        effects[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("current role kept")
+    );
+
+    f.lms.mapping = Some(rules.into());
+    f.ok(
+        "PATCH",
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "replace", "path": "title", "value": "Lead"}])),
+    );
+    f.ok(
+        "PATCH",
+        &format!("/Users/{id}"),
+        patch(json!([{"op": "replace", "path": "displayName", "value": "Ada"}])),
+    );
+    assert_eq!(f.lms.holds(&id, GrantKind::Role), ["learner"]);
+    assert!(
+        f.lms
+            .events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("unknown-role"))
+    );
+}
