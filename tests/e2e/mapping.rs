@@ -1506,3 +1506,48 @@ fn deleting_the_second_group_of_an_all_rule_revokes_its_grant() {
         x.json["effects"]
     );
 }
+
+// ---------------------------------------------------------------------------
+// Entra ID's custom extension attributes, end to end.
+
+#[test]
+fn rules_map_entra_custom_extension_attributes() {
+    const EXT: &str = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
+    let s = LmsServer::start();
+    catalogue_add(&s, "learningPaths", "Forklift Safety");
+    let rules = format!(
+        "[[rule]]\nname = \"warehouse\"\nwhen = {{ attribute = \"{EXT}:site\", equals_ignore_case = \"warehouse\" }}\ngrant.learning_paths = [\"Forklift Safety\"]\n"
+    );
+    admin_text(&s, "PUT", "/admin/v1/mapping", &rules).expect(200);
+
+    // Entra's POST carries the extension object and lists its URN.
+    let created = s
+        .post(
+            "/Users",
+            &json!({"schemas": [USER_SCHEMA, EXT], "userName": "wh@example.com", EXT: {"site": "Warehouse"}}),
+        )
+        .expect(201);
+    let id = created.json["id"].as_str().expect("id").to_string();
+    assert_eq!(created.json[EXT]["site"], "Warehouse", "{}", created.text);
+    assert!(
+        created.json["schemas"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!(EXT))),
+        "{}",
+        created.text
+    );
+    let rule = "rules:warehouse@attr:".to_string() + EXT + ":site";
+    assert_eq!(
+        grants(&learner(&s, &id), "learningPaths"),
+        [item("Forklift Safety", &[&rule])]
+    );
+
+    // Entra's PATCH of the one attribute: the learner moves out of scope.
+    s.patch(
+        &format!("/Users/{id}"),
+        &patch_ops(json!([{"op": "Replace", "path": format!("{EXT}:site"), "value": "Office"}])),
+    )
+    .expect(200);
+    assert_eq!(s.get(&format!("/Users/{id}")).json[EXT]["site"], "Office");
+    assert!(grants(&learner(&s, &id), "learningPaths").is_empty());
+}
