@@ -1551,3 +1551,50 @@ fn rules_map_entra_custom_extension_attributes() {
     assert_eq!(s.get(&format!("/Users/{id}")).json[EXT]["site"], "Office");
     assert!(grants(&learner(&s, &id), "learningPaths").is_empty());
 }
+
+#[test]
+fn rolling_back_installs_the_previous_version_again() {
+    let s = LmsServer::start();
+    catalogue_add(&s, "learningPaths", "A");
+    catalogue_add(&s, "learningPaths", "B");
+    let ann = user(&s, "ann", "Sales", None);
+    let rules = |path: &str| {
+        format!(
+            "[[rule]]\nname = \"p\"\nwhen = {{ attribute = \"department\", equals = \"Sales\" }}\ngrant.learning_paths = [\"{path}\"]\n"
+        )
+    };
+    // Nothing to roll back to yet.
+    s.admin("POST", "/admin/v1/mapping/rollback?confirm=true", None)
+        .expect(409);
+    admin_text(&s, "PUT", "/admin/v1/mapping", &rules("A")).expect(200);
+    s.admin("POST", "/admin/v1/mapping/rollback?confirm=true", None)
+        .expect(200);
+    // Version 1's predecessor is the default mapping.
+    assert_eq!(s.admin_get("/admin/v1/mapping").json["mapper"], "default");
+    admin_text(&s, "PUT", "/admin/v1/mapping?confirm=true", &rules("A")).expect(200);
+    admin_text(&s, "PUT", "/admin/v1/mapping?confirm=true", &rules("B")).expect(200);
+    wait_synced(&s);
+    assert_eq!(grants(&learner(&s, &ann), "learningPaths")[0].0, "B");
+
+    // Taking B away from a learner or two needs the confirmation.
+    let out = s.cli(&[
+        "mapping",
+        "rollback",
+        "--tenant",
+        "default",
+        "--threshold",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let out = s.cli(&["mapping", "rollback", "--tenant", "default", "--confirm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_synced(&s);
+    let m = s.admin_get("/admin/v1/mapping").json;
+    assert_eq!(m["current"]["document"], json!(rules("A")), "{m}");
+    assert_eq!(m["current"]["version"], 5, "{m}");
+    assert_eq!(grants(&learner(&s, &ann), "learningPaths")[0].0, "A");
+}

@@ -66,6 +66,20 @@ pub enum MappingCommand {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Install again the version before the one in force (same
+    /// confirmation rule); `mapping show` lists the versions.
+    Rollback {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        confirm: bool,
+        #[arg(long)]
+        threshold: Option<f64>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// Return a tenant to the default mapping (same confirmation rule).
     Remove {
         #[arg(long)]
@@ -232,6 +246,22 @@ pub fn run(cmd: MappingCommand) -> Result<()> {
             json,
             db,
         } => install(&db, &tenant, None, confirm, threshold, json)?,
+        MappingCommand::Rollback {
+            tenant,
+            confirm,
+            threshold,
+            json,
+            db,
+        } => {
+            let pool = open_db(&db)?;
+            let t = mapping::tenant(&*pool.get()?, &tenant)?;
+            let (version, document) =
+                mapping::rollback_target(&pool, &t).map_err(|r| refusal(r, json))?;
+            if !json {
+                eprintln!("Rolling back to version {version}.");
+            }
+            install(&db, &tenant, document.as_deref(), confirm, threshold, json)?;
+        }
         MappingCommand::Show { tenant, json, db } => {
             let pool = open_db(&db)?;
             let conn = pool.get()?;

@@ -35,6 +35,10 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/mapping/check", axum::routing::post(super::mapping::check))
         .route(
+            "/mapping/rollback",
+            axum::routing::post(super::mapping::rollback),
+        )
+        .route(
             "/mapping/preview",
             axum::routing::post(super::mapping::preview),
         )

@@ -152,6 +152,18 @@ async fn change(
     Ok(Json(outcome).into_response())
 }
 
+/// Installs again the version before the one in force.
+pub async fn rollback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Reply {
+    let tenant = tenant_of(&app, &headers)?;
+    let (app2, t2) = (app.clone(), tenant.clone());
+    let (_, document) = blocking(move || mapping::rollback_target(&app2.pool, &t2)).await?;
+    change(app, tenant, document, &params).await
+}
+
 pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: String) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
     let text = document(body)?;

@@ -524,6 +524,20 @@ pub fn install(
     })
 }
 
+/// What rolling back installs: the version before the one in force (its
+/// number and document; `None`: the default mapping).
+/// Before the first version, that is the default mapping (version 0).
+pub fn rollback_target(pool: &Pool, tenant: &Tenant) -> Result<(i64, Option<String>), Refusal> {
+    let conn = pool.get()?;
+    if store::current(&conn, tenant.id)?.is_none() {
+        return Err(Refusal::Engine {
+            status: 409,
+            detail: "No rules were ever installed: there is nothing to roll back".into(),
+        });
+    }
+    Ok(store::previous(&conn, tenant.id)?.unwrap_or((0, None)))
+}
+
 /// One user's mapping under `choice`, step by step (see the README).
 pub fn explain(
     runtime: &Runtime,

@@ -51,6 +51,17 @@ pub fn in_force(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Strin
     .map(Option::flatten)
 }
 
+/// The version before the one in force, with its document (`None`: the
+/// default mapping); `None` when there is no earlier version.
+pub fn previous(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<(i64, Option<String>)>> {
+    conn.prepare_cached(
+        "SELECT version, document FROM mappings WHERE tenant = ?1
+         ORDER BY version DESC LIMIT 1 OFFSET 1",
+    )?
+    .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+}
+
 /// Every version, newest first (documents left out).
 pub fn history(conn: &Connection, tenant: i64, limit: u32) -> rusqlite::Result<Vec<Installed>> {
     let mut stmt = conn.prepare_cached(
