@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{ENTERPRISE, GROUP_SCHEMA, LmsServer, USER_SCHEMA};
+use crate::support::{ENTERPRISE, GROUP_SCHEMA, LmsServer, USER_SCHEMA, grants, item, learner};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
@@ -21,45 +21,6 @@ const MANUAL: &str = "manual";
 /// The source of a team mapped from group `gid`.
 fn from_group(gid: &str) -> String {
     format!("default:groups-as-teams@group:{gid}")
-}
-
-/// `GET /admin/v1/learners/{id}`, which must answer 200.
-#[track_caller]
-fn learner(s: &LmsServer, id: &str) -> Value {
-    let r = s.admin_get(&format!("/admin/v1/learners/{id}")).expect(200);
-    assert_eq!(r.json["id"], id, "{}", r.text);
-    r.json
-}
-
-/// A learner's roles, teams or learning paths (`kind` is the JSON key) as
-/// `(name, sorted sources)`, sorted by name.
-fn grants(l: &Value, kind: &str) -> Vec<(String, Vec<String>)> {
-    let items = l[kind]
-        .as_array()
-        .unwrap_or_else(|| panic!("learner without {kind}: {l}"));
-    let mut out: Vec<(String, Vec<String>)> = items
-        .iter()
-        .map(|i| {
-            let name = i["name"].as_str().expect("name").to_string();
-            let mut sources: Vec<String> = i["sources"]
-                .as_array()
-                .unwrap_or_else(|| panic!("item without sources: {i}"))
-                .iter()
-                .map(|s| s.as_str().expect("source").to_string())
-                .collect();
-            sources.sort();
-            (name, sources)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// One expected grant, for comparing with [`grants`].
-fn item(name: &str, sources: &[&str]) -> (String, Vec<String>) {
-    let mut sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-    sources.sort();
-    (name.to_string(), sources)
 }
 
 /// The names of a learner's teams, sorted (a name held twice shows twice).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{ENTERPRISE, LmsServer, Resp, USER_SCHEMA};
+use crate::support::{ENTERPRISE, LmsServer, Resp, USER_SCHEMA, grants, into_resp, item, learner};
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// The default mapping's role source.
@@ -60,42 +60,6 @@ fn rename_group(s: &LmsServer, gid: &str, name: &str) {
         &patch_ops(json!([{"op": "replace", "path": "displayName", "value": name}])),
     )
     .expect(204);
-}
-
-/// `GET /admin/v1/learners/{id}`, which must answer 200.
-#[track_caller]
-fn learner(s: &LmsServer, id: &str) -> Value {
-    let r = s.admin_get(&format!("/admin/v1/learners/{id}")).expect(200);
-    assert_eq!(r.json["id"], id, "{}", r.text);
-    r.json
-}
-
-/// A learner's roles, teams or learning paths as `(name, sorted sources)`,
-/// sorted by name.
-fn grants(l: &Value, kind: &str) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = l[kind]
-        .as_array()
-        .unwrap_or_else(|| panic!("learner without {kind}: {l}"))
-        .iter()
-        .map(|i| {
-            let mut sources: Vec<String> = i["sources"]
-                .as_array()
-                .unwrap_or_else(|| panic!("item without sources: {i}"))
-                .iter()
-                .map(|s| s.as_str().expect("source").to_string())
-                .collect();
-            sources.sort();
-            (i["name"].as_str().expect("name").to_string(), sources)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn item(name: &str, sources: &[&str]) -> (String, Vec<String>) {
-    let mut sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-    sources.sort();
-    (name.to_string(), sources)
 }
 
 /// `{kind, name, source?}` objects as a set of `(kind, name, source)`.
@@ -214,17 +178,7 @@ fn send_text(s: &LmsServer, token: Option<&str>, method: &str, path: &str, body:
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let r = req.send().expect("request");
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().unwrap_or_default();
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        headers,
-        text,
-        json,
-    }
+    into_resp(req.send().expect("request"))
 }
 
 /// An admin request with the tenant's admin token and a rules document.
@@ -1177,6 +1131,8 @@ fn refusals_and_tenants_see_only_their_own_mapping() {
             ("POST", "/admin/v1/mapping/check"),
             ("POST", "/admin/v1/mapping/preview"),
             ("GET", explain.as_str()),
+            ("POST", explain.as_str()),
+            ("POST", "/admin/v1/mapping/rollback?confirm=true"),
             ("GET", "/admin/v1/catalogue"),
         ] {
             let r = send_text(&s, token, method, path, WELCOME_RULES);
@@ -1263,6 +1219,15 @@ fn refusals_and_tenants_see_only_their_own_mapping() {
     assert_eq!(m.json["history"], json!([]), "{}", m.text);
     assert!(!m.text.contains("welcome"), "{}", m.text);
     get2(&explain).expect(404);
+    // Its rollback reaches only its own (empty) history.
+    s.send_as(
+        Some(&admin2),
+        "POST",
+        &s.admin_url("/admin/v1/mapping/rollback?confirm=true"),
+        None,
+    )
+    .expect(409);
+    assert_eq!(s.admin_get("/admin/v1/mapping").json["mapper"], "rules");
     assert!(mapping_events(&s, &admin2).is_empty());
     let c = get2("/admin/v1/catalogue").expect(200);
     assert_eq!(c.json["learningPaths"], json!([]), "{}", c.text);

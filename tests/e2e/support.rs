@@ -241,7 +241,8 @@ impl Drop for Server {
     }
 }
 
-fn into_resp(r: reqwest::blocking::Response) -> Resp {
+/// A response read whole, its body parsed as JSON when it is JSON.
+pub fn into_resp(r: reqwest::blocking::Response) -> Resp {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().unwrap_or_default();
@@ -435,4 +436,43 @@ impl LmsServer {
         s.child = child;
         s.base = base;
     }
+}
+
+/// `GET /admin/v1/learners/{id}`, which must answer 200.
+#[track_caller]
+pub fn learner(s: &LmsServer, id: &str) -> Value {
+    let r = s.admin_get(&format!("/admin/v1/learners/{id}")).expect(200);
+    assert_eq!(r.json["id"], id, "{}", r.text);
+    r.json
+}
+
+/// A learner's roles, teams or learning paths (`kind` is the JSON key) as
+/// `(name, sorted sources)`, sorted by name.
+pub fn grants(l: &Value, kind: &str) -> Vec<(String, Vec<String>)> {
+    let items = l[kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("learner without {kind}: {l}"));
+    let mut out: Vec<(String, Vec<String>)> = items
+        .iter()
+        .map(|i| {
+            let name = i["name"].as_str().expect("name").to_string();
+            let mut sources: Vec<String> = i["sources"]
+                .as_array()
+                .unwrap_or_else(|| panic!("item without sources: {i}"))
+                .iter()
+                .map(|s| s.as_str().expect("source").to_string())
+                .collect();
+            sources.sort();
+            (name, sources)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// One expected grant, for comparing with [`grants`].
+pub fn item(name: &str, sources: &[&str]) -> (String, Vec<String>) {
+    let mut sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    sources.sort();
+    (name.to_string(), sources)
 }

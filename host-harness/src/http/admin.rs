@@ -196,6 +196,14 @@ async fn write<T>(
     Ok(out)
 }
 
+/// The `name` of a `{"name": "..."}` body.
+fn name_of(body: Option<&Json<Value>>) -> Result<String, ApiError> {
+    body.and_then(|b| b.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| admin_error(AdminError::NoName))
+}
+
 async fn post_grant(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -209,12 +217,7 @@ async fn post_grant(
             "Grant under /roles, /teams or /learningPaths",
         )
     })?;
-    let name = body
-        .as_ref()
-        .and_then(|b| b.get("name"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| admin_error(AdminError::NoName))?;
+    let name = name_of(body.as_ref())?;
     let stamp = stamp();
     let learner = write(&app, &mut conn, |c| {
         grant_manual(c, tenant.id, &id, kind, &name, &stamp)
@@ -263,12 +266,7 @@ async fn post_catalogue(
             "Add to /catalogue/roles, /catalogue/teams or /catalogue/learningPaths",
         )
     })?;
-    let name = body
-        .as_ref()
-        .and_then(|b| b.get("name"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| admin_error(AdminError::NoName))?;
+    let name = name_of(body.as_ref())?;
     let _turn = app.writers.lock().await;
     let added = lms::catalogue::add(&conn, tenant.id, kind, &name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::changes::is_active;
 use super::host::{Grant, GrantKind, LearnerState, LmsHost, MANUAL};
 use super::mapper::{DefaultMapper, Facts, MapError, Mapper};
-use super::sync::{by_id, group_facts};
+use super::sync::{by_id, group_facts, users_page};
 use crate::error::{ScimError, ScimResult, ScimType};
 use crate::rules::{self, Diagnostic, Explanation};
 use crate::schema::USER_TYPE;
@@ -130,14 +130,7 @@ pub fn preview(
             })
         })
         .transpose()?;
-    let docs = store.scan(USER_TYPE.name, &Selection::All, Page::after(after, limit))?;
-    let next = (docs.len() >= limit as usize)
-        .then(|| docs.last().map(|d| d.seq.to_string()))
-        .flatten();
-    let users: Vec<(String, Value)> = docs
-        .into_iter()
-        .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
-        .collect();
+    let (users, next) = users_page(store, after, limit)?;
     let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
     let groups = group_facts(&ids, store, mapper)?;
     let states = by_id(lms.learners(&ids)?);

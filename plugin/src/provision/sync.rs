@@ -120,15 +120,7 @@ pub fn drain(
                 .flatten())
         }
         Work::Everyone => {
-            let after = seq_cursor(task)?;
-            let docs = store.scan(USER_TYPE.name, &Selection::All, Page::after(after, batch))?;
-            let next = (docs.len() >= batch as usize)
-                .then(|| docs.last().map(|d| d.seq.to_string()))
-                .flatten();
-            let users: Vec<(String, Value)> = docs
-                .into_iter()
-                .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
-                .collect();
+            let (users, next) = users_page(store, seq_cursor(task)?, batch)?;
             let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
             let known: HashMap<String, &Value> =
                 users.iter().map(|(id, v)| (id.clone(), v)).collect();
@@ -168,6 +160,27 @@ pub fn drain(
             Ok((end < users.len()).then(|| end.to_string()))
         }
     }
+}
+
+/// Users by id with their parsed resources.
+pub(crate) type Users = Vec<(String, Value)>;
+
+/// One page of every user, in store order, parsed; and where the next page
+/// starts (`None` after the last).
+pub(crate) fn users_page(
+    store: &mut dyn Store,
+    after: Option<u64>,
+    limit: u32,
+) -> ScimResult<(Users, Option<String>)> {
+    let docs = store.scan(USER_TYPE.name, &Selection::All, Page::after(after, limit))?;
+    let next = (docs.len() >= limit as usize)
+        .then(|| docs.last().map(|d| d.seq.to_string()))
+        .flatten();
+    let users = docs
+        .into_iter()
+        .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
+        .collect();
+    Ok((users, next))
 }
 
 /// A task's cursor as a store sequence number.
