@@ -140,7 +140,11 @@ impl Drop for Server {
 
 /// Starts the release `scim-host` on `db` with extra `serve` arguments.
 pub fn serve(db: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+    // `SCIM_BENCH_HOST` serves from another build (e.g. a copy of main's
+    // binary) so that two builds can be compared back to back.
+    let binary = std::env::var("SCIM_BENCH_HOST")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-host").to_string());
+    let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(extra)
         .arg("--db")
