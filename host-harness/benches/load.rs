@@ -5,7 +5,10 @@
 //! Run: `cargo bench -p scim-host --bench load`
 //! Options (environment): `SCIM_LOAD_USERS` (directory size, default 10000),
 //! `SCIM_LOAD_SECONDS` (per scenario, default 5), `SCIM_LOAD_CONNECTIONS`
-//! (default `1,8`), `SCIM_LOAD_ONLY` (comma-separated scenario names).
+//! (default `1,8`), `SCIM_LOAD_ONLY` (comma-separated scenario names),
+//! `SCIM_LOAD_MAPPER` (a mapping plugin to install first, with the settings
+//! file `SCIM_LOAD_MAPPER_SETTINGS`), `SCIM_LOAD_RULES` (a rules file to
+//! install first).
 //!
 //! Scenarios:
 //! - `get`: `GET /Users/{id}` of random users;
@@ -213,6 +216,67 @@ fn run(
     }
 }
 
+/// Waits until the server has re-mapped everyone after an install.
+fn wait_for_outbox(db: &Path) {
+    let started = Instant::now();
+    loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-host"))
+            .args(["sync", "status", "--json", "--db"])
+            .arg(db)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v["pending"].as_u64() == Some(0) {
+            eprintln!("re-mapped in {:.1}s", started.elapsed().as_secs_f64());
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the re-mapping did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Installs the rules or plugin the environment names, before serving;
+/// returns whether anything was installed.
+fn install_mapping(db: &Path) -> bool {
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-host"))
+            .args(args)
+            .arg("--db")
+            .arg(db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if let Ok(rules) = std::env::var("SCIM_LOAD_RULES") {
+        cli(&["mapping", "set", "--tenant", "default", &rules, "--confirm"]);
+        eprintln!("rules installed: {rules}");
+    }
+    if let Ok(plugin) = std::env::var("SCIM_LOAD_MAPPER") {
+        let mut args = vec![
+            "mapper",
+            "install",
+            "--tenant",
+            "default",
+            &plugin,
+            "--confirm",
+        ];
+        let settings = std::env::var("SCIM_LOAD_MAPPER_SETTINGS").unwrap_or_default();
+        if !settings.is_empty() {
+            args.extend(["--settings", &settings]);
+        }
+        cli(&args);
+        eprintln!("plugin installed: {plugin}");
+    }
+    std::env::var_os("SCIM_LOAD_RULES").is_some() || std::env::var_os("SCIM_LOAD_MAPPER").is_some()
+}
+
 fn pct(sorted: &[u64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0
 }
@@ -237,7 +301,11 @@ fn main() {
         let _ = std::fs::remove_file(format!("{}{ext}", copy.display()));
     }
     std::fs::copy(&db, &copy).unwrap();
+    let remap = install_mapping(&copy);
     let server = serve(&copy, &["--request-timeout-ms", "120000"]);
+    if remap {
+        wait_for_outbox(&copy);
+    }
     let base = server.base.clone();
 
     let mut setup = Conn::open(&base);

@@ -10,6 +10,7 @@ use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContex
 use crate::db::{self, Pool, Tenant, TokenKind};
 use crate::events::{self, EventRow, Stamp};
 use crate::imports::SqlStore;
+use crate::imports::plugin::PluginMode;
 use crate::metrics::Metrics;
 use crate::runtime::{RequestState, Runtime};
 
@@ -178,7 +179,9 @@ impl App {
             );
         }
         let request_id = inc.context.request_id.clone();
-        let store = SqlStore::new(conn, id).with_change_id(&request_id);
+        let store = SqlStore::new(conn, id)
+            .with_change_id(&request_id)
+            .with_plugins(self.runtime.plugins(), PluginMode::Installed);
         let state = RequestState::new(store, self.runtime.limits());
         let method = inc.method.clone();
         let request = HttpRequest {
@@ -190,6 +193,7 @@ impl App {
             context: inc.context.clone(),
         };
         let (result, mut state) = self.runtime.handle(state, &request);
+        state.store.settle_plugin();
         let stats = state.store.stats;
         let journal = std::mem::take(&mut state.store.journal);
         let Some(conn) = state.store.into_conn() else {

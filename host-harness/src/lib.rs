@@ -18,10 +18,12 @@ pub mod events;
 pub mod http;
 pub mod imports;
 pub mod lms;
+pub mod mapper;
 pub mod mapping;
 pub mod metrics;
 pub mod outbox;
 pub mod runtime;
+pub mod sandbox;
 pub mod worker;
 
 /// Host-side bindings generated from `wit/`.

@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::mapping::MappingCommand,
     },
+    /// Mapping plugins: preview, install, rollback, remove, show, replay.
+    Mapper {
+        #[command(subcommand)]
+        command: cli::mapper::MapperCommand,
+    },
     /// Background re-mapping.
     Sync {
         #[command(subcommand)]
@@ -207,6 +212,13 @@ enum TenantCommand {
         /// before it needs --confirm (default 5).
         #[arg(long)]
         confirm_threshold: Option<f64>,
+        /// A role mapping plugins may not grant (repeat for several); a
+        /// plugin output naming one is refused whole. Replaces the list.
+        #[arg(long = "plugin-deny-role")]
+        plugin_deny_role: Vec<String>,
+        /// Clear the roles plugins may not grant.
+        #[arg(long, conflicts_with = "plugin_deny_role")]
+        plugin_deny_none: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -233,6 +245,7 @@ fn main() -> Result<()> {
         Command::Tenant { command } => tenant(command),
         Command::Events(args) => list_events(args),
         Command::Mapping { command } => cli::mapping::run(command),
+        Command::Mapper { command } => cli::mapper::run(command),
         Command::Catalogue { command } => cli::catalogue::run(command),
         Command::Sync {
             command: SyncCommand::Status { tenant, json, db },
@@ -385,23 +398,35 @@ fn tenant(cmd: TenantCommand) -> Result<()> {
             on_delete,
             drift,
             confirm_threshold,
+            plugin_deny_role,
+            plugin_deny_none,
             json,
             db,
         } => {
             let pool = open_db(&db)?;
+            let denied =
+                (plugin_deny_none || !plugin_deny_role.is_empty()).then_some(plugin_deny_role);
             let p = db::set_policy(
                 &*pool.get()?,
                 &name,
                 on_delete.as_deref(),
                 drift.as_deref(),
                 confirm_threshold,
+                denied.as_deref(),
             )?;
             if json {
                 println!("{}", serde_json::to_string(&p)?);
             } else {
                 println!(
-                    "on-delete: {}\ndrift: {}\nconfirm-threshold: {}%",
-                    p.on_delete, p.drift, p.confirm_threshold
+                    "on-delete: {}\ndrift: {}\nconfirm-threshold: {}%\nplugin-denied-roles: {}",
+                    p.on_delete,
+                    p.drift,
+                    p.confirm_threshold,
+                    if p.plugin_denied_roles.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        p.plugin_denied_roles.join(", ")
+                    }
                 );
             }
         }

@@ -1,4 +1,5 @@
-//! The wasmtime sandbox the engine component runs in.
+//! The engine component in its sandbox (see [`crate::sandbox`] for what it
+//! shares with mapping plugins).
 //!
 //! The component is compiled once (and the compiled code cached on disk),
 //! pre-linked into an `InstancePre`, and instantiated fresh for every request
@@ -6,14 +7,12 @@
 //! to the next. Each instance gets a memory cap and an epoch deadline; WASI
 //! is linked with no filesystem, network, environment or stdio.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use anyhow::Result;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
@@ -25,13 +24,12 @@ use crate::bindings::lms::scim::outbox::Task;
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
 use crate::bindings::{Engine as EngineWorld, EnginePre};
 use crate::imports::SqlStore;
+use crate::sandbox::plugin::Plugins;
+use crate::sandbox::{Ticker, ctx, load_component, ticks};
 
 /// Bytes of each instance's memory kept mapped between requests (the
 /// engine's working set for a request is well below this).
 const KEEP_RESIDENT: usize = 8 << 20;
-
-/// Epoch tick; request deadlines are counted in ticks.
-const TICK: Duration = Duration::from_millis(10);
 
 /// Sandbox limits.
 #[derive(Debug, Clone)]
@@ -82,13 +80,9 @@ pub struct Runtime {
     engine: wasmtime::Engine,
     pre: EnginePre<RequestState>,
     limits: Limits,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+    /// The sandbox the engine's `plugin` import runs mapping plugins in.
+    plugins: Arc<Plugins>,
+    _ticker: Ticker,
 }
 
 impl Runtime {
@@ -115,7 +109,7 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = ctx(wasmtime::Engine::new(&config), "configuring wasmtime")?;
-        let component = load_component(&engine, wasm, cache_dir)?;
+        let component = load_component(&engine, "engine", wasm, cache_dir)?;
 
         let mut linker: Linker<RequestState> = Linker::new(&engine);
         ctx(
@@ -134,26 +128,23 @@ impl Runtime {
             "pre-instantiating the engine",
         )?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ticker, stop2) = (engine.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                while !stop2.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    ticker.increment_epoch();
-                }
-            })?;
+        let ticker = Ticker::start(&engine, "epoch-ticker")?;
         Ok(Runtime {
             engine,
             pre,
             limits,
-            stop,
+            plugins: Arc::new(Plugins::new(cache_dir)?),
+            _ticker: ticker,
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The mapping-plugin sandbox.
+    pub fn plugins(&self) -> Arc<Plugins> {
+        self.plugins.clone()
     }
 
     /// Runs `handle` in a fresh instance. The state comes back in every case
@@ -220,60 +211,8 @@ impl Runtime {
     fn store(&self, state: RequestState) -> Store<RequestState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.timeout.as_millis() / TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(ticks(self.limits.timeout));
         store.epoch_deadline_trap();
         store
     }
-}
-
-/// Converts a wasmtime error, adding what was being done.
-fn ctx<T>(r: wasmtime::Result<T>, what: &'static str) -> Result<T> {
-    r.map_err(anyhow::Error::from).context(what)
-}
-
-/// Compiles the component, or loads the compiled code a previous start
-/// cached under a key of the component bytes and the wasmtime version.
-fn load_component(
-    engine: &wasmtime::Engine,
-    wasm: &[u8],
-    cache_dir: Option<&Path>,
-) -> Result<Component> {
-    let Some(dir) = cache_dir else {
-        return ctx(
-            Component::new(engine, wasm),
-            "compiling the engine component",
-        );
-    };
-    let mut h = Sha256::new();
-    h.update(wasm);
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    let mut compat = std::hash::DefaultHasher::new();
-    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
-    h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
-    let path: PathBuf = dir.join(format!("engine-{}.cwasm", hex::encode(&h.finalize()[..16])));
-    if path.exists() {
-        // SAFETY: the file was written by `serialize` below into the host's
-        // own cache directory; wasmtime also checks its version and config.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok(c),
-            Err(e) => {
-                tracing::warn!(error = %e, path = %path.display(), "ignoring unusable compiled cache")
-            }
-        }
-    }
-    let component = ctx(
-        Component::new(engine, wasm),
-        "compiling the engine component",
-    )?;
-    if let Ok(bytes) = component.serialize() {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let written = std::fs::create_dir_all(dir)
-            .and_then(|_| std::fs::write(&tmp, bytes))
-            .and_then(|_| std::fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not cache the compiled engine");
-        }
-    }
-    Ok(component)
 }

@@ -95,11 +95,17 @@ impl App {
             max_payload_bytes: self.max_body_bytes as u64,
             signing_key: queued.signing_key.clone(),
         };
-        let store = SqlStore::new(conn, queued.tenant).with_change_id(&queued.change_id);
+        let store = SqlStore::new(conn, queued.tenant)
+            .with_change_id(&queued.change_id)
+            .with_plugins(
+                self.runtime.plugins(),
+                crate::imports::plugin::PluginMode::Installed,
+            );
         let state = RequestState::new(store, self.runtime.limits());
         let (result, mut state) =
             self.runtime
                 .drain(state, &context, &queued.task, self.background.batch);
+        state.store.settle_plugin();
         let journal = std::mem::take(&mut state.store.journal);
         let Some(conn) = state.store.into_conn() else {
             return Step::Failed;

@@ -7,6 +7,7 @@ mod dialects;
 mod discovery;
 mod groups;
 mod lms;
+mod mapper;
 mod mapping;
 mod operations;
 mod protocol;

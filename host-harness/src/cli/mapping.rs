@@ -119,7 +119,7 @@ pub enum MappingCommand {
     },
 }
 
-fn runtime() -> Result<Runtime> {
+pub(crate) fn runtime() -> Result<Runtime> {
     let limits = Limits {
         timeout: Duration::from_secs(60),
         memory_bytes: 256 << 20,
@@ -132,12 +132,12 @@ fn runtime() -> Result<Runtime> {
     )
 }
 
-fn read(file: &PathBuf) -> Result<String> {
+pub(crate) fn read(file: &PathBuf) -> Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
 }
 
 /// A spinner on a terminal; nothing when stderr is piped.
-fn progress() -> ProgressBar {
+pub(crate) fn progress() -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -150,7 +150,7 @@ fn progress() -> ProgressBar {
     bar
 }
 
-fn refusal(r: Refusal, json: bool) -> anyhow::Error {
+pub(crate) fn refusal(r: Refusal, json: bool) -> anyhow::Error {
     if json {
         let body = match &r {
             Refusal::Invalid(report) => json!({"error": "invalid", "check": report}),
@@ -310,7 +310,7 @@ pub fn run(cmd: MappingCommand) -> Result<()> {
     Ok(())
 }
 
-fn open(db: &DbArg, tenant: &str) -> Result<(Runtime, Pool, db::Tenant)> {
+pub(crate) fn open(db: &DbArg, tenant: &str) -> Result<(Runtime, Pool, db::Tenant)> {
     let pool = open_db(db)?;
     let tenant = mapping::tenant(&*pool.get()?, tenant)?;
     Ok((runtime()?, pool, tenant))
@@ -363,7 +363,7 @@ fn install(
     Ok(())
 }
 
-fn print_preview(r: &PreviewReport) {
+pub(crate) fn print_preview(r: &PreviewReport) {
     println!(
         "{} users: {} would change ({} gain, {} lose, {} failed); {:.1}% would lose something.",
         r.users, r.changed, r.gaining, r.losing, r.failed, r.losing_percent

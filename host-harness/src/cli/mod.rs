@@ -1,4 +1,5 @@
 //! Command groups of `scim-host` that have grown their own module.
 
 pub mod catalogue;
+pub mod mapper;
 pub mod mapping;

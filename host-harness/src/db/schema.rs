@@ -167,6 +167,48 @@ ALTER TABLE assignments ADD COLUMN withdrawn INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tenants ADD COLUMN drift TEXT NOT NULL DEFAULT 'restore';
 ALTER TABLE tenants ADD COLUMN confirm_threshold REAL NOT NULL DEFAULT 5;
 "#,
+    // 4: mapping plugins (every version installed, the newest in force
+    // unless it removed the plugin or was disabled by failures), their
+    // components by content hash, the inputs of recent failed calls for
+    // replay, and the roles plugins may not grant.
+    r#"
+CREATE TABLE mapper_components (
+    sha256    TEXT PRIMARY KEY,
+    component BLOB NOT NULL
+);
+CREATE TABLE mappers (
+    tenant          INTEGER NOT NULL,
+    -- Numbered per tenant, from 1.
+    version         INTEGER NOT NULL,
+    -- NULL: this version removed the plugin (the rules apply).
+    sha256          TEXT,
+    size            INTEGER,
+    settings        TEXT,
+    fuel            INTEGER,
+    memory_bytes    INTEGER,
+    max_failures    INTEGER,
+    installed_at    TEXT NOT NULL,
+    installed_by    TEXT NOT NULL,
+    -- Consecutive failed calls; at max_failures the plugin is disabled.
+    failures        INTEGER NOT NULL DEFAULT 0,
+    disabled_at     TEXT,
+    disabled_reason TEXT,
+    PRIMARY KEY (tenant, version)
+) WITHOUT ROWID;
+CREATE TABLE mapper_failures (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant   INTEGER NOT NULL,
+    at       TEXT NOT NULL,
+    sha256   TEXT NOT NULL,
+    -- The user as the plugin received it (JSON), and its settings.
+    input    TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+CREATE INDEX mapper_failures_by_tenant ON mapper_failures (tenant, id);
+ALTER TABLE tenants ADD COLUMN plugin_denied_roles TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// Applies the migrations a database has not seen yet, each in its own

@@ -203,6 +203,8 @@ pub struct PolicyRow {
     /// Percent of learners a mapping change may take something from before
     /// it needs an explicit confirmation.
     pub confirm_threshold: f64,
+    /// Roles a mapping plugin may not grant.
+    pub plugin_denied_roles: Vec<String>,
 }
 
 /// Changes the parts of tenant `name`'s policy that are given.
@@ -212,6 +214,7 @@ pub fn set_policy(
     on_delete: Option<&str>,
     drift: Option<&str>,
     confirm_threshold: Option<f64>,
+    plugin_denied_roles: Option<&[String]>,
 ) -> Result<PolicyRow> {
     if let Some(v) = on_delete
         && !matches!(v, "suspend" | "remove")
@@ -228,11 +231,22 @@ pub fn set_policy(
     {
         bail!("--confirm-threshold is a percentage from 0 to 100");
     }
+    let denied = plugin_denied_roles.map(|roles| {
+        let mut r: Vec<&str> = roles
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty())
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        serde_json::to_string(&r).expect("strings serialize")
+    });
     let n = conn.execute(
         "UPDATE tenants SET on_delete = coalesce(?2, on_delete), drift = coalesce(?3, drift),
-            confirm_threshold = coalesce(?4, confirm_threshold)
+            confirm_threshold = coalesce(?4, confirm_threshold),
+            plugin_denied_roles = coalesce(?5, plugin_denied_roles)
          WHERE name = ?1",
-        params![name, on_delete, drift, confirm_threshold],
+        params![name, on_delete, drift, confirm_threshold, denied],
     )?;
     if n == 0 {
         bail!("no tenant named '{name}'; see `scim-host tenant list`");
@@ -242,14 +256,18 @@ pub fn set_policy(
 
 /// The tenant's policy.
 pub fn policy(conn: &Connection, tenant: i64) -> rusqlite::Result<PolicyRow> {
-    conn.prepare_cached("SELECT on_delete, drift, confirm_threshold FROM tenants WHERE id = ?1")?
-        .query_row([tenant], |r| {
-            Ok(PolicyRow {
-                on_delete: r.get(0)?,
-                drift: r.get(1)?,
-                confirm_threshold: r.get(2)?,
-            })
+    conn.prepare_cached(
+        "SELECT on_delete, drift, confirm_threshold, plugin_denied_roles FROM tenants WHERE id = ?1",
+    )?
+    .query_row([tenant], |r| {
+        let denied: String = r.get(3)?;
+        Ok(PolicyRow {
+            on_delete: r.get(0)?,
+            drift: r.get(1)?,
+            confirm_threshold: r.get(2)?,
+            plugin_denied_roles: serde_json::from_str(&denied).unwrap_or_default(),
         })
+    })
 }
 
 /// The id of the tenant called `name`.

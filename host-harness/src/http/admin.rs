@@ -46,6 +46,21 @@ pub fn router() -> Router<Arc<App>> {
             "/learners/{id}/explain",
             get(super::mapping::explain).post(super::mapping::explain_candidate),
         )
+        .route(
+            "/mapper",
+            get(super::mapper::get_mapper)
+                .put(super::mapper::put_mapper)
+                .delete(super::mapper::delete_mapper),
+        )
+        .route(
+            "/mapper/preview",
+            axum::routing::post(super::mapper::preview),
+        )
+        .route(
+            "/mapper/rollback",
+            axum::routing::post(super::mapper::rollback),
+        )
+        .route("/mapper/replay", axum::routing::post(super::mapper::replay))
         .route("/catalogue", get(get_catalogue))
         .route("/catalogue/{kind}", axum::routing::post(post_catalogue))
         .fallback(|| async {

@@ -37,7 +37,7 @@ fn refusal(r: Refusal) -> ApiError {
     }
 }
 
-fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+pub(super) fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
     match params.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") | Some("") => Ok(true),
@@ -48,7 +48,7 @@ fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> 
     }
 }
 
-fn number<T: std::str::FromStr>(
+pub(super) fn number<T: std::str::FromStr>(
     params: &HashMap<String, String>,
     name: &str,
     what: &str,
@@ -77,7 +77,7 @@ fn document(body: String) -> Result<String, ApiError> {
 }
 
 /// Runs blocking mapping work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -2,6 +2,7 @@
 //! `/metrics` and `/healthz`.
 
 pub mod admin;
+pub mod mapper;
 pub mod mapping;
 pub mod scim;
 

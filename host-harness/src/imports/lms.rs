@@ -93,6 +93,7 @@ impl Host for SqlStore {
             } else {
                 DriftPolicy::Restore
             },
+            plugin_denied_roles: p.plugin_denied_roles,
         })
     }
 

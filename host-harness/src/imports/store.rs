@@ -31,6 +31,8 @@ pub struct SqlStore {
     /// write: a walk over a selection asks for one page at a time.
     counts: HashMap<String, u64>,
     pub journal: Journal,
+    /// Which mapping plugin the `plugin` import runs, if any.
+    pub plugin: Option<super::plugin::PluginCtx>,
 }
 
 /// What the engine recorded during one request or background batch, kept
@@ -271,7 +273,18 @@ impl SqlStore {
             stats: Stats::default(),
             counts: HashMap::new(),
             journal: Journal::default(),
+            plugin: None,
         }
+    }
+
+    /// Lets the `plugin` import run plugins (see [`super::plugin::PluginMode`]).
+    pub fn with_plugins(
+        mut self,
+        plugins: std::sync::Arc<crate::sandbox::plugin::Plugins>,
+        mode: super::plugin::PluginMode,
+    ) -> Self {
+        self.plugin = Some(super::plugin::PluginCtx::new(plugins, mode));
+        self
     }
 
     /// The request's change id (the request id, or the originating request's
@@ -300,6 +313,7 @@ impl SqlStore {
             stats: Stats::default(),
             counts: HashMap::new(),
             journal: Journal::default(),
+            plugin: None,
         }
     }
 

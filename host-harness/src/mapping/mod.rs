@@ -21,6 +21,7 @@ use crate::bindings::lms::scim::types::RequestContext;
 use crate::db::{Conn, Pool, Tenant};
 use crate::events::{self, EventRow, Stamp};
 use crate::imports::SqlStore;
+use crate::imports::plugin::{Candidate, PluginMode};
 use crate::lms::kind_name;
 use crate::runtime::{RequestState, Runtime};
 
@@ -171,6 +172,11 @@ pub enum Choice {
     Installed,
     Default,
     Document(String),
+    /// A candidate mapping plugin.
+    Plugin(Candidate),
+    /// What applies without the tenant's plugin: its rules, else the
+    /// default mapping.
+    Rules,
 }
 
 impl Choice {
@@ -179,6 +185,17 @@ impl Choice {
             Choice::Installed => MappingChoice::Installed,
             Choice::Default => MappingChoice::Default,
             Choice::Document(d) => MappingChoice::Document(d.clone()),
+            Choice::Plugin(_) => MappingChoice::Plugin,
+            Choice::Rules => MappingChoice::Installed,
+        }
+    }
+
+    /// Which plugin the engine's `plugin` import runs for this choice.
+    fn plugin_mode(&self) -> PluginMode {
+        match self {
+            Choice::Plugin(c) => PluginMode::Candidate(c.clone()),
+            Choice::Rules => PluginMode::Off,
+            _ => PluginMode::Observe,
         }
     }
 }
@@ -203,12 +220,17 @@ struct Snapshot<'a> {
 }
 
 impl<'a> Snapshot<'a> {
-    fn begin(runtime: &'a Runtime, conn: Conn, tenant: &Tenant) -> Result<Self, Refusal> {
+    fn begin(
+        runtime: &'a Runtime,
+        conn: Conn,
+        tenant: &Tenant,
+        plugin: PluginMode,
+    ) -> Result<Self, Refusal> {
         run(&conn, "BEGIN")?;
         Ok(Snapshot {
             runtime,
             state: Some(RequestState::new(
-                SqlStore::new(conn, tenant.id),
+                SqlStore::new(conn, tenant.id).with_plugins(runtime.plugins(), plugin),
                 runtime.limits(),
             )),
             context: context(tenant),
@@ -267,7 +289,7 @@ pub fn check(
 ) -> Result<CheckReport, Refusal> {
     let report = match tenant {
         Some((pool, t)) => {
-            let mut snap = Snapshot::begin(runtime, pool.get()?, t)?;
+            let mut snap = Snapshot::begin(runtime, pool.get()?, t, PluginMode::Observe)?;
             let r = snap.call(|s, e, ctx| {
                 e.lms_scim_mapping_admin()
                     .call_check(s, ctx, document, true)
@@ -304,7 +326,7 @@ pub fn preview(
     keep: usize,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PreviewReport, Refusal> {
-    let mut snap = Snapshot::begin(runtime, pool.get()?, tenant)?;
+    let mut snap = Snapshot::begin(runtime, pool.get()?, tenant, choice.plugin_mode())?;
     let wit = choice.wit();
     let mut report = PreviewReport::default();
     let mut items: BTreeMap<(&'static str, String), ItemCount> = BTreeMap::new();
@@ -546,7 +568,7 @@ pub fn explain(
     choice: &Choice,
     user: &str,
 ) -> Result<Value, Refusal> {
-    let mut snap = Snapshot::begin(runtime, pool.get()?, tenant)?;
+    let mut snap = Snapshot::begin(runtime, pool.get()?, tenant, choice.plugin_mode())?;
     let wit = choice.wit();
     let r = snap.call(|s, e, ctx| e.lms_scim_mapping_admin().call_explain(s, ctx, &wit, user));
     snap.end();

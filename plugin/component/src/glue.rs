@@ -7,6 +7,7 @@ use exports::lms::scim::handler::{DrainStep, Guest, HttpRequest, HttpResponse, R
 use exports::lms::scim::mapping_admin::{self as ma, Guest as MappingGuest};
 use lms::scim::lms as host_lms;
 use lms::scim::outbox as host_outbox;
+use lms::scim::plugin as host_plugin;
 use lms::scim::store as host;
 use lms::scim::sync_log as host_log;
 use scim_engine::provision::host as prov;
@@ -146,6 +147,7 @@ fn mapping_choice(c: ma::MappingChoice) -> scim_engine::provision::mapping::Choi
         ma::MappingChoice::Installed => Choice::Installed,
         ma::MappingChoice::Default => Choice::Default,
         ma::MappingChoice::Document(d) => Choice::Document(d),
+        ma::MappingChoice::Plugin => Choice::Plugin,
     }
 }
 
@@ -542,6 +544,7 @@ impl prov::LmsHost for HostLms {
                 host_lms::DriftPolicy::Restore => prov::Drift::Restore,
                 host_lms::DriftPolicy::Report => prov::Drift::Report,
             },
+            plugin_denied_roles: p.plugin_denied_roles,
         })
     }
 
@@ -597,5 +600,70 @@ impl prov::LmsHost for HostLms {
             })
             .collect();
         host_log::append(&events);
+    }
+
+    fn plugin(&mut self) -> Option<(prov::PluginInfo, Box<dyn prov::PluginRunner>)> {
+        let info = host_plugin::active()?;
+        Some((
+            prov::PluginInfo {
+                sha256: info.sha256,
+                version: info.version,
+            },
+            Box::new(HostPlugin),
+        ))
+    }
+}
+
+/// The host's plugin, reached through the WIT import.
+struct HostPlugin;
+
+use scim_engine::provision::mapper::MapError;
+use scim_engine::provision::plugin::{Assigned, UserFacts};
+
+fn user_facts(user: &UserFacts) -> host_plugin::UserFacts {
+    host_plugin::UserFacts {
+        id: user.id.clone(),
+        user_name: user.user_name.clone(),
+        external_id: user.external_id.clone(),
+        active: user.active,
+        groups: user
+            .groups
+            .iter()
+            .map(|g| host_plugin::UserGroup {
+                id: g.id.clone(),
+                display_name: g.display_name.clone(),
+                external_id: g.external_id.clone(),
+            })
+            .collect(),
+        scim_json: user.scim_json.clone(),
+    }
+}
+
+impl prov::PluginRunner for HostPlugin {
+    fn assign(&self, user: &UserFacts) -> Result<Vec<Assigned>, MapError> {
+        match host_plugin::assign(&user_facts(user)) {
+            Ok(out) => Ok(out
+                .into_iter()
+                .map(|a| Assigned {
+                    kind: from_host_kind(a.kind),
+                    name: a.name,
+                    reason: a.reason,
+                })
+                .collect()),
+            Err(f) => Err(MapError {
+                reason: f.reason,
+                detail: f.detail,
+            }),
+        }
+    }
+
+    fn rejected(&self, user: &UserFacts, failure: &MapError) {
+        host_plugin::rejected(
+            &user_facts(user),
+            &host_plugin::PluginFailure {
+                reason: failure.reason.clone(),
+                detail: failure.detail.clone(),
+            },
+        );
     }
 }

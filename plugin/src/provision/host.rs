@@ -108,10 +108,12 @@ pub enum Drift {
 }
 
 /// The tenant's provisioning policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     pub on_delete: OnDelete,
     pub drift: Drift,
+    /// Roles a mapping plugin may not grant.
+    pub plugin_denied_roles: Vec<String>,
 }
 
 /// Background work (see the WIT `outbox`).
@@ -164,6 +166,8 @@ pub struct Event {
     pub changes: Vec<AttributeChange>,
 }
 
+pub use super::plugin::{PluginInfo, PluginRunner};
+
 /// The LMS could not serve a call; the request rolls back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the LMS is unavailable: {0}")]
@@ -182,4 +186,6 @@ pub trait LmsHost {
     fn holders(&mut self, source: &str, after: Option<&str>, limit: u32) -> LmsResult<Vec<String>>;
     fn enqueue(&mut self, task: Task);
     fn append(&mut self, events: Vec<Event>);
+    /// The plugin in force for this call, and a way to run it.
+    fn plugin(&mut self) -> Option<(PluginInfo, Box<dyn PluginRunner>)>;
 }

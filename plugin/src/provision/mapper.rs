@@ -69,6 +69,13 @@ pub trait Mapper {
         false
     }
 
+    /// Whether a role or learning path missing from the catalogue fails the
+    /// user's whole mapping (its state stays as it was) instead of being
+    /// skipped; `Some` names the mapper in the failure.
+    fn strict_catalogue(&self) -> Option<String> {
+        None
+    }
+
     /// What kind of mapping this is, for explain and the sync log.
     fn name(&self) -> &'static str;
 }

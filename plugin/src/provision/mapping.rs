@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::changes::is_active;
 use super::host::{Grant, GrantKind, LearnerState, LmsHost, MANUAL};
 use super::mapper::{DefaultMapper, Facts, MapError, Mapper};
+use super::plugin::PluginMapper;
 use super::sync::{by_id, group_facts, users_page};
 use crate::error::{ScimError, ScimResult, ScimType};
 use crate::rules::{self, Diagnostic, Explanation};
@@ -24,6 +25,8 @@ pub enum Choice {
     Default,
     /// A candidate rules document.
     Document(String),
+    /// The plugin the host supplies (a candidate under preview).
+    Plugin,
 }
 
 /// Installed rules that no longer parse (an engine upgrade that reads them
@@ -47,8 +50,21 @@ impl Mapper for Broken {
     }
 }
 
-/// The tenant's mapper: its installed rules, else the default mapping.
+/// The plugin the host runs for this call, as a mapper.
+fn plugin(lms: &mut dyn LmsHost) -> ScimResult<Option<Box<dyn Mapper>>> {
+    let Some((info, runner)) = lms.plugin() else {
+        return Ok(None);
+    };
+    let denied = lms.policy()?.plugin_denied_roles;
+    Ok(Some(Box::new(PluginMapper::new(info, runner, &denied))))
+}
+
+/// The tenant's mapper: its plugin (the host leaves out a disabled one),
+/// else its installed rules, else the default mapping.
 pub fn installed(lms: &mut dyn LmsHost) -> ScimResult<Box<dyn Mapper>> {
+    if let Some(p) = plugin(lms)? {
+        return Ok(p);
+    }
     Ok(match lms.mapping()? {
         None => Box::new(DefaultMapper),
         Some(text) => match rules::parse_installed(&text) {
@@ -69,6 +85,13 @@ pub fn chosen(choice: &Choice, lms: &mut dyn LmsHost) -> ScimResult<Box<dyn Mapp
         Choice::Document(text) => rules::parse(text)
             .map(|r| Box::new(r) as Box<dyn Mapper>)
             .map_err(|d| invalid_rules(&d)),
+        Choice::Plugin => plugin(lms)?.ok_or_else(|| {
+            ScimError::new(
+                400,
+                Some(ScimType::InvalidValue),
+                "No plugin was supplied to run".to_string(),
+            )
+        }),
     }
 }
 
@@ -169,6 +192,17 @@ pub fn preview(
         }
     }
     mark_unknown(&mut out, lms)?;
+    if let Some(who) = mapper.strict_catalogue() {
+        for u in out.iter_mut().filter(|u| !u.skipped.is_empty()) {
+            let names: Vec<&str> = u.skipped.iter().map(|(_, n)| n.as_str()).collect();
+            u.failure = Some(format!(
+                "plugin-unknown-item: not in the LMS catalogue: {}; nothing would be applied ({who})",
+                names.join(", ")
+            ));
+            u.gains.clear();
+            u.losses.clear();
+        }
+    }
     out.retain(|u| {
         u.failure.is_some() || !u.gains.is_empty() || !u.losses.is_empty() || !u.skipped.is_empty()
     });

@@ -7,6 +7,19 @@ use super::host::{
     Change, Effect, Event, Grant, GrantKind, LearnerState, LearnerStatus, LmsHost, LmsResult,
     Policy, Profile, Task,
 };
+use super::mapper::MapError;
+use super::plugin::{Assigned, PluginInfo, PluginRunner, UserFacts};
+
+/// A plugin stand-in: what it answers for a user.
+pub type PluginFn = fn(&UserFacts) -> Result<Vec<Assigned>, MapError>;
+
+struct FnRunner(PluginFn);
+
+impl PluginRunner for FnRunner {
+    fn assign(&self, user: &UserFacts) -> Result<Vec<Assigned>, MapError> {
+        (self.0)(user)
+    }
+}
 
 /// One learner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +44,8 @@ pub struct MemLms {
     pub events: Vec<Event>,
     /// Every change applied, in order.
     pub applied: Vec<Change>,
+    /// The plugin in force, if any.
+    pub plugin: Option<(PluginInfo, PluginFn)>,
 }
 
 impl MemLms {
@@ -141,7 +156,7 @@ impl LmsHost for MemLms {
     }
 
     fn policy(&mut self) -> LmsResult<Policy> {
-        Ok(self.policy)
+        Ok(self.policy.clone())
     }
 
     fn mapping(&mut self) -> LmsResult<Option<String>> {
@@ -165,6 +180,11 @@ impl LmsHost for MemLms {
 
     fn append(&mut self, events: Vec<Event>) {
         self.events.extend(events);
+    }
+
+    fn plugin(&mut self) -> Option<(PluginInfo, Box<dyn PluginRunner>)> {
+        let (info, f) = self.plugin.clone()?;
+        Some((info, Box::new(FnRunner(f))))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod host;
 pub mod mapper;
 pub mod mapping;
 pub mod memlms;
+pub mod plugin;
 pub mod record;
 pub mod sync;
 

@@ -400,9 +400,9 @@ pub fn provision(
         let index = grant_changes.len();
         for g in want.into_iter().filter(|g| !held.contains(g)) {
             if withdrawn.contains(&g) {
-                let p = match policy {
+                let p = match &policy {
                     Some(p) => p,
-                    None => *policy.insert(lms.policy()?),
+                    None => policy.insert(lms.policy()?),
                 };
                 let restore = p.drift == Drift::Restore;
                 events.push(drift_event(&learner, &g, restore));
@@ -422,7 +422,10 @@ pub fn provision(
     // Suspensions and reactivations first: nothing below can hold them up.
     apply(lms, status_changes)?;
 
-    // Roles and learning paths must exist in the catalogue.
+    // Roles and learning paths must exist in the catalogue. A strict
+    // mapper's user with an unknown item keeps its state whole.
+    let strict = mapper.strict_catalogue();
+    let mut refused: HashSet<usize> = HashSet::new();
     for kind in [GrantKind::Role, GrantKind::LearningPath] {
         let names: BTreeSet<&String> = asked
             .iter()
@@ -438,6 +441,23 @@ pub fn provision(
             let change = &mut grant_changes[*i];
             if known.contains(&g.name) {
                 change.effects.push(Effect::Grant(g.clone()));
+            } else if let Some(who) = &strict {
+                refused.insert(*i);
+                events.push(Event {
+                    action: "map".into(),
+                    resource_type: "Learner".into(),
+                    resource_id: change.learner.scim_id.clone(),
+                    resource_name: Some(change.learner.user_name.clone()),
+                    status: EventStatus::Failure,
+                    reason: Some("plugin-unknown-item".into()),
+                    detail: Some(format!(
+                        "The {} '{}' (from {}) is not in the LMS catalogue, so nothing the plugin returned for this learner was applied ({who}); add it to the catalogue or fix the plugin",
+                        kind.as_str(),
+                        g.name,
+                        g.source
+                    )),
+                    changes: Vec::new(),
+                });
             } else {
                 // A role the catalogue lacks never takes the learner's
                 // current role away: it keeps it until the new one exists.
@@ -463,6 +483,9 @@ pub fn provision(
                 });
             }
         }
+    }
+    for i in refused {
+        grant_changes[i].effects.clear();
     }
     grant_changes.retain(|c| !c.effects.is_empty());
     apply(lms, grant_changes)?;

@@ -858,3 +858,132 @@ fn a_role_missing_from_the_catalogue_keeps_the_current_role_in_mapping_and_expla
             .any(|e| e.reason.as_deref() == Some("unknown-role"))
     );
 }
+
+mod plugins {
+    use super::*;
+    use crate::provision::mapper::MapError;
+    use crate::provision::mapping::Choice;
+    use crate::provision::plugin::{Assigned, PluginInfo, UserFacts};
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            sha256: "cd".repeat(32),
+            version: 1,
+        }
+    }
+
+    /// Teams from the user's title; a role the catalogue lacks for "Wizard".
+    fn by_title(u: &UserFacts) -> Result<Vec<Assigned>, MapError> {
+        let v: serde_json::Value = serde_json::from_str(&u.scim_json).unwrap();
+        let title = v["title"].as_str().unwrap_or("none").to_string();
+        let mut out = vec![
+            Assigned {
+                kind: GrantKind::Role,
+                name: "learner".into(),
+                reason: "active".into(),
+            },
+            Assigned {
+                kind: GrantKind::Team,
+                name: format!("Team {title}"),
+                reason: "attr:title".into(),
+            },
+        ];
+        if title == "Wizard" {
+            out.push(Assigned {
+                kind: GrantKind::Role,
+                name: "wizard".into(),
+                reason: "attr:title".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn traps(_: &UserFacts) -> Result<Vec<Assigned>, MapError> {
+        Err(MapError {
+            reason: "plugin-trap".into(),
+            detail: "the plugin trapped: wasm `unreachable`".into(),
+        })
+    }
+
+    #[test]
+    fn an_installed_plugin_replaces_the_rules_and_records_its_reasons() {
+        let mut f = with_rules("default_role = \"learner\"\n");
+        f.lms.plugin = Some((info(), by_title));
+        let u = f.user("p", json!({"title": "Eng"}));
+        assert_eq!(f.lms.holds(&u, GrantKind::Team), ["Team Eng"]);
+        assert!(
+            f.lms.learners[&u]
+                .grants
+                .iter()
+                .any(|g| g.source == "plugin:assign@attr:title")
+        );
+        retitle(&mut f, &u, "Ops");
+        assert_eq!(f.lms.holds(&u, GrantKind::Team), ["Team Ops"]);
+    }
+
+    #[test]
+    fn a_failing_plugin_leaves_the_learner_as_it_was_and_never_blocks_suspension() {
+        let mut f = Fixture::new();
+        f.lms.plugin = Some((info(), by_title));
+        let u = f.user("p", json!({"title": "Eng"}));
+        let before = f.lms.learners[&u].grants.clone();
+        f.lms.plugin = Some((info(), traps));
+        retitle(&mut f, &u, "Ops");
+        assert_eq!(f.lms.learners[&u].grants, before);
+        let failed = events_for(&f, &u, "map");
+        assert_eq!(
+            failed.last().unwrap().reason.as_deref(),
+            Some("plugin-trap")
+        );
+        assert!(
+            failed
+                .last()
+                .unwrap()
+                .detail
+                .as_deref()
+                .unwrap()
+                .contains("plugin cdcdcdcdcdcd")
+        );
+        f.ok(
+            "PATCH",
+            &format!("/Users/{u}"),
+            patch(json!([{"op": "replace", "path": "active", "value": false}])),
+        );
+        assert_eq!(status(&f, &u), LearnerStatus::Suspended);
+    }
+
+    #[test]
+    fn an_item_missing_from_the_catalogue_fails_the_whole_plugin_answer() {
+        let mut f = Fixture::new();
+        f.lms.plugin = Some((info(), by_title));
+        let u = f.user("p", json!({"title": "Eng"}));
+        retitle(&mut f, &u, "Wizard");
+        // Neither the unknown role nor the new team: the state stays whole.
+        assert_eq!(f.lms.holds(&u, GrantKind::Team), ["Team Eng"]);
+        assert_eq!(f.lms.holds(&u, GrantKind::Role), ["learner"]);
+        let failed = events_for(&f, &u, "map");
+        assert_eq!(
+            failed.last().unwrap().reason.as_deref(),
+            Some("plugin-unknown-item")
+        );
+        // Preview says the same, and applies nothing.
+        let page =
+            crate::preview_mapping(&Choice::Plugin, None, 100, &mut f.store, &mut f.lms).unwrap();
+        let p = page.users.iter().find(|p| p.scim_id == u).unwrap();
+        assert!(
+            p.failure
+                .as_deref()
+                .unwrap()
+                .starts_with("plugin-unknown-item")
+        );
+        assert!(p.gains.is_empty());
+    }
+
+    #[test]
+    fn previewing_a_plugin_without_one_is_a_clear_error() {
+        let mut f = Fixture::new();
+        let e = crate::preview_mapping(&Choice::Plugin, None, 100, &mut f.store, &mut f.lms)
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+    }
+}

@@ -208,7 +208,9 @@ fn a_first_release_database_is_migrated() {
              ALTER TABLE tenants DROP COLUMN on_delete;
              ALTER TABLE tenants DROP COLUMN drift;
              ALTER TABLE tenants DROP COLUMN confirm_threshold;
-             DROP TABLE mappings;
+             ALTER TABLE tenants DROP COLUMN plugin_denied_roles;
+             DROP TABLE mappings; DROP TABLE mapper_components; DROP TABLE mappers;
+             DROP TABLE mapper_failures;
              DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
              DROP TABLE outbox; DROP TABLE events; PRAGMA user_version = 0;",
         )
@@ -231,7 +233,7 @@ fn a_first_release_database_is_migrated() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     // Migrations 2 and 3 gave the existing tenant its LMS catalogue and a
     // policy.
     let (role, policy, drift): (String, String, String) = conn
@@ -245,4 +247,9 @@ fn a_first_release_database_is_migrated() {
         (role.as_str(), policy.as_str(), drift.as_str()),
         ("learner", "suspend", "restore")
     );
+    // Migration 4: no plugin, and no role denied to plugins.
+    let denied: String = conn
+        .query_row("SELECT plugin_denied_roles FROM tenants", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(denied, "[]");
 }

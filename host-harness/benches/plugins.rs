@@ -1,0 +1,112 @@
+//! What a mapping plugin costs per user, next to the built-in rules: one
+//! call of the example plugins (fresh instance + `assign`) in the plugin
+//! sandbox, and their install time (check + compile).
+//!
+//! Run: `cargo bench -p scim-host --bench plugins`. The Rust example is
+//! built first (`cargo build -p example-rust-mapper --target wasm32-wasip2
+//! --profile wasm --target-dir target/mappers`); the Python one is measured
+//! when `plugin/mappers/example-python/mapper.wasm` exists (its `build.sh`
+//! makes it). The rules figure is `cargo bench -p scim-engine --bench rules`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use scim_host::sandbox::plugin::{Group, PluginLimits, Plugins, User};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rust_example() -> Vec<u8> {
+    let root = root();
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "example-rust-mapper",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+            "--target-dir",
+            "target/mappers",
+        ])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building the Rust example plugin failed");
+    std::fs::read(root.join("target/mappers/wasm32-wasip2/wasm/example_rust_mapper.wasm")).unwrap()
+}
+
+/// The sample user `bjensen` as the plugin receives it.
+fn sample() -> (User, String) {
+    let dir = root().join("plugin/mappers/example-rust/samples");
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bjensen.json")).unwrap()).unwrap();
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    let user = User {
+        id: s("id").unwrap(),
+        user_name: s("user-name").unwrap(),
+        external_id: s("external-id"),
+        active: true,
+        groups: v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| Group {
+                id: g["id"].as_str().unwrap().into(),
+                display_name: g["display-name"].as_str().map(str::to_string),
+                external_id: g["external-id"].as_str().map(str::to_string),
+            })
+            .collect(),
+        scim_json: v["scim-json"].to_string(),
+    };
+    let settings = std::fs::read_to_string(dir.join("settings.json")).unwrap();
+    (user, settings)
+}
+
+fn bench(c: &mut Criterion) {
+    let (user, settings) = sample();
+    let mut plugins: Vec<(&str, Vec<u8>, PluginLimits)> =
+        vec![("rust", rust_example(), PluginLimits::default())];
+    let python = root().join("plugin/mappers/example-python/mapper.wasm");
+    if let Ok(bytes) = std::fs::read(&python) {
+        let limits = PluginLimits {
+            memory_bytes: 64 << 20,
+            deadline: Duration::from_secs(5),
+            ..PluginLimits::default()
+        };
+        plugins.push(("python", bytes, limits));
+    } else {
+        eprintln!(
+            "{} is missing: run its build.sh to measure the Python plugin",
+            python.display()
+        );
+    }
+    let mut g = c.benchmark_group("plugin");
+    g.sample_size(20);
+    for (name, bytes, limits) in &plugins {
+        // Install: check imports and exports, compile (no cache).
+        let started = Instant::now();
+        let sandbox = Plugins::new(None).unwrap();
+        let loaded = sandbox.load(bytes).unwrap();
+        eprintln!(
+            "{name}: {} bytes, install (check + compile) {:.2} s",
+            bytes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let got = sandbox.run(&loaded, limits, &user, &settings).unwrap();
+        assert!(!got.is_empty());
+        g.bench_function(format!("{name}: one user (instantiate + assign)"), |b| {
+            b.iter(|| sandbox.run(&loaded, limits, &user, &settings).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
