@@ -1,6 +1,8 @@
 //! What a mapping plugin costs per user, next to the built-in rules: one
-//! call of the example plugins (fresh instance + `assign`) in the plugin
-//! sandbox, and their install time (check + compile).
+//! call of the example plugins in the plugin sandbox, in a fresh instance
+//! (a single user's change) and in the instance a batch reuses (preview,
+//! background re-mapping), and their install time (check + compile). A
+//! hand-written plugin that does almost nothing gives the sandbox's own cost.
 //!
 //! Run: `cargo bench -p scim-host --bench plugins`. The Rust example is
 //! built first (`cargo build -p example-rust-mapper --target wasm32-wasip2
@@ -15,6 +17,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use scim_host::sandbox::plugin::{Group, PluginLimits, Plugins, User};
 use serde_json::Value;
+
+#[path = "../../tests/mappers/hostile.rs"]
+mod hostile;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -71,8 +76,15 @@ fn sample() -> (User, String) {
 
 fn bench(c: &mut Criterion) {
     let (user, settings) = sample();
-    let mut plugins: Vec<(&str, Vec<u8>, PluginLimits)> =
-        vec![("rust", rust_example(), PluginLimits::default())];
+    let mut plugins: Vec<(&str, Vec<u8>, PluginLimits)> = vec![
+        // The sandbox's own cost: a hand-written plugin that does almost nothing.
+        (
+            "wat",
+            hostile::build(hostile::Plugin::Teams),
+            PluginLimits::default(),
+        ),
+        ("rust", rust_example(), PluginLimits::default()),
+    ];
     let python = root().join("plugin/mappers/example-python/mapper.wasm");
     if let Ok(bytes) = std::fs::read(&python) {
         let limits = PluginLimits {
@@ -92,7 +104,7 @@ fn bench(c: &mut Criterion) {
     for (name, bytes, limits) in &plugins {
         // Install: check imports and exports, compile (no cache).
         let started = Instant::now();
-        let sandbox = Plugins::new(None).unwrap();
+        let sandbox = Plugins::new(None, 4).unwrap();
         let loaded = sandbox.load(bytes).unwrap();
         eprintln!(
             "{name}: {} bytes, install (check + compile) {:.2} s",
@@ -103,6 +115,16 @@ fn bench(c: &mut Criterion) {
         assert!(!got.is_empty());
         g.bench_function(format!("{name}: one user (instantiate + assign)"), |b| {
             b.iter(|| sandbox.run(&loaded, limits, &user, &settings).unwrap())
+        });
+        // A batch (preview, background re-mapping): one instance serves
+        // user after user.
+        let mut session = None;
+        g.bench_function(format!("{name}: one user of a batch (assign)"), |b| {
+            b.iter(|| {
+                sandbox
+                    .run_in(&mut session, &loaded, limits, &user, &settings)
+                    .unwrap()
+            })
         });
     }
     g.finish();

@@ -129,11 +129,12 @@ impl Runtime {
         )?;
 
         let ticker = Ticker::start(&engine, "epoch-ticker")?;
+        let plugins = Arc::new(Plugins::new(cache_dir, limits.instances)?);
         Ok(Runtime {
             engine,
             pre,
             limits,
-            plugins: Arc::new(Plugins::new(cache_dir)?),
+            plugins,
             _ticker: ticker,
         })
     }

@@ -18,10 +18,11 @@ use scim_host::sandbox::plugin::{
     Refusal, User,
 };
 
-/// One sandbox for the whole test binary, as the host has one per process.
+/// One sandbox for the whole test binary, as the host has one per process,
+/// with an instance slot for every call the tests may make at once.
 fn plugins() -> &'static Plugins {
     static PLUGINS: OnceLock<Plugins> = OnceLock::new();
-    PLUGINS.get_or_init(|| Plugins::new(None).expect("plugin sandbox"))
+    PLUGINS.get_or_init(|| Plugins::new(None, 32).expect("plugin sandbox"))
 }
 
 #[track_caller]
@@ -201,7 +202,7 @@ fn the_same_bytes_load_once_by_content_hash() {
 fn a_cache_directory_serves_a_second_sandbox() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bytes = build(Plugin::Teams);
-    let a = Plugins::new(Some(dir.path())).expect("sandbox");
+    let a = Plugins::new(Some(dir.path()), 4).expect("sandbox");
     a.load(&bytes).expect("Teams loads");
     let cached: Vec<_> = std::fs::read_dir(dir.path())
         .expect("cache dir")
@@ -214,7 +215,7 @@ fn a_cache_directory_serves_a_second_sandbox() {
         "{cached:?}"
     );
     // A new process (sandbox) loads the compiled code and it runs.
-    let b = Plugins::new(Some(dir.path())).expect("sandbox");
+    let b = Plugins::new(Some(dir.path()), 4).expect("sandbox");
     let loaded = b.load(&bytes).expect("Teams loads from the cache");
     let grants = b
         .run(&loaded, &PluginLimits::default(), &user(), "{}")
@@ -585,4 +586,122 @@ fn canonical_abi_layouts_match_wit_parser() {
             .all(|t| matches!(t, WasmType::I32 | WasmType::Pointer | WasmType::Length)),
         "{sig:?}"
     );
+}
+
+// Instance reuse within a batch (`Plugins::run_in`).
+
+#[test]
+fn a_batch_reuses_one_instance_for_user_after_user() {
+    let loaded = load(Plugin::Teams);
+    let mut session = None;
+    let limits = PluginLimits::default();
+    for _ in 0..3 {
+        let got = plugins()
+            .run_in(&mut session, &loaded, &limits, &user(), SETTINGS)
+            .expect("teams maps the user");
+        assert_eq!(got.len(), 3, "{:?}", triples(&got));
+    }
+    assert_eq!(session.as_ref().map(|s| s.calls()), Some(3));
+}
+
+#[test]
+fn a_failure_discards_the_instance() {
+    let mut session = None;
+    let limits = PluginLimits::default();
+    let trap = load(Plugin::Trap);
+    let f = failure(
+        Plugin::Trap,
+        plugins().run_in(&mut session, &trap, &limits, &user(), SETTINGS),
+    );
+    assert_eq!(f.reason, "plugin-trap");
+    assert!(session.is_none(), "a trapped instance must not be kept");
+}
+
+#[test]
+fn a_refusal_keeps_the_instance() {
+    let mut session = None;
+    let refuses = load(Plugin::Refuses);
+    for _ in 0..2 {
+        let f = failure(
+            Plugin::Refuses,
+            plugins().run_in(
+                &mut session,
+                &refuses,
+                &PluginLimits::default(),
+                &user(),
+                SETTINGS,
+            ),
+        );
+        assert_eq!(f.reason, "plugin-refused");
+    }
+    assert_eq!(session.as_ref().map(|s| s.calls()), Some(2));
+}
+
+#[test]
+fn another_plugin_never_runs_in_the_instance_of_the_last() {
+    let mut session = None;
+    let limits = PluginLimits::default();
+    let teams = load(Plugin::Teams);
+    plugins()
+        .run_in(&mut session, &teams, &limits, &user(), SETTINGS)
+        .expect("teams");
+    let admin = load(Plugin::GrantsAdmin);
+    let got = plugins()
+        .run_in(&mut session, &admin, &limits, &user(), SETTINGS)
+        .expect("grants-admin");
+    assert_eq!(triples(&got), vec![triple("role", "admin", "everyone")]);
+    assert_eq!(
+        session.as_ref().map(|s| s.calls()),
+        Some(1),
+        "a fresh instance"
+    );
+}
+
+#[test]
+fn what_earlier_users_left_in_an_instance_never_fails_the_next() {
+    // `Teams` never frees what the host copies in: with 64 KB users and a
+    // 1 MiB cap a reused instance runs out of memory after a dozen users.
+    // Each of them must still be mapped (in a fresh instance).
+    let loaded = load(Plugin::Teams);
+    let limits = PluginLimits {
+        memory_bytes: 1 << 20,
+        ..PluginLimits::default()
+    };
+    let mut big = user();
+    big.scim_json = format!(r#"{{"note":"{}"}}"#, "x".repeat(64 << 10));
+    let mut session = None;
+    let mut fresh = 0;
+    for i in 0..40 {
+        let got = plugins()
+            .run_in(&mut session, &loaded, &limits, &big, SETTINGS)
+            .unwrap_or_else(|f| panic!("user {i}: {} {}", f.reason, f.detail));
+        assert_eq!(got.len(), 3);
+        if session.as_ref().map(|s| s.calls()) == Some(1) {
+            fresh += 1;
+        }
+    }
+    assert!(
+        fresh > 1,
+        "the cap was never reached: the test proves nothing"
+    );
+}
+
+#[test]
+fn a_host_out_of_instance_slots_is_busy_not_a_plugin_failure() {
+    let sandbox = Plugins::new(None, 1).expect("sandbox");
+    let loaded = sandbox.load(&build(Plugin::Teams)).expect("teams");
+    let limits = PluginLimits::default();
+    let mut held = None;
+    sandbox
+        .run_in(&mut held, &loaded, &limits, &user(), SETTINGS)
+        .expect("the one slot");
+    let f = failure(
+        Plugin::Teams,
+        sandbox.run(&loaded, &limits, &user(), SETTINGS),
+    );
+    assert_eq!(f.reason, "plugin-busy", "{}", f.detail);
+    drop(held);
+    sandbox
+        .run(&loaded, &limits, &user(), SETTINGS)
+        .expect("the slot is free again");
 }

@@ -60,6 +60,8 @@ pub struct PluginCtx {
     active: Option<Option<Active>>,
     /// Set once this call disabled the plugin.
     disabled: bool,
+    /// The plugin instance serving this call's users, kept between them.
+    session: Option<sp::Session>,
     /// The last call succeeded and the engine accepted its output (so far):
     /// the failure count restarts, written when the next failure or the end
     /// of the call ([`SqlStore::settle_plugin`]) confirms it.
@@ -73,6 +75,7 @@ impl PluginCtx {
             mode,
             active: None,
             disabled: false,
+            session: None,
             succeeded: false,
         }
     }
@@ -161,8 +164,9 @@ impl SqlStore {
         if let Err(e) = kept {
             tracing::warn!(error = %e, "could not keep a failed plugin call for replay");
         }
-        // A refusal is the plugin's deliberate answer, not a malfunction.
-        if failure.reason == "plugin-refused" {
+        // A refusal is the plugin's deliberate answer, not a malfunction;
+        // a busy host is not the plugin's doing.
+        if failure.reason == "plugin-refused" || failure.reason == "plugin-busy" {
             return;
         }
         if self.plugin.as_ref().is_some_and(|c| c.succeeded)
@@ -324,12 +328,26 @@ impl Host for SqlStore {
                 detail: "no plugin is installed".into(),
             });
         };
-        let outcome = match &a.loaded {
+        let (loaded, limits, settings) = (a.loaded.clone(), a.limits.clone(), a.settings.clone());
+        let outcome = match loaded {
             Err(why) => Err(sp::Failure {
                 reason: "plugin-unavailable",
                 detail: format!("the installed plugin cannot be loaded: {why}"),
             }),
-            Ok(loaded) => plugins.run(loaded, &a.limits, &plugin_user(&user), &a.settings),
+            Ok(loaded) => {
+                let mut session = self.plugin.as_mut().and_then(|c| c.session.take());
+                let out = plugins.run_in(
+                    &mut session,
+                    &loaded,
+                    &limits,
+                    &plugin_user(&user),
+                    &settings,
+                );
+                if let Some(c) = self.plugin.as_mut() {
+                    c.session = session;
+                }
+                out
+            }
         };
         match outcome {
             Ok(grants) => {

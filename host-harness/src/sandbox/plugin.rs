@@ -1,8 +1,8 @@
 //! Admins' mapping plugins in the sandbox: checking an upload (a component
 //! of the `lms:mapping` `mapper` world that imports nothing dangerous),
-//! compiling it once per content hash, and running one call under hard
-//! limits. Every call gets a fresh store and instance, so nothing a call
-//! does survives it.
+//! compiling it once per content hash, and running calls under hard limits.
+//! An instance serves at most the users of one engine call (a request or a
+//! background batch) of one tenant, and is discarded after any failure.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, ResourceLimiter, Store, Trap};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -63,6 +65,16 @@ pub const MAX_MEMORY_BYTES: usize = 256 << 20;
 pub const MAX_FUEL: u64 = 1_000_000_000;
 /// Largest settings document.
 pub const MAX_SETTINGS_BYTES: usize = 64 << 10;
+/// Core instances, memories and tables one plugin may have (a Python
+/// plugin links its interpreter and libc as separate core modules).
+const MAX_CORE_INSTANCES: u32 = 64;
+const MAX_MEMORIES: u32 = 2;
+const MAX_TABLES: u32 = 16;
+/// Bytes of a pooled memory kept mapped between calls.
+const KEEP_RESIDENT: usize = 1 << 20;
+/// Users one instance serves before it is replaced by a fresh one, which
+/// bounds what a plugin's leaks or caches can grow to.
+const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 /// Plugin stderr kept for a failure's detail.
 const STDERR_BYTES: usize = 2048;
 
@@ -206,10 +218,30 @@ pub fn sha256(wasm: &[u8]) -> String {
 }
 
 impl Plugins {
-    /// A sandbox caching compiled plugins in `cache_dir`, if given.
-    pub fn new(cache_dir: Option<&Path>) -> Result<Plugins> {
+    /// A sandbox caching compiled plugins in `cache_dir`, if given, that
+    /// runs up to `slots` calls at once (one per engine instance: a call
+    /// runs inside the engine's request).
+    pub fn new(cache_dir: Option<&Path>, slots: u32) -> Result<Plugins> {
+        // Instances come from a pool: a call reuses a slot's memory
+        // mapping (its image copy-on-write, dirty pages reset on release)
+        // instead of mapping and unmapping memory every time.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * MAX_CORE_INSTANCES)
+            .total_memories(slots * MAX_MEMORIES)
+            .total_tables(slots * MAX_TABLES)
+            .max_memory_size(MAX_MEMORY_BYTES)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
+            .max_memories_per_component(MAX_MEMORIES)
+            .max_tables_per_component(MAX_TABLES)
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10);
         let mut config = Config::new();
-        config.consume_fuel(true).epoch_interruption(true);
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -288,6 +320,25 @@ impl Plugins {
         user: &User,
         settings: &str,
     ) -> Result<Vec<Grant>, Failure> {
+        self.run_in(&mut None, plugin, limits, user, settings)
+    }
+
+    /// Runs the plugin for one user within `limits`, in the instance
+    /// `session` holds when it is this plugin's, else in a fresh one. A call
+    /// that fails in any way but the plugin's own refusal discards the
+    /// instance, and is run again in a fresh one if the instance had served
+    /// other users, so reuse never fails a user a fresh instance would map;
+    /// otherwise the instance stays in `session` for the next user of the
+    /// same tenant and engine call, so a plugin that is costly to start
+    /// (Python) starts once per batch rather than once per user.
+    pub fn run_in(
+        &self,
+        session: &mut Option<Session>,
+        plugin: &Loaded,
+        limits: &PluginLimits,
+        user: &User,
+        settings: &str,
+    ) -> Result<Vec<Grant>, Failure> {
         let input = input_size(user);
         if input > limits.max_input {
             return Err(Failure {
@@ -298,6 +349,69 @@ impl Plugins {
                 ),
             });
         }
+        let mut current = match session.take() {
+            Some(s) if s.sha256 == plugin.sha256 && s.calls < MAX_CALLS_PER_INSTANCE => s,
+            _ => self.start(plugin, limits)?,
+        };
+        let store = &mut current.store;
+        store.data_mut().cap = Cap {
+            memory: limits.memory_bytes,
+            hit: false,
+        };
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel is enabled on the plugin engine");
+        store.set_epoch_deadline(ticks(limits.deadline));
+        current.calls += 1;
+        let result = current
+            .mapper
+            .call_assign(&mut current.store, user, settings);
+        let outcome = match result {
+            Ok(Ok(grants)) => {
+                let size = output_size(&grants);
+                if size > limits.max_output {
+                    Err(Failure {
+                        reason: "plugin-output-too-large",
+                        detail: format!(
+                            "the plugin returned {} grants in {size} bytes; at most {} bytes are accepted",
+                            grants.len(),
+                            limits.max_output
+                        ),
+                    })
+                } else {
+                    Ok(grants)
+                }
+            }
+            Ok(Err(e)) => Err(Failure {
+                reason: "plugin-refused",
+                detail: format!(
+                    "the plugin refused the user: {}: {}",
+                    clip(&e.code, 100),
+                    clip(&e.message, 500)
+                ),
+            }),
+            Err(e) => Err(classify(&e, current.store.data(), limits)),
+        };
+        // A clean instance is kept; one that failed, or wrote to stderr
+        // (whose buffer is bounded), is dropped and its slot reset.
+        let clean = match &outcome {
+            Ok(_) => true,
+            Err(f) => f.reason == "plugin-refused",
+        };
+        if clean && current.store.data().stderr.contents().is_empty() {
+            *session = Some(current);
+        } else if !clean && current.calls > 1 {
+            // What an earlier user left in the instance (a leak, a stale
+            // cache) must not fail this one: it gets a fresh instance.
+            return self.run_in(session, plugin, limits, user, settings);
+        }
+        outcome
+    }
+
+    /// A fresh instance of `plugin`: a new store whose limits the first
+    /// call sets, instantiated from the pre-linked template (this runs the
+    /// plugin's start function, under the same fuel and deadline).
+    fn start(&self, plugin: &Loaded, limits: &PluginLimits) -> Result<Session, Failure> {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         let state = PluginState {
             wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
@@ -315,35 +429,38 @@ impl Plugins {
             .expect("fuel is enabled on the plugin engine");
         store.set_epoch_deadline(ticks(limits.deadline));
         store.epoch_deadline_trap();
-        let result = plugin
-            .pre
-            .instantiate(&mut store)
-            .and_then(|m| m.call_assign(&mut store, user, settings));
-        match result {
-            Ok(Ok(grants)) => {
-                let size = output_size(&grants);
-                if size > limits.max_output {
-                    return Err(Failure {
-                        reason: "plugin-output-too-large",
-                        detail: format!(
-                            "the plugin returned {} grants in {size} bytes; at most {} bytes are accepted",
-                            grants.len(),
-                            limits.max_output
-                        ),
-                    });
-                }
-                Ok(grants)
-            }
-            Ok(Err(e)) => Err(Failure {
-                reason: "plugin-refused",
-                detail: format!(
-                    "the plugin refused the user: {}: {}",
-                    clip(&e.code, 100),
-                    clip(&e.message, 500)
-                ),
+        match plugin.pre.instantiate(&mut store) {
+            Ok(mapper) => Ok(Session {
+                store,
+                mapper,
+                sha256: plugin.sha256.clone(),
+                calls: 0,
             }),
+            Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().cap.hit => {
+                // Not the plugin's doing: every instance slot is in use.
+                Err(Failure {
+                    reason: "plugin-busy",
+                    detail: format!("the host could not start the plugin: {e:#}"),
+                })
+            }
             Err(e) => Err(classify(&e, store.data(), limits)),
         }
+    }
+}
+
+/// A plugin instance kept between calls (see [`Plugins::run_in`]). It holds
+/// one of the sandbox's instance slots until dropped.
+pub struct Session {
+    store: Store<PluginState>,
+    mapper: bindings::Mapper,
+    sha256: String,
+    calls: u32,
+}
+
+impl Session {
+    /// The users this instance has served.
+    pub fn calls(&self) -> u32 {
+        self.calls
     }
 }
 

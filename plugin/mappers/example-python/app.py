@@ -21,6 +21,19 @@ KINDS = {
 }
 
 
+# The settings parsed last, with their text. The host may let one instance
+# serve several users of a tenant in a row, and parsing the settings is a
+# large part of a call; a new text is parsed again.
+_parsed = ("", None)
+
+
+def _settings(text: str) -> policy.Settings:
+    global _parsed
+    if _parsed[1] is None or _parsed[0] != text:
+        _parsed = (text, policy.parse_settings(text))
+    return _parsed[1]
+
+
 class WitWorld(wit_world.WitWorld):
     def assign(self, user: types.User, settings: str) -> List[types.Grant]:
         facts = policy.UserInput(
@@ -31,7 +44,7 @@ class WitWorld(wit_world.WitWorld):
             scim_json=user.scim_json,
         )
         try:
-            grants = policy.assign(facts, settings)
+            grants = policy.assign_with(facts, _settings(settings))
         except policy.Refusal as e:
             raise Err(types.MappingError(code=e.code, message=e.message))
         return [types.Grant(kind=KINDS[g.kind], name=g.name, reason=g.reason) for g in grants]

@@ -192,7 +192,12 @@ def parse_settings(text: str) -> Settings:
 def assign(user: UserInput, settings: str) -> List[Assignment]:
     """The grants `user` should hold under `settings` (the settings JSON text).
     Raises Refusal."""
-    parsed = parse_settings(settings)
+    return assign_with(user, parse_settings(settings))
+
+
+def assign_with(user: UserInput, parsed: Settings) -> List[Assignment]:
+    """`assign` with the settings already parsed (the component keeps them
+    between the calls one instance serves)."""
     try:
         scim = json.loads(user.scim_json)
     except ValueError as e:

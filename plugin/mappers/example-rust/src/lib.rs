@@ -18,6 +18,9 @@
 
 pub mod policy;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 wit_bindgen::generate!({
     path: "../../../wit/mapper",
     world: "mapper",
@@ -45,7 +48,7 @@ impl Guest for Plugin {
                 .collect(),
             scim_json: &user.scim_json,
         };
-        match policy::assign(&input, &settings) {
+        match parsed(&settings).and_then(|s| policy::assign_with(&input, &s)) {
             Ok(grants) => Ok(grants
                 .into_iter()
                 .map(|g| Grant {
@@ -64,6 +67,27 @@ impl Guest for Plugin {
             }),
         }
     }
+}
+
+thread_local! {
+    /// The settings parsed last, with their text. The host may let one
+    /// instance serve several users of a tenant in a row, and parsing the
+    /// settings is most of a call's work; a new text is parsed again.
+    static PARSED: RefCell<Option<(String, Rc<policy::Settings>)>> = const { RefCell::new(None) };
+}
+
+fn parsed(text: &str) -> Result<Rc<policy::Settings>, policy::Refusal> {
+    PARSED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((t, s)) = cache.as_ref()
+            && t == text
+        {
+            return Ok(s.clone());
+        }
+        let s = Rc::new(policy::Settings::parse(text)?);
+        *cache = Some((text.to_string(), s.clone()));
+        Ok(s)
+    })
 }
 
 export!(Plugin);

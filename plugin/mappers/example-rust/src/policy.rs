@@ -237,7 +237,12 @@ pub struct Enterprise {
 
 /// The grants `user` should hold under `settings` (the settings JSON text).
 pub fn assign(user: &UserInput, settings: &str) -> Result<Vec<Assignment>, Refusal> {
-    let settings = Settings::parse(settings)?;
+    assign_with(user, &Settings::parse(settings)?)
+}
+
+/// [`assign`] with the settings already parsed (the component keeps them
+/// between the calls one instance serves).
+pub fn assign_with(user: &UserInput, settings: &Settings) -> Result<Vec<Assignment>, Refusal> {
     let scim: ScimView = serde_json::from_str(user.scim_json).map_err(|e| Refusal {
         code: "bad-user",
         message: format!(
@@ -245,7 +250,7 @@ pub fn assign(user: &UserInput, settings: &str) -> Result<Vec<Assignment>, Refus
             user.user_name
         ),
     })?;
-    plan(user, &scim, &settings)
+    plan(user, &scim, settings)
 }
 
 /// [`assign`] with the settings and the SCIM resource already parsed.
