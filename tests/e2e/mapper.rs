@@ -3,7 +3,8 @@
 //! the Rust and Python example plugins) uploaded through the admin API.
 //! Install and its refusals, runtime failures that leave every learner as it
 //! was and the server serving, disabling after failures in a row, denied and
-//! unknown roles, suspensions, rollback and removal, preview and replay.
+//! unknown roles, suspensions, rollback and removal, preview and replay, and
+//! which tokens the plugin endpoints answer (an admin token: its own tenant's).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -1353,4 +1354,223 @@ fn mapper_python_example_maps_the_sample_users() {
     // The interpreter alone takes some 12 MiB of the default 16: room to
     // spare, as the README advises for Python.
     example_plugin_maps_the_samples(&wasm, "memoryMib=32");
+}
+
+// ---------------------------------------------------------------------------
+// k. Tokens and tenants
+
+/// The plugin endpoints: method, path, and the component the body carries
+/// (empty where none is read).
+fn plugin_endpoints(component: &[u8]) -> [(&'static str, &'static str, Vec<u8>); 6] {
+    [
+        ("GET", "/admin/v1/mapper", Vec::new()),
+        ("PUT", "/admin/v1/mapper?confirm=true", component.to_vec()),
+        ("DELETE", "/admin/v1/mapper?confirm=true", Vec::new()),
+        ("POST", "/admin/v1/mapper/preview", component.to_vec()),
+        ("POST", "/admin/v1/mapper/rollback?confirm=true", Vec::new()),
+        ("POST", "/admin/v1/mapper/replay", component.to_vec()),
+    ]
+}
+
+/// The `Mapper` events the bearer of this admin token sees, as
+/// `(action, resourceId)`, newest first.
+#[track_caller]
+fn mapper_events_as(s: &LmsServer, admin: &str) -> Vec<(String, String)> {
+    let r = s
+        .send_as(
+            Some(admin),
+            "GET",
+            &s.admin_url("/admin/v1/events?limit=1000"),
+            None,
+        )
+        .expect(200);
+    r.json["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events array: {}", r.text))
+        .iter()
+        .filter(|e| e["resourceType"] == "Mapper")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or_default().to_string(),
+                e["resourceId"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// An admin token selects its tenant: there is no way to address another
+/// tenant's plugin. Tenant B's admin token sees none of tenant A's plugin,
+/// history or kept failures, cannot remove or roll it back (409: B has
+/// nothing installed), previews over B's users only, and installs and
+/// removes B's own plugin while A's stays in force, unchanged.
+#[test]
+fn mapper_admin_token_sees_and_changes_only_its_own_tenants_plugin() {
+    let s = LmsServer::start();
+    let (ann, g) = ann_in_physics(&s);
+    let bob = s.create_user("bob");
+    let teams = build(Plugin::Teams);
+    let trap = build(Plugin::Trap);
+    let (teams_sha, trap_sha) = (sha256(&teams), sha256(&trap));
+
+    // Tenant A: a failing build (its failed calls on ann and bob are kept
+    // for replay), then Teams in force.
+    install_bytes(&s, &trap, "confirm=true");
+    wait_synced(&s);
+    assert_eq!(
+        install_bytes(&s, &teams, "confirm=true")["installed"]["version"],
+        2
+    );
+    wait_synced(&s);
+    assert_teams_mapped(&s, &ann, &g);
+    let a_state = mapper_state(&s);
+    assert_eq!(a_state["active"], true, "{a_state}");
+    assert_eq!(
+        a_state["current"]["sha256"],
+        teams_sha.as_str(),
+        "{a_state}"
+    );
+    let a_events = mapper_events_as(&s, &s.admin_token);
+    assert_eq!(a_events.len(), 2, "{a_events:?}");
+    // A's replay finds A's two failed calls.
+    let r = admin_wasm(&s, "POST", "/admin/v1/mapper/replay", &teams).expect(200);
+    assert_eq!(r.json.as_array().map(Vec::len), Some(2), "{}", r.text);
+
+    // Tenant B, with one user of its own.
+    let second = s.cli_json(&["tenant", "add", "second", "--json"]);
+    let scim2 = second["scimToken"].as_str().expect("scimToken").to_string();
+    let admin2 = second["adminToken"]
+        .as_str()
+        .expect("adminToken")
+        .to_string();
+    let r = s
+        .send_as(
+            Some(&scim2),
+            "POST",
+            &s.url("/Users"),
+            Some(&json!({"schemas": [USER_SCHEMA], "userName": "zoe", "active": true})),
+        )
+        .expect(201);
+    let zoe = r.json["id"].as_str().expect("id").to_string();
+    let as_b =
+        |method: &str, path: &str, body: &[u8]| send_wasm(&s, Some(&admin2), method, path, body);
+
+    // B's show: no plugin, no history, nothing of A's.
+    let m = as_b("GET", "/admin/v1/mapper", b"").expect(200);
+    assert_eq!(m.json["active"], false, "{}", m.text);
+    assert_eq!(m.json["current"], Value::Null, "{}", m.text);
+    assert_eq!(m.json["history"], json!([]), "{}", m.text);
+    assert!(
+        !m.text.contains(&teams_sha) && !m.text.contains(&trap_sha),
+        "{}",
+        m.text
+    );
+    // B's removal and rollback reach only B's (empty) history.
+    let r = as_b("DELETE", "/admin/v1/mapper?confirm=true", b"").expect(409);
+    assert!(r.text.contains("No plugin is installed"), "{}", r.text);
+    let r = as_b("POST", "/admin/v1/mapper/rollback?confirm=true", b"").expect(409);
+    assert!(r.text.contains("nothing to roll back"), "{}", r.text);
+    // B's preview runs over B's one user, not A's two.
+    let r = as_b("POST", "/admin/v1/mapper/preview", &trap).expect(200);
+    assert_eq!(r.json["users"], 1, "{}", r.text);
+    assert_eq!(r.json["failed"], 1, "{}", r.text);
+    let ids: Vec<&str> = r.json["differences"]
+        .as_array()
+        .expect("differences")
+        .iter()
+        .map(|d| d["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(ids, [zoe.as_str()], "{}", r.text);
+    // B's replay sees none of A's failed calls.
+    let r = as_b("POST", "/admin/v1/mapper/replay", &teams).expect(200);
+    assert_eq!(r.json, json!([]), "{}", r.text);
+    // None of that touched A: same plugin in force, same history, same log,
+    // same kept failures; A's users still map by it.
+    assert_eq!(mapper_state(&s), a_state);
+    assert_eq!(mapper_events_as(&s, &s.admin_token), a_events);
+    assert!(mapper_events_as(&s, &admin2).is_empty());
+    let r = admin_wasm(&s, "POST", "/admin/v1/mapper/replay", &teams).expect(200);
+    assert_eq!(r.json.as_array().map(Vec::len), Some(2), "{}", r.text);
+    touch(&s, &ann, "Physicist");
+    assert_teams_mapped(&s, &ann, &g);
+    wait_synced(&s);
+
+    // B installs and removes its own plugin: versions of its own, its own
+    // log, its own re-mapping; A's plugin stays in force, unchanged.
+    let r = as_b("PUT", "/admin/v1/mapper?confirm=true", &trap).expect(200);
+    assert_eq!(r.json["installed"]["version"], 1, "{}", r.text);
+    assert_eq!(r.json["preview"]["users"], 1, "{}", r.text);
+    let m = as_b("GET", "/admin/v1/mapper", b"").expect(200);
+    assert_eq!(m.json["active"], true, "{}", m.text);
+    assert_eq!(m.json["current"]["sha256"], trap_sha.as_str(), "{}", m.text);
+    assert_eq!(m.json["history"], json!([]), "{}", m.text);
+    assert_eq!(mapper_state(&s), a_state);
+    assert_eq!(pending_as(&s, &s.admin_token), 0);
+    touch(&s, &bob, "Chemist");
+    assert_eq!(
+        grants(&learner(&s, &bob), "roles"),
+        [item("learner", &[TEAMS_LEARNER])]
+    );
+    let r = as_b("DELETE", "/admin/v1/mapper?confirm=true", b"").expect(200);
+    assert_eq!(r.json["installed"]["version"], 2, "{}", r.text);
+    assert!(r.json["installed"].get("sha256").is_none(), "{}", r.text);
+    assert_eq!(
+        mapper_events_as(&s, &admin2),
+        [
+            ("mapper-remove".to_string(), "2".to_string()),
+            ("mapper-install".to_string(), "1".to_string()),
+        ]
+    );
+    let m = mapper_state(&s);
+    assert_eq!(m, a_state);
+    assert_eq!(m["active"], true, "{m}");
+    assert_eq!(mapper_events_as(&s, &s.admin_token), a_events);
+    touch(&s, &ann, "Chemist");
+    assert_teams_mapped(&s, &ann, &g);
+}
+
+/// The identity provider's SCIM token (of this tenant or another), or no
+/// token, opens none of the plugin endpoints, and changes nothing.
+#[test]
+fn mapper_endpoints_refuse_scim_tokens_and_no_token() {
+    let s = LmsServer::start();
+    let (ann, g) = ann_in_physics(&s);
+    // Something to roll back to, remove and replay if a refusal let it by.
+    install(&s, Plugin::Trap, "confirm=true");
+    wait_synced(&s);
+    install(&s, Plugin::Teams, "confirm=true");
+    wait_synced(&s);
+    let before = mapper_state(&s);
+    let logged = mapper_events_as(&s, &s.admin_token);
+    let second = s.cli_json(&["tenant", "add", "second", "--json"]);
+    let scim2 = second["scimToken"].as_str().expect("scimToken").to_string();
+    let admin2 = second["adminToken"]
+        .as_str()
+        .expect("adminToken")
+        .to_string();
+
+    let trap = build(Plugin::Trap);
+    for token in [Some(s.token.as_str()), Some(scim2.as_str()), None] {
+        for (method, path, body) in plugin_endpoints(&trap) {
+            let r = send_wasm(&s, token, method, path, &body);
+            assert_eq!(r.status, 401, "{method} {path} with {token:?}: {}", r.text);
+            assert!(
+                r.header("www-authenticate")
+                    .is_some_and(|h| h.contains("admin")),
+                "{method} {path} with {token:?}: {:?}",
+                r.headers
+            );
+        }
+    }
+
+    // Nothing changed for either tenant.
+    assert_eq!(mapper_state(&s), before);
+    assert_eq!(mapper_events_as(&s, &s.admin_token), logged);
+    assert_eq!(pending_as(&s, &s.admin_token), 0);
+    let m = s
+        .send_as(Some(&admin2), "GET", &s.admin_url("/admin/v1/mapper"), None)
+        .expect(200);
+    assert_eq!(m.json["current"], Value::Null, "{}", m.text);
+    assert!(mapper_events_as(&s, &admin2).is_empty());
+    touch(&s, &ann, "Physicist");
+    assert_teams_mapped(&s, &ann, &g);
 }

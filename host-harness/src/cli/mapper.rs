@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
 use scim_host::mapper::{self, Outcome, Upload};
+use scim_host::mapping::Change;
 
 use super::mapping::{open, print_preview, progress, read, refusal};
 use crate::DbArg;
@@ -206,11 +207,13 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
                 &pool,
                 &t,
                 &up,
-                confirm,
-                &by(),
-                keep,
-                &mut |n| bar.set_position(n),
-                None,
+                Change {
+                    confirm,
+                    by: &by(),
+                    keep,
+                    progress: &mut |n| bar.set_position(n),
+                    writers: None,
+                },
             );
             bar.finish_and_clear();
             report(r.map_err(|r| confirmation(r, json))?, json, &tenant)?;
@@ -227,11 +230,13 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
                 &rt,
                 &pool,
                 &t,
-                confirm,
-                &by(),
-                20,
-                &mut |n| bar.set_position(n),
-                None,
+                Change {
+                    confirm,
+                    by: &by(),
+                    keep: 20,
+                    progress: &mut |n| bar.set_position(n),
+                    writers: None,
+                },
             );
             bar.finish_and_clear();
             report(r.map_err(|r| confirmation(r, json))?, json, &tenant)?;
@@ -248,11 +253,13 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
                 &rt,
                 &pool,
                 &t,
-                confirm,
-                &by(),
-                20,
-                &mut |n| bar.set_position(n),
-                None,
+                Change {
+                    confirm,
+                    by: &by(),
+                    keep: 20,
+                    progress: &mut |n| bar.set_position(n),
+                    writers: None,
+                },
             );
             bar.finish_and_clear();
             report(r.map_err(|r| confirmation(r, json))?, json, &tenant)?;

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use scim_host::db::{self, Pool};
-use scim_host::mapping::{self, Choice, PreviewReport, Refusal};
+use scim_host::mapping::{self, Change, Choice, PreviewReport, Refusal};
 use scim_host::runtime::{Limits, Runtime};
 
 use crate::{DbArg, default_cache_dir, open_db};
@@ -335,12 +335,14 @@ fn install(
         &pool,
         &tenant,
         document,
-        confirm,
         threshold,
-        &by,
-        if json { 1000 } else { 20 },
-        &mut |n| bar.set_position(n),
-        None,
+        Change {
+            confirm,
+            by: &by,
+            keep: if json { 1000 } else { 20 },
+            progress: &mut |n| bar.set_position(n),
+            writers: None,
+        },
     );
     bar.finish_and_clear();
     let outcome = outcome.map_err(|r| {

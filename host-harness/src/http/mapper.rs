@@ -20,6 +20,7 @@ use super::mapping::{blocking, flag, number};
 use crate::app::App;
 use crate::db::Tenant;
 use crate::mapper::{self, Upload};
+use crate::mapping::Change;
 use crate::sandbox::plugin::MAX_COMPONENT_BYTES;
 
 /// Per-learner differences a preview answers unless `limit` says otherwise.
@@ -107,11 +108,13 @@ pub async fn put_mapper(
             &app2.pool,
             &tenant,
             &opts.upload(&bytes),
-            confirm,
-            "admin-api",
-            KEEP,
-            &mut |_| {},
-            Some(&app2.writers),
+            Change {
+                confirm,
+                by: "admin-api",
+                keep: KEEP,
+                progress: &mut |_| {},
+                writers: Some(&app2.writers),
+            },
         )
     })
     .await?;
@@ -132,11 +135,13 @@ pub async fn delete_mapper(
             &app2.runtime,
             &app2.pool,
             &tenant,
-            confirm,
-            "admin-api",
-            KEEP,
-            &mut |_| {},
-            Some(&app2.writers),
+            Change {
+                confirm,
+                by: "admin-api",
+                keep: KEEP,
+                progress: &mut |_| {},
+                writers: Some(&app2.writers),
+            },
         )
     })
     .await?;
@@ -157,11 +162,13 @@ pub async fn rollback(
             &app2.runtime,
             &app2.pool,
             &tenant,
-            confirm,
-            "admin-api",
-            KEEP,
-            &mut |_| {},
-            Some(&app2.writers),
+            Change {
+                confirm,
+                by: "admin-api",
+                keep: KEEP,
+                progress: &mut |_| {},
+                writers: Some(&app2.writers),
+            },
         )
     })
     .await?;

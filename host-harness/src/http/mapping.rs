@@ -16,7 +16,7 @@ use serde_json::json;
 use super::admin::{ApiError, Reply, authenticate, db_error, error};
 use crate::app::App;
 use crate::db::Tenant;
-use crate::mapping::{self, Choice, Refusal};
+use crate::mapping::{self, Change, Choice, Refusal};
 
 /// Per-learner differences a preview answers unless `limit` says otherwise.
 const KEEP: usize = 1000;
@@ -139,12 +139,14 @@ async fn change(
             &app2.pool,
             &tenant,
             text.as_deref(),
-            confirm,
             threshold,
-            "admin-api",
-            KEEP,
-            &mut |_| {},
-            Some(&app2.writers),
+            Change {
+                confirm,
+                by: "admin-api",
+                keep: KEEP,
+                progress: &mut |_| {},
+                writers: Some(&app2.writers),
+            },
         )
     })
     .await?;

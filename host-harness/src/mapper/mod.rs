@@ -20,7 +20,7 @@ use crate::bindings::lms::scim::outbox::{Task, Work};
 use crate::db::{Pool, Tenant};
 use crate::events::{self, EventRow, Stamp};
 use crate::imports::plugin::{Candidate, DEFAULT_MAX_FAILURES};
-use crate::mapping::{self, Choice, PreviewReport, Refusal};
+use crate::mapping::{self, Change, Choice, PreviewReport, Refusal};
 use crate::runtime::Runtime;
 use crate::sandbox::plugin::{
     self as sp, MAX_FUEL, MAX_MEMORY_BYTES, MAX_SETTINGS_BYTES, PluginLimits,
@@ -133,20 +133,15 @@ enum Next<'a> {
 }
 
 /// Installs a plugin for the tenant: checks it, previews it over every
-/// user, refuses without `confirm` when more learners than the tenant's
-/// threshold would lose something, then puts it in force. Call from a
-/// blocking thread; `writers` is the server's write-lock queue.
-#[allow(clippy::too_many_arguments)]
+/// user, refuses without `change.confirm` when more learners than the
+/// tenant's threshold would lose something, then puts it in force. Call
+/// from a blocking thread.
 pub fn install(
     runtime: &Runtime,
     pool: &Pool,
     tenant: &Tenant,
     upload: &Upload,
-    confirm: bool,
-    by: &str,
-    keep: usize,
-    progress: &mut dyn FnMut(u64),
-    writers: Option<&tokio::sync::Mutex<()>>,
+    change: Change,
 ) -> Result<Outcome, Refusal> {
     let candidate = candidate(runtime, upload)?;
     let next = Next::Plugin {
@@ -160,25 +155,16 @@ pub fn install(
         tenant,
         next,
         ("mapper-install", "installed"),
-        confirm,
-        by,
-        keep,
-        progress,
-        writers,
+        change,
     )
 }
 
 /// Returns the tenant to its rules.
-#[allow(clippy::too_many_arguments)]
 pub fn remove(
     runtime: &Runtime,
     pool: &Pool,
     tenant: &Tenant,
-    confirm: bool,
-    by: &str,
-    keep: usize,
-    progress: &mut dyn FnMut(u64),
-    writers: Option<&tokio::sync::Mutex<()>>,
+    change: Change,
 ) -> Result<Outcome, Refusal> {
     if store::current(&*pool.get()?, tenant.id)?.is_none_or(|v| v.sha256.is_none()) {
         return Err(Refusal::Engine {
@@ -192,26 +178,17 @@ pub fn remove(
         tenant,
         Next::Rules,
         ("mapper-remove", "removed: the rules apply"),
-        confirm,
-        by,
-        keep,
-        progress,
-        writers,
+        change,
     )
 }
 
 /// Puts the version before the one in force back in force (a plugin with
 /// its settings and limits, or the rules).
-#[allow(clippy::too_many_arguments)]
 pub fn rollback(
     runtime: &Runtime,
     pool: &Pool,
     tenant: &Tenant,
-    confirm: bool,
-    by: &str,
-    keep: usize,
-    progress: &mut dyn FnMut(u64),
-    writers: Option<&tokio::sync::Mutex<()>>,
+    change: Change,
 ) -> Result<Outcome, Refusal> {
     let conn = pool.get()?;
     if store::current(&conn, tenant.id)?.is_none() {
@@ -229,11 +206,7 @@ pub fn rollback(
             tenant,
             Next::Rules,
             ("mapper-rollback", "rolled back: the rules apply"),
-            confirm,
-            by,
-            keep,
-            progress,
-            writers,
+            change,
         );
     };
     let component = store::component(&conn, &sha)?.ok_or_else(|| Refusal::Engine {
@@ -260,27 +233,25 @@ pub fn rollback(
             max_failures: upload.max_failures,
         },
         ("mapper-rollback", "rolled back"),
-        confirm,
-        by,
-        keep,
-        progress,
-        writers,
+        change,
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn put_in_force(
     runtime: &Runtime,
     pool: &Pool,
     tenant: &Tenant,
     next: Next,
     (action, what): (&str, &str),
-    confirm: bool,
-    by: &str,
-    keep: usize,
-    progress: &mut dyn FnMut(u64),
-    writers: Option<&tokio::sync::Mutex<()>>,
+    change: Change,
 ) -> Result<Outcome, Refusal> {
+    let Change {
+        confirm,
+        by,
+        keep,
+        progress,
+        writers,
+    } = change;
     let choice = match &next {
         Next::Plugin { candidate, .. } => Choice::Plugin((*candidate).clone()),
         Next::Rules => Choice::Rules,

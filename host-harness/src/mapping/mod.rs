@@ -431,25 +431,45 @@ pub struct Outcome {
     pub change_id: String,
 }
 
+/// Who asks for a change of what maps a tenant's users (installing,
+/// removing or rolling back rules or a plugin), and how. Every such change
+/// takes these same arguments, from the CLI and the admin API alike, so
+/// they travel together.
+pub struct Change<'a> {
+    /// Go ahead even when more learners than the threshold would lose
+    /// something.
+    pub confirm: bool,
+    /// Who asks, for the version and the sync log (`admin-api`, `cli:…`).
+    pub by: &'a str,
+    /// Per-learner differences the preview keeps.
+    pub keep: usize,
+    /// Hears the users previewed so far.
+    pub progress: &'a mut dyn FnMut(u64),
+    /// The server's queue for the write lock, held just for the
+    /// transaction that records the change; `None` outside the server.
+    pub writers: Option<&'a tokio::sync::Mutex<()>>,
+}
+
 /// Installs `document` (or, with `None`, returns to the default mapping)
-/// for the tenant: checks it, previews it, refuses without `confirm` when
-/// more learners than the tenant's threshold (or `threshold`) would lose
-/// something, then records the version and queues the re-mapping of every
-/// user in one transaction. `writers` (the server's queue for the write
-/// lock) is held just for that transaction; call from a blocking thread.
-#[allow(clippy::too_many_arguments)]
+/// for the tenant: checks it, previews it, refuses without `change.confirm`
+/// when more learners than the tenant's threshold (or `threshold`) would
+/// lose something, then records the version and queues the re-mapping of
+/// every user in one transaction. Call from a blocking thread.
 pub fn install(
     runtime: &Runtime,
     pool: &Pool,
     tenant: &Tenant,
     document: Option<&str>,
-    confirm: bool,
     threshold: Option<f64>,
-    by: &str,
-    keep: usize,
-    progress: &mut dyn FnMut(u64),
-    writers: Option<&tokio::sync::Mutex<()>>,
+    change: Change,
 ) -> Result<Outcome, Refusal> {
+    let Change {
+        confirm,
+        by,
+        keep,
+        progress,
+        writers,
+    } = change;
     let (choice, compiled) = match document {
         Some(d) => {
             let report = check(runtime, Some((pool, tenant)), d)?;
