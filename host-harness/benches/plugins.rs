@@ -10,8 +10,6 @@
 //! when `plugin/mappers/example-python/mapper.wasm` exists (its `build.sh`
 //! makes it). The rules figure is `cargo bench -p scim-engine --bench rules`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -20,32 +18,9 @@ use serde_json::Value;
 
 #[path = "../../tests/mappers/hostile.rs"]
 mod hostile;
+mod support;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn rust_example() -> Vec<u8> {
-    let root = root();
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "example-rust-mapper",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "wasm",
-            "--target-dir",
-            "target/mappers",
-        ])
-        .status()
-        .expect("cargo");
-    assert!(status.success(), "building the Rust example plugin failed");
-    std::fs::read(root.join("target/mappers/wasm32-wasip2/wasm/example_rust_mapper.wasm")).unwrap()
-}
+use support::{root, rust_example};
 
 /// The sample user `bjensen` as the plugin receives it.
 fn sample() -> (User, String) {
@@ -85,19 +60,13 @@ fn bench(c: &mut Criterion) {
         ),
         ("rust", rust_example(), PluginLimits::default()),
     ];
-    let python = root().join("plugin/mappers/example-python/mapper.wasm");
-    if let Ok(bytes) = std::fs::read(&python) {
+    if let Some(bytes) = support::python_example() {
         let limits = PluginLimits {
             memory_bytes: 64 << 20,
             deadline: Duration::from_secs(5),
             ..PluginLimits::default()
         };
         plugins.push(("python", bytes, limits));
-    } else {
-        eprintln!(
-            "{} is missing: run its build.sh to measure the Python plugin",
-            python.display()
-        );
     }
     let mut g = c.benchmark_group("plugin");
     g.sample_size(20);

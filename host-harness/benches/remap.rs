@@ -3,7 +3,8 @@
 //! re-maps every user after a rules change, measured from the request until
 //! `GET /admin/v1/sync` reports an empty outbox, against the release
 //! `scim-host`. Also times `POST /admin/v1/mapping/preview` of those rules
-//! over every user.
+//! over every user, and the preview and install of the example mapping
+//! plugins (Rust; Python when its `build.sh` has built it).
 //!
 //! Run: `cargo bench -p scim-host --bench remap`
 //! Options (environment): `SCIM_REMAP_USERS` (group size, default 100000),
@@ -15,7 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Loader, TOKEN, data_dir, serve};
+use support::{
+    Loader, TOKEN, data_dir, enc, example_settings, python_example, rust_example, serve,
+};
 
 const ADMIN: &str = "bench-admin-token";
 
@@ -217,8 +220,55 @@ fn main() {
         synced.as_secs_f64(),
         users as f64 / drain.as_secs_f64()
     );
+    // The example mapping plugins: preview over every user, then install
+    // (the request previews too; the drain re-maps everyone through it).
+    let settings = enc(&example_settings());
+    let mut plugins = vec![("Rust", rust_example(), "")];
+    if let Some(python) = python_example() {
+        plugins.push(("Python", python, "&memoryMib=64"));
+    }
+    for (name, wasm, extra) in plugins {
+        let send_wasm = |method: reqwest::Method, path: &str| -> (u16, Value) {
+            let r = http
+                .request(
+                    method,
+                    format!("{admin_base}{path}&settings={settings}{extra}"),
+                )
+                .bearer_auth(ADMIN)
+                .header("content-type", "application/wasm")
+                .body(wasm.clone())
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+        };
+        let started = Instant::now();
+        let (status, preview) = send_wasm(reqwest::Method::POST, "/mapper/preview?limit=0");
+        assert_eq!(status, 200, "{preview}");
+        let previewed = started.elapsed();
+        assert_eq!(
+            preview["failed"], 0,
+            "{name} plugin failed users in preview: {}",
+            preview["failures"]
+        );
+        println!(
+            "| preview {name} plugin | {:.1} | - | {:.0} |",
+            previewed.as_secs_f64() * 1000.0,
+            users as f64 / previewed.as_secs_f64()
+        );
+        let started = Instant::now();
+        let (status, body) = send_wasm(reqwest::Method::PUT, "/mapper?confirm=true");
+        assert_eq!(status, 200, "{body}");
+        let request = started.elapsed();
+        let synced = wait(started);
+        println!(
+            "| install {name} plugin | {:.1} | {:.2} | {:.0} |",
+            request.as_secs_f64() * 1000.0,
+            synced.as_secs_f64(),
+            users as f64 / (synced - request).as_secs_f64()
+        );
+    }
     println!(
-        "preview: {} of {} users change; install: users/s counts the background re-mapping after the request",
+        "rules preview: {} of {} users change; install: users/s counts the background re-mapping after the request",
         preview["changed"], preview["users"]
     );
 }

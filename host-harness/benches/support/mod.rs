@@ -177,3 +177,50 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The example Rust mapping plugin (`plugin/mappers/example-rust`), built.
+pub fn rust_example() -> Vec<u8> {
+    let root = root();
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "example-rust-mapper",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "wasm",
+            "--target-dir",
+            "target/mappers",
+        ])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building the Rust example plugin failed");
+    std::fs::read(root.join("target/mappers/wasm32-wasip2/wasm/example_rust_mapper.wasm")).unwrap()
+}
+
+/// The example Python mapping plugin, if its `build.sh` has made it.
+pub fn python_example() -> Option<Vec<u8>> {
+    let path = root().join("plugin/mappers/example-python/mapper.wasm");
+    let bytes = std::fs::read(&path).ok();
+    if bytes.is_none() {
+        eprintln!(
+            "{} is missing: run its build.sh to measure the Python plugin",
+            path.display()
+        );
+    }
+    bytes
+}
+
+/// The example plugins' settings.
+pub fn example_settings() -> String {
+    std::fs::read_to_string(root().join("plugin/mappers/example-rust/samples/settings.json"))
+        .unwrap()
+}
