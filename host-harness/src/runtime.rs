@@ -129,7 +129,11 @@ impl Runtime {
         )?;
 
         let ticker = Ticker::start(&engine, "epoch-ticker")?;
-        let plugins = Arc::new(Plugins::new(cache_dir, limits.instances)?);
+        // A plugin instance lives as long as the request state that runs it
+        // (a preview keeps its state between engine calls), so slots are not
+        // bounded by engine instances alone; reserving more costs only
+        // address space.
+        let plugins = Arc::new(Plugins::new(cache_dir, limits.instances * 2)?);
         Ok(Runtime {
             engine,
             pre,
