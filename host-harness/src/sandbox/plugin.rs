@@ -218,9 +218,9 @@ pub fn sha256(wasm: &[u8]) -> String {
 }
 
 impl Plugins {
-    /// A sandbox caching compiled plugins in `cache_dir`, if given, that
-    /// runs up to `slots` calls at once (one per engine instance: a call
-    /// runs inside the engine's request).
+    /// A sandbox caching compiled plugins in `cache_dir`, if given, with
+    /// `slots` plugin instances at once (each request state holds at most
+    /// one; see [`Session`]).
     pub fn new(cache_dir: Option<&Path>, slots: u32) -> Result<Plugins> {
         // Instances come from a pool: a call reuses a slot's memory
         // mapping (its image copy-on-write, dirty pages reset on release)
