@@ -322,33 +322,30 @@ impl Host for SqlStore {
                 });
             }
         };
+        // Out of the context while `a` borrows it; back after the call.
+        let mut session = self.plugin.as_mut().and_then(|c| c.session.take());
         let Some(a) = self.resolve_plugin() else {
             return Err(PluginFailure {
                 reason: "plugin-unavailable".into(),
                 detail: "no plugin is installed".into(),
             });
         };
-        let (loaded, limits, settings) = (a.loaded.clone(), a.limits.clone(), a.settings.clone());
-        let outcome = match loaded {
+        let outcome = match &a.loaded {
             Err(why) => Err(sp::Failure {
                 reason: "plugin-unavailable",
                 detail: format!("the installed plugin cannot be loaded: {why}"),
             }),
-            Ok(loaded) => {
-                let mut session = self.plugin.as_mut().and_then(|c| c.session.take());
-                let out = plugins.run_in(
-                    &mut session,
-                    &loaded,
-                    &limits,
-                    &plugin_user(&user),
-                    &settings,
-                );
-                if let Some(c) = self.plugin.as_mut() {
-                    c.session = session;
-                }
-                out
-            }
+            Ok(loaded) => plugins.run_in(
+                &mut session,
+                loaded,
+                &a.limits,
+                &plugin_user(&user),
+                &a.settings,
+            ),
         };
+        if let Some(c) = self.plugin.as_mut() {
+            c.session = session;
+        }
         match outcome {
             Ok(grants) => {
                 if let Some(c) = self.plugin.as_mut() {
