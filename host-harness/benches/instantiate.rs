@@ -2,7 +2,9 @@
 //!
 //! - `instantiate+error`: a fresh instance from the pooling allocator and one
 //!   tiny export call (the floor every request pays);
-//! - `wasm GET /Users/{id}`: a full read through the component against SQLite;
+//! - `wasm GET /Users/{id}`: a full read through the component against
+//!   SQLite, in a fresh instance and in a warm one (kept from the previous
+//!   request, as `scim-host` does for a tenant's requests);
 //! - `native GET /Users/{id}`: the same request handled by the engine core
 //!   compiled natively, against its in-memory store.
 //!
@@ -43,8 +45,18 @@ fn bench(c: &mut Criterion) {
         timeout: Duration::from_secs(10),
         memory_bytes: 256 << 20,
         instances: 8,
+        warm: 0,
     };
     let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).expect("runtime");
+    let warm = Runtime::new(
+        scim_host::ENGINE_WASM,
+        Limits {
+            warm: 1,
+            ..limits.clone()
+        },
+        None,
+    )
+    .expect("runtime");
     let dir = tempfile::tempdir().unwrap();
     let pool = db::open(&dir.path().join("bench.db"), 2, db::Checkpoints::InCommit).unwrap();
     db::set_tenant_token(&pool.get().unwrap(), "bench", db::TokenKind::Scim, "t").unwrap();
@@ -53,11 +65,11 @@ fn bench(c: &mut Criterion) {
         .unwrap()
         .id;
 
-    let run = |req: &HttpRequest| {
-        let state = RequestState::new(SqlStore::new(pool.get().unwrap(), tenant), &limits);
-        let (resp, _) = runtime.handle(state, req);
+    let run_in = |runtime: &Runtime, req: &HttpRequest| {
+        let (resp, _) = runtime.handle(SqlStore::new(pool.get().unwrap(), tenant), req);
         resp.expect("engine call")
     };
+    let run = |req: &HttpRequest| run_in(&runtime, req);
     let created = run(&request(
         "POST",
         "/Users",
@@ -78,6 +90,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("wasm GET /Users/{id}", |b| b.iter(|| run(&get)));
+    g.bench_function("wasm GET /Users/{id}, warm instance", |b| {
+        b.iter(|| run_in(&warm, &get))
+    });
 
     let mut mem = scim_engine::memstore::MemStore::new();
     let mut lms = scim_engine::provision::memlms::MemLms::new();

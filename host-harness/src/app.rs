@@ -124,12 +124,37 @@ impl App {
                 );
             }
         };
+        // A read checks the token inside its own (deferred) transaction, so
+        // it opens one read transaction rather than two; a write checks it
+        // before taking the write lock.
+        let read_only = is_read_only(&inc.method);
+        let begin = |conn: &rusqlite::Connection| {
+            let sql = if read_only {
+                "BEGIN DEFERRED"
+            } else {
+                "BEGIN IMMEDIATE"
+            };
+            run(conn, sql).map_err(|e| {
+                tracing::error!(error = %e, "could not begin a transaction");
+                "The database is busy; retry later"
+            })
+        };
+        if read_only && let Err(detail) = begin(&conn) {
+            return self.error(None, &inc.context, 503, detail);
+        }
+        // Before returning early, a read ends the transaction it opened.
+        let abandon = |conn: &rusqlite::Connection| {
+            if read_only {
+                let _ = run(conn, "ROLLBACK");
+            }
+        };
         let tenant = match bearer(inc.authorization.as_deref()) {
             None => None,
             Some(token) => match db::authenticate(&conn, TokenKind::Scim, token) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(error = %e, "authentication lookup failed");
+                    abandon(&conn);
                     return self.error(
                         None,
                         &inc.context,
@@ -145,6 +170,7 @@ impl App {
             signing_key,
         }) = tenant
         else {
+            abandon(&conn);
             let detail = if inc.authorization.is_none() {
                 "Authentication required: send 'Authorization: Bearer <token>'"
             } else {
@@ -160,29 +186,16 @@ impl App {
         inc.context.subject = Some(name.clone());
         inc.context.signing_key = signing_key;
         if let Some((status, detail)) = inc.reject.take() {
+            abandon(&conn);
             return self.error(Some(name), &inc.context, status, &detail);
         }
-
-        let read_only = is_read_only(&inc.method);
-        let begin = if read_only {
-            "BEGIN DEFERRED"
-        } else {
-            "BEGIN IMMEDIATE"
-        };
-        if let Err(e) = run(&conn, begin) {
-            tracing::error!(error = %e, "could not begin a transaction");
-            return self.error(
-                Some(name),
-                &inc.context,
-                503,
-                "The database is busy; retry later",
-            );
+        if !read_only && let Err(detail) = begin(&conn) {
+            return self.error(Some(name), &inc.context, 503, detail);
         }
         let request_id = inc.context.request_id.clone();
         let store = SqlStore::new(conn, id)
             .with_change_id(&request_id)
             .with_plugins(self.runtime.plugins(), PluginMode::Installed);
-        let state = RequestState::new(store, self.runtime.limits());
         let method = inc.method.clone();
         let request = HttpRequest {
             method: inc.method,
@@ -192,11 +205,11 @@ impl App {
             body: inc.body,
             context: inc.context.clone(),
         };
-        let (result, mut state) = self.runtime.handle(state, &request);
-        state.store.settle_plugin();
-        let stats = state.store.stats;
-        let journal = std::mem::take(&mut state.store.journal);
-        let Some(conn) = state.store.into_conn() else {
+        let (result, mut store) = self.runtime.handle(store, &request);
+        store.settle_plugin();
+        let stats = store.stats;
+        let journal = std::mem::take(&mut store.journal);
+        let Some(conn) = store.into_conn() else {
             return self.error(
                 Some(name),
                 &inc.context,

@@ -156,6 +156,11 @@ struct ServeArgs {
     /// Requests handled at once; more wait.
     #[arg(long, default_value_t = 32)]
     concurrency: u32,
+    /// Engine instances kept warm between requests of the same tenant (a
+    /// request then skips instantiation); 0 gives every request a fresh
+    /// instance.
+    #[arg(long, default_value_t = 8)]
+    warm_instances: usize,
     /// Threads that serve HTTP and run the engine (default: one per core;
     /// raise it when long queries should not delay short ones).
     #[arg(long, env = "SCIM_WORKERS")]
@@ -484,7 +489,8 @@ fn run_server(args: ServeArgs) -> Result<()> {
     let limits = Limits {
         timeout: Duration::from_millis(args.request_timeout_ms),
         memory_bytes: args.memory_mib * 1024 * 1024,
-        instances: args.concurrency + 2,
+        instances: args.concurrency + 2 + args.warm_instances as u32,
+        warm: args.warm_instances,
     };
     let cache_dir = if args.no_cache {
         None

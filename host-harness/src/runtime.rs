@@ -2,20 +2,22 @@
 //! shares with mapping plugins).
 //!
 //! The component is compiled once (and the compiled code cached on disk),
-//! pre-linked into an `InstancePre`, and instantiated fresh for every request
-//! from a pooling allocator, so no state survives from one request or tenant
-//! to the next. Each instance gets a memory cap and an epoch deadline; WASI
-//! is linked with no filesystem, network, environment or stdio.
+//! pre-linked into an `InstancePre`, and instantiated from a pooling
+//! allocator. A SCIM request runs in an instance kept warm from an earlier
+//! request of the same tenant when one is idle (see [`Warm`]); background
+//! batches, `mapping-admin` calls and error rendering get fresh ones. Each
+//! instance gets a memory cap and an epoch deadline; WASI is linked with no
+//! filesystem, network, environment or stdio.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreLimits, StoreLimitsBuilder,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -31,6 +33,10 @@ use crate::sandbox::{Ticker, ctx, load_component, ticks};
 /// engine's working set for a request is well below this).
 const KEEP_RESIDENT: usize = 8 << 20;
 
+/// Requests one warm instance serves before it is replaced, which bounds
+/// what fragmentation of its heap can cost.
+const WARM_CALLS: u32 = 1_000;
+
 /// Sandbox limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -40,6 +46,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Instances that may exist at once (requests in flight).
     pub instances: u32,
+    /// Idle instances kept warm for the next request of their tenant
+    /// (see [`Warm`]); 0 gives every request a fresh instance.
+    pub warm: usize,
 }
 
 /// The state of one request's instance.
@@ -47,7 +56,55 @@ pub struct RequestState {
     pub store: SqlStore,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
+}
+
+/// The memory cap, remembering how large the instance's memory grew.
+struct Limiter {
+    cap: StoreLimits,
+    /// Largest linear memory asked for, in bytes.
+    peak: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
+        self.cap.memory_growing(current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.cap.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.cap.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.cap.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.cap.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.cap.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.cap.memories()
+    }
 }
 
 impl WasiView for RequestState {
@@ -66,13 +123,35 @@ impl RequestState {
             // Clocks and randomness only: no preopens, env, args, stdio or sockets.
             wasi: WasiCtxBuilder::new().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(64)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                cap: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(64)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak: 0,
+            },
         }
     }
+}
+
+/// An engine instance kept between SCIM requests of one tenant.
+///
+/// Instantiating is a third of a small request's cost, and the engine keeps
+/// nothing between calls (its state is the host's store), so an instance is
+/// reused rather than rebuilt, under rules that keep reuse invisible:
+/// - only for the tenant it first served, so no tenant's request ever runs
+///   in memory another tenant's request touched;
+/// - never after a trap or timeout (the instance may be inconsistent), after
+///   a request whose memory grew past [`KEEP_RESIDENT`] (the slot goes back
+///   to the pool and is reset small), or after [`WARM_CALLS`] requests;
+/// - each request brings its own store import (transaction, journal, plugin
+///   session) and deadline; the instance holds no reference to them after.
+struct Warm {
+    store: Store<RequestState>,
+    engine: EngineWorld,
+    tenant: i64,
+    calls: u32,
 }
 
 /// The compiled engine, ready to instantiate.
@@ -82,6 +161,8 @@ pub struct Runtime {
     limits: Limits,
     /// The sandbox the engine's `plugin` import runs mapping plugins in.
     plugins: Arc<Plugins>,
+    /// Idle warm instances, most recently used last.
+    warm: Mutex<Vec<Warm>>,
     _ticker: Ticker,
 }
 
@@ -108,6 +189,11 @@ impl Runtime {
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // For profiling: `perf` reads engine function names from
+        // /tmp/perf-<pid>.map (names need an engine built unstripped).
+        if std::env::var_os("SCIM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = ctx(wasmtime::Engine::new(&config), "configuring wasmtime")?;
         let component = load_component(&engine, "engine", wasm, cache_dir)?;
 
@@ -139,6 +225,7 @@ impl Runtime {
             pre,
             limits,
             plugins,
+            warm: Mutex::new(Vec::new()),
             _ticker: ticker,
         })
     }
@@ -152,19 +239,86 @@ impl Runtime {
         self.plugins.clone()
     }
 
-    /// Runs `handle` in a fresh instance. The state comes back in every case
-    /// so the caller can commit or roll back its transaction.
+    /// Runs `handle` with `store` as the instance's store import, in a warm
+    /// instance of the store's tenant if one is idle (see [`Warm`]). The
+    /// store comes back in every case so the caller can commit or roll back
+    /// its transaction.
     pub fn handle(
         &self,
-        state: RequestState,
+        mut store: SqlStore,
         request: &HttpRequest,
-    ) -> (wasmtime::Result<HttpResponse>, RequestState) {
-        let mut store = self.store(state);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|inst| inst.lms_scim_handler().call_handle(&mut store, request));
-        (result, store.into_data())
+    ) -> (wasmtime::Result<HttpResponse>, SqlStore) {
+        let mut warm = match self.take_warm(store.tenant()) {
+            Some(w) => w,
+            None => match self.instantiate(store.tenant()) {
+                Ok(w) => w,
+                Err(e) => return (Err(e), store),
+            },
+        };
+        let data = warm.store.data_mut();
+        std::mem::swap(&mut data.store, &mut store);
+        data.limits.peak = 0;
+        warm.store.set_epoch_deadline(ticks(self.limits.timeout));
+        let result = warm
+            .engine
+            .lms_scim_handler()
+            .call_handle(&mut warm.store, request);
+        let data = warm.store.data_mut();
+        std::mem::swap(&mut data.store, &mut store);
+        warm.calls += 1;
+        if result.is_ok() && data.limits.peak <= KEEP_RESIDENT && warm.calls < WARM_CALLS {
+            self.keep_warm(warm);
+        }
+        (result, store)
+    }
+
+    /// The idle warm instances: tenant and requests served, oldest first.
+    #[cfg(test)]
+    fn idle(&self) -> Vec<(i64, u32)> {
+        let idle = self.warm.lock().unwrap();
+        idle.iter().map(|w| (w.tenant, w.calls)).collect()
+    }
+
+    /// An idle warm instance of `tenant`, if any.
+    fn take_warm(&self, tenant: i64) -> Option<Warm> {
+        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let i = idle.iter().rposition(|w| w.tenant == tenant)?;
+        Some(idle.remove(i))
+    }
+
+    fn keep_warm(&self, warm: Warm) {
+        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        if self.limits.warm == 0 {
+            return;
+        }
+        if idle.len() >= self.limits.warm {
+            idle.remove(0);
+        }
+        idle.push(warm);
+    }
+
+    /// A fresh instance for `tenant`. Idle warm instances hold pool slots,
+    /// so when the pool is exhausted they are let go and the allocation
+    /// retried once.
+    fn instantiate(&self, tenant: i64) -> wasmtime::Result<Warm> {
+        let fresh = || -> wasmtime::Result<Warm> {
+            let mut store = self.store(RequestState::new(SqlStore::detached(), &self.limits));
+            let engine = self.pre.instantiate(&mut store)?;
+            Ok(Warm {
+                store,
+                engine,
+                tenant,
+                calls: 0,
+            })
+        };
+        fresh().or_else(|e| {
+            let idle = std::mem::take(&mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()));
+            if idle.is_empty() {
+                return Err(e);
+            }
+            drop(idle);
+            fresh()
+        })
     }
 
     /// Runs one batch of a background task in a fresh instance.
@@ -219,5 +373,89 @@ impl Runtime {
         store.set_epoch_deadline(ticks(self.limits.timeout));
         store.epoch_deadline_trap();
         store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::lms::scim::types::RequestContext;
+    use crate::db::{self, Checkpoints};
+
+    fn request(method: &str, path: &str, body: Vec<u8>) -> HttpRequest {
+        HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            query: String::new(),
+            headers: vec![("content-type".into(), "application/scim+json".into())],
+            body,
+            context: RequestContext {
+                tenant: "t".into(),
+                base_url: "http://localhost/scim/v2".into(),
+                request_id: "r".into(),
+                subject: None,
+                max_payload_bytes: 64 << 20,
+                signing_key: vec![7; 32],
+            },
+        }
+    }
+
+    /// Instances are reused only by their own tenant, and let go after a
+    /// request that grew their memory.
+    #[test]
+    fn warm_instances_serve_one_tenant_and_stay_small() {
+        let runtime = Runtime::new(
+            crate::ENGINE_WASM,
+            Limits {
+                timeout: Duration::from_secs(30),
+                memory_bytes: 256 << 20,
+                instances: 6,
+                warm: 2,
+            },
+            None,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pool = db::open(&dir.path().join("t.db"), 2, Checkpoints::InCommit).unwrap();
+        for name in ["a", "b"] {
+            db::add_tenant(&pool.get().unwrap(), name).unwrap();
+        }
+        let run = |tenant: i64, req: &HttpRequest| {
+            let store = SqlStore::new(pool.get().unwrap(), tenant);
+            let (result, store) = runtime.handle(store, req);
+            assert!(store.into_conn().is_some(), "the store comes back");
+            result.unwrap().status
+        };
+        let config = request("GET", "/ServiceProviderConfig", Vec::new());
+
+        assert_eq!(run(1, &config), 200);
+        assert_eq!(runtime.idle(), [(1, 1)]);
+        assert_eq!(run(2, &config), 200);
+        assert_eq!(
+            runtime.idle(),
+            [(1, 1), (2, 1)],
+            "b did not get a's instance"
+        );
+        assert_eq!(run(1, &config), 200);
+        assert_eq!(
+            runtime.idle(),
+            [(2, 1), (1, 2)],
+            "a's instance served a again"
+        );
+
+        // A body larger than what an instance keeps resident: the instance
+        // that read it goes back to the pool instead of staying warm.
+        let big = format!(
+            r#"{{"userName":"big","nickName":"{}"}}"#,
+            "x".repeat(9 << 20)
+        );
+        assert_eq!(run(1, &request("POST", "/Users", big.into_bytes())), 201);
+        assert_eq!(runtime.idle(), [(2, 1)]);
+
+        // A full pool of idle instances never blocks a new tenant: at most
+        // `warm` stay, the oldest is let go.
+        assert_eq!(run(1, &config), 200);
+        assert_eq!(run(3, &config), 200);
+        assert_eq!(runtime.idle(), [(1, 1), (3, 1)]);
     }
 }

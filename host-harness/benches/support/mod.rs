@@ -11,7 +11,7 @@ use std::time::Duration;
 use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
 use scim_host::db::{self, Pool};
 use scim_host::imports::SqlStore;
-use scim_host::runtime::{Limits, RequestState, Runtime};
+use scim_host::runtime::{Limits, Runtime};
 use serde_json::Value;
 
 pub const TOKEN: &str = "bench-token";
@@ -28,10 +28,9 @@ pub fn data_dir() -> PathBuf {
 pub struct Loader {
     pool: Pool,
     runtime: Runtime,
-    limits: Limits,
     context: RequestContext,
     tenant: i64,
-    state: Option<RequestState>,
+    store: Option<SqlStore>,
     path: PathBuf,
     tmp: PathBuf,
 }
@@ -50,6 +49,7 @@ impl Loader {
             timeout: Duration::from_secs(120),
             memory_bytes: 512 << 20,
             instances: 4,
+            warm: 0,
         };
         let runtime = Runtime::new(scim_host::ENGINE_WASM, limits.clone(), None).unwrap();
         let context = RequestContext {
@@ -63,10 +63,9 @@ impl Loader {
         let mut loader = Loader {
             pool,
             runtime,
-            limits,
             context,
             tenant: tenant.id,
-            state: None,
+            store: None,
             path: path.to_path_buf(),
             tmp,
         };
@@ -77,10 +76,7 @@ impl Loader {
     fn begin(&mut self) {
         let conn = self.pool.get().unwrap();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        self.state = Some(RequestState::new(
-            SqlStore::new(conn, self.tenant),
-            &self.limits,
-        ));
+        self.store = Some(SqlStore::new(conn, self.tenant));
     }
 
     /// One request through the component; it must succeed.
@@ -93,8 +89,8 @@ impl Loader {
             body: body.to_string().into_bytes(),
             context: self.context.clone(),
         };
-        let (resp, state) = self.runtime.handle(self.state.take().unwrap(), &req);
-        self.state = Some(state);
+        let (resp, store) = self.runtime.handle(self.store.take().unwrap(), &req);
+        self.store = Some(store);
         let resp = resp.unwrap();
         assert!(
             resp.status < 300,
@@ -106,7 +102,7 @@ impl Loader {
 
     /// Commits what was written so far and opens a new transaction.
     pub fn commit(&mut self) {
-        let conn = self.state.take().unwrap().store.into_conn().unwrap();
+        let conn = self.store.take().unwrap().into_conn().unwrap();
         conn.execute_batch("COMMIT").unwrap();
         drop(conn);
         self.begin();
@@ -114,7 +110,7 @@ impl Loader {
 
     /// Commits and moves the finished database into place.
     pub fn finish(mut self) {
-        let conn = self.state.take().unwrap().store.into_conn().unwrap();
+        let conn = self.store.take().unwrap().into_conn().unwrap();
         conn.execute_batch("COMMIT").unwrap();
         drop(conn);
         drop(self.pool);

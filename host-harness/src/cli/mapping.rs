@@ -124,6 +124,7 @@ pub(crate) fn runtime() -> Result<Runtime> {
         timeout: Duration::from_secs(60),
         memory_bytes: 256 << 20,
         instances: 2,
+        warm: 0,
     };
     Runtime::new(
         scim_host::ENGINE_WASM,

@@ -115,22 +115,24 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         outcome.response.status,
         started.elapsed().as_secs_f64(),
     );
-    let engine_log: Vec<String> = outcome
-        .response
-        .log
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    tracing::info!(
-        method,
-        path = full_path,
-        status = outcome.response.status,
-        duration_us = started.elapsed().as_micros() as u64,
-        tenant = outcome.tenant.as_deref().unwrap_or("-"),
-        request_id,
-        engine = engine_log.join(" "),
-        "request"
-    );
+    if tracing::enabled!(tracing::Level::INFO) {
+        let engine_log: Vec<String> = outcome
+            .response
+            .log
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::info!(
+            method,
+            path = full_path,
+            status = outcome.response.status,
+            duration_us = started.elapsed().as_micros() as u64,
+            tenant = outcome.tenant.as_deref().unwrap_or("-"),
+            request_id,
+            engine = engine_log.join(" "),
+            "request"
+        );
+    }
     to_http(outcome.response, &request_id)
 }
 
