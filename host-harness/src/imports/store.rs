@@ -705,10 +705,12 @@ impl wit::Host for SqlStore {
 
     fn insert(&mut self, kind: String, doc: NewDocument) -> R<Written> {
         self.atomic(|conn, tenant| {
-            let seq: i64 = conn
-                .prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body, ascii) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) RETURNING seq")
-                .and_then(|mut s| s.query_row(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()], |r| r.get(0)))
+            // The new `seq` is the rowid just assigned (`RETURNING` would
+            // build and tear down an ephemeral table on every insert).
+            conn.prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body, ascii) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)")
+                .and_then(|mut s| s.execute(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()]))
                 .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
+            let seq = conn.last_insert_rowid();
             Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
             Self::update_term_stats(conn, tenant, &kind, &HashMap::new(), &Self::names_of_new(&doc))?;
             Self::adjust_count(conn, tenant, &kind, 1)?;
