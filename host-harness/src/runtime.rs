@@ -287,10 +287,10 @@ impl Runtime {
     }
 
     fn keep_warm(&self, warm: Warm) {
-        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         if self.limits.warm == 0 {
             return;
         }
+        let mut idle = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() >= self.limits.warm {
             idle.remove(0);
         }
