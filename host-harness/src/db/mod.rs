@@ -1,5 +1,6 @@
 //! The SQLite database: connection pool, schema and migrations, tenants.
 
+mod page_cache;
 mod schema;
 mod tenants;
 
@@ -34,6 +35,7 @@ pub enum Checkpoints {
 
 /// Opens (creating if needed) the database at `path`.
 pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Result<Pool> {
+    page_cache::install();
     {
         let mut conn = Connection::open(path)
             .with_context(|| format!("opening database {}", path.display()))?;
@@ -70,6 +72,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// the background (PASSIVE: it never waits for, or blocks, readers and
 /// writers). It stops when the process exits.
 pub fn spawn_checkpointer(path: &Path) -> Result<()> {
+    page_cache::install();
     let conn = Connection::open(path)
         .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
     conn.busy_timeout(Duration::from_millis(50))?;
