@@ -13,6 +13,7 @@
 //! [`events`] is the sync log; [`metrics`] the Prometheus registry.
 
 pub mod app;
+pub mod checkpoints;
 pub mod db;
 pub mod events;
 pub mod http;

@@ -458,7 +458,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         args.concurrency + 4,
         db::Checkpoints::Background,
     )?;
-    db::spawn_checkpointer(&args.db.db)?;
+    let checkpointer = db::Checkpointer::open(&args.db.db)?;
     {
         let conn = pool.get()?;
         if args.token.is_none() && db::tenant_names(&conn)?.is_empty() {
@@ -538,6 +538,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         // A line tools can wait for (the end-to-end tests do).
         println!("listening on http://{addr}{BASE_PATH}");
         tokio::spawn(scim_host::worker::run_worker(app.clone()));
+        tokio::spawn(scim_host::checkpoints::run(app.clone(), checkpointer));
         serve(app, listener).await
     })
 }

@@ -140,14 +140,20 @@ pub fn serve(db: &Path, extra: &[&str]) -> Server {
     // binary) so that two builds can be compared back to back.
     let binary = std::env::var("SCIM_BENCH_HOST")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-host").to_string());
+    // `SCIM_BENCH_LOG` (a `RUST_LOG` filter) shows the server's log.
+    let log = std::env::var("SCIM_BENCH_LOG").ok();
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(extra)
         .arg("--db")
         .arg(db)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if log.is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

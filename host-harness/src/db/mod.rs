@@ -28,8 +28,8 @@ pub enum Checkpoints {
     /// SQLite's default: the commit that crosses the WAL threshold does it,
     /// inside that request (fine for command-line tools).
     InCommit,
-    /// A background thread does it ([`spawn_checkpointer`]), so no request
-    /// waits for a checkpoint's writes and fsync.
+    /// The server does it in the background with a [`Checkpointer`], so no
+    /// request waits for a checkpoint's writes and fsync.
     Background,
 }
 
@@ -65,27 +65,77 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
         .context("creating the connection pool")
 }
 
-/// How often the background checkpointer looks at the WAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The connection that moves the write-ahead log into the database file in
+/// the background; `checkpoints::run` decides when.
+pub struct Checkpointer {
+    conn: std::sync::Mutex<Connection>,
+}
 
-/// Starts the thread that checkpoints the WAL of the database at `path` in
-/// the background (PASSIVE: it never waits for, or blocks, readers and
-/// writers). It stops when the process exits.
-pub fn spawn_checkpointer(path: &Path) -> Result<()> {
-    page_cache::install();
-    let conn = Connection::open(path)
-        .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
-    conn.busy_timeout(Duration::from_millis(50))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
-    std::thread::Builder::new()
-        .name("wal-checkpoint".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::debug!(error = %e, "background checkpoint skipped");
-                }
-            }
+/// The write-ahead log as a checkpoint left it, in frames (pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalState {
+    /// Frames in the log.
+    pub frames: i64,
+    /// Frames of those now in the database file.
+    pub copied: i64,
+}
+
+impl WalState {
+    /// Frames a later checkpoint still has to copy.
+    pub fn behind(&self) -> i64 {
+        (self.frames - self.copied).max(0)
+    }
+}
+
+impl Checkpointer {
+    pub fn open(path: &Path) -> Result<Self> {
+        page_cache::install();
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
+        conn.busy_timeout(Duration::from_millis(50))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        Ok(Checkpointer {
+            conn: std::sync::Mutex::new(conn),
+        })
+    }
+
+    /// A PASSIVE checkpoint: copies what no reader still needs from the log,
+    /// never waiting for (or blocking) readers and writers.
+    pub fn passive(&self) -> Result<WalState> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let (frames, copied) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
         })?;
-    Ok(())
+        Ok(WalState { frames, copied })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log restarts only for a writer that begins after a checkpoint
+    /// reached its end; `checkpoints::run` relies on that.
+    #[test]
+    fn a_writer_after_a_complete_checkpoint_restarts_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let pool = open(&path, 1, Checkpoints::Background).unwrap();
+        let checkpointer = Checkpointer::open(&path).unwrap();
+        let conn = pool.get().unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        let write = || {
+            conn.execute("INSERT INTO t VALUES (?1)", ["x".repeat(5000)])
+                .unwrap()
+        };
+        for _ in 0..20 {
+            write();
+        }
+        let full = checkpointer.passive().unwrap();
+        assert!(full.frames >= 20, "{full:?}");
+        assert_eq!(full.behind(), 0);
+        write();
+        let after = checkpointer.passive().unwrap();
+        assert!(after.frames < full.frames, "log not restarted: {after:?}");
+    }
 }
