@@ -6,14 +6,14 @@
 //! end of the log starts the log over from the beginning, and under a steady
 //! stream of writes some writer is always mid-transaction: the log then
 //! never restarts and grew past 1 GB in a ten-second load. So once the log
-//! passes [`RESTART_FRAMES`], the last few frames are copied while writers
-//! wait their turn, and the next writer restarts it. The file keeps its
-//! size and is overwritten from the start (cutting it back would free a
-//! gigabyte of page cache inside a request). That pause is long on a busy
-//! disk (100–160 ms measured here: the copy is bracketed by two fsyncs), so
-//! it is paid once per gigabyte of log rather than every few megabytes as
-//! with SQLite's in-commit checkpoints; a 256 MiB bound tripled the
-//! 8-connection p99 of `POST /Users`.
+//! passes a limit (`serve --wal-limit-mib`, 1 GiB by default), its last
+//! frames are copied while writers wait their turn, and the next writer
+//! restarts it. The file keeps its size and is overwritten from the start
+//! (cutting it back would free a gigabyte of page cache inside a request).
+//! The pause is long on a busy disk (117–165 ms measured here: the copy is
+//! bracketed by two fsyncs), so it is paid once per gigabyte of log rather
+//! than every few megabytes as with SQLite's in-commit checkpoints; a
+//! 256 MiB limit tripled the 8-connection p99 of `POST /Users`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,9 +24,6 @@ use crate::db::{Checkpointer, WalState};
 /// How often the log is checkpointed.
 const EVERY: Duration = Duration::from_millis(200);
 
-/// Log size (frames of 4 KiB pages: 1 GiB) past which it is restarted.
-const RESTART_FRAMES: i64 = 262_144;
-
 /// The most frames left for the pass that holds writers back; each pass
 /// before it copies what arrived during the one before.
 const TAIL_FRAMES: i64 = 1_024;
@@ -34,19 +31,32 @@ const TAIL_FRAMES: i64 = 1_024;
 /// Passes alongside writers before holding them back.
 const PASSES: usize = 8;
 
-/// A restart blocked by a long reader is retried no sooner than this.
+/// A restart a reader prevented is retried no sooner than this.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Checkpoints until the process exits.
-pub async fn run(app: Arc<App>, checkpointer: Checkpointer) {
+/// Checkpoints until the process exits, restarting the log once it passes
+/// `limit_bytes` (0: never).
+pub async fn run(app: Arc<App>, checkpointer: Checkpointer, limit_bytes: u64) {
+    let limit_frames = i64::try_from(limit_bytes / checkpointer.page_size()).unwrap_or(i64::MAX);
     let checkpointer = Arc::new(checkpointer);
-    let mut restarted: Option<Instant> = None;
+    // The log's generation when a restart was last set up, and when one
+    // last failed to happen (a reader still used the log).
+    let mut attempted: Option<[u8; 8]> = None;
+    let mut failed: Option<Instant> = None;
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(mut wal) = pass(&checkpointer).await else {
             continue;
         };
-        if wal.frames < RESTART_FRAMES || restarted.is_some_and(|t| t.elapsed() < RETRY) {
+        if let Some(before) = attempted.take()
+            && checkpointer.log_generation() == Some(before)
+        {
+            failed = Some(Instant::now());
+        }
+        if limit_bytes == 0
+            || wal.frames < limit_frames
+            || failed.is_some_and(|t| t.elapsed() < RETRY)
+        {
             continue;
         }
         for _ in 0..PASSES {
@@ -65,14 +75,16 @@ pub async fn run(app: Arc<App>, checkpointer: Checkpointer) {
         let waited = Instant::now();
         let _turn = app.writers.lock().await;
         let held = Instant::now();
-        let wal = pass(&checkpointer).await;
+        let Some(wal) = pass(&checkpointer).await else {
+            continue;
+        };
         tracing::info!(
             ?wal,
             waited_ms = (held - waited).as_millis() as u64,
             held_ms = held.elapsed().as_millis() as u64,
             "write-ahead log copied to its end; the next writer restarts it"
         );
-        restarted = Some(Instant::now());
+        attempted = checkpointer.log_generation();
     }
 }
 

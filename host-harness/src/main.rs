@@ -161,6 +161,11 @@ struct ServeArgs {
     /// instance.
     #[arg(long, default_value_t = 8)]
     warm_instances: usize,
+    /// Size in MiB past which the write-ahead log is started over, which
+    /// holds writers back once for about two fsyncs; 0 never does (the log
+    /// then grows for as long as writes never pause).
+    #[arg(long, default_value_t = 1024)]
+    wal_limit_mib: u64,
     /// Threads that serve HTTP and run the engine (default: one per core;
     /// raise it when long queries should not delay short ones).
     #[arg(long, env = "SCIM_WORKERS")]
@@ -538,7 +543,11 @@ fn run_server(args: ServeArgs) -> Result<()> {
         // A line tools can wait for (the end-to-end tests do).
         println!("listening on http://{addr}{BASE_PATH}");
         tokio::spawn(scim_host::worker::run_worker(app.clone()));
-        tokio::spawn(scim_host::checkpoints::run(app.clone(), checkpointer));
+        tokio::spawn(scim_host::checkpoints::run(
+            app.clone(),
+            checkpointer,
+            args.wal_limit_mib << 20,
+        ));
         serve(app, listener).await
     })
 }

@@ -2,6 +2,7 @@
 //! clients, Bulk.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -240,4 +241,43 @@ fn bulk_over_http() {
     s.post("/Bulk", &json!({"Operations": ops}))
         .expect_error(413, None);
     assert_eq!(s.count("/Users", r#"userName sw "big""#), 0);
+}
+
+/// Under writes that never pause, the write-ahead log is still started over
+/// once it passes `--wal-limit-mib`; with `0` it grows with every commit.
+#[test]
+fn a_steady_write_load_keeps_the_log_bounded() {
+    let wal_after_load = |limit: &str| {
+        let s = Arc::new(Server::start_with(&["--wal-limit-mib", limit]));
+        let until = Instant::now() + Duration::from_secs(3);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (s, limit) = (s.clone(), limit.to_string());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while Instant::now() < until {
+                        s.create_user(&format!("steady-{limit}-{t}-{n}"));
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let users: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let wal = std::fs::metadata(format!("{}-wal", s.db_path().display()))
+            .unwrap()
+            .len();
+        (users, wal)
+    };
+    let (users, bounded) = wal_after_load("1");
+    let (users_unbounded, unbounded) = wal_after_load("0");
+    let detail = format!(
+        "limit 1 MiB: {users} users, log {bounded} B; no limit: {users_unbounded} users, log {unbounded} B"
+    );
+    eprintln!("{detail}");
+    assert!(
+        users > 50 && users_unbounded > 50,
+        "too few writes: {detail}"
+    );
+    assert!(bounded * 3 < unbounded, "{detail}");
 }

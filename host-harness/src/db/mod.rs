@@ -69,6 +69,8 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
 /// the background; `checkpoints::run` decides when.
 pub struct Checkpointer {
     conn: std::sync::Mutex<Connection>,
+    page_size: u64,
+    wal: std::path::PathBuf,
 }
 
 /// The write-ahead log as a checkpoint left it, in frames (pages).
@@ -94,9 +96,30 @@ impl Checkpointer {
             .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
         conn.busy_timeout(Duration::from_millis(50))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
         Ok(Checkpointer {
             conn: std::sync::Mutex::new(conn),
+            page_size: page_size.max(512),
+            wal: wal.into(),
         })
+    }
+
+    /// The log's salts (header bytes 16..24), which change each time a
+    /// writer starts the log over; `None` while there is no log.
+    pub fn log_generation(&self) -> Option<[u8; 8]> {
+        use std::io::Read as _;
+        let mut header = [0u8; 24];
+        std::fs::File::open(&self.wal)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .ok()?;
+        header[16..24].try_into().ok()
+    }
+
+    /// Bytes per page, and so per frame of the log.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
     }
 
     /// A PASSIVE checkpoint: copies what no reader still needs from the log,
