@@ -39,20 +39,25 @@ const RETRY: Duration = Duration::from_secs(1);
 pub async fn run(app: Arc<App>, checkpointer: Checkpointer, limit_bytes: u64) {
     let limit_frames = i64::try_from(limit_bytes / checkpointer.page_size()).unwrap_or(i64::MAX);
     let checkpointer = Arc::new(checkpointer);
-    // The log's generation when a restart was last set up, and when one
-    // last failed to happen (a reader still used the log).
-    let mut attempted: Option<[u8; 8]> = None;
+    // The log's generation and state right after a restart was last set
+    // up, and when one last failed to happen (a reader still used the log).
+    let mut attempted: Option<(Option<[u8; 8]>, WalState)> = None;
     let mut failed: Option<Instant> = None;
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(mut wal) = pass(&checkpointer).await else {
             continue;
         };
-        if let Some(before) = attempted.take()
-            && checkpointer.log_generation() == Some(before)
+        if let Some((generation, after)) = attempted
+            && checkpointer.log_generation() == generation
         {
+            if wal == after {
+                // No writer since: the next one restarts the log.
+                continue;
+            }
             failed = Some(Instant::now());
         }
+        attempted = None;
         if limit_bytes == 0
             || wal.frames < limit_frames
             || failed.is_some_and(|t| t.elapsed() < RETRY)
@@ -84,7 +89,7 @@ pub async fn run(app: Arc<App>, checkpointer: Checkpointer, limit_bytes: u64) {
             held_ms = held.elapsed().as_millis() as u64,
             "write-ahead log copied to its end; the next writer restarts it"
         );
-        attempted = checkpointer.log_generation();
+        attempted = Some((checkpointer.log_generation(), wal));
     }
 }
 
