@@ -546,7 +546,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         tokio::spawn(scim_host::checkpoints::run(
             app.clone(),
             checkpointer,
-            args.wal_limit_mib << 20,
+            args.wal_limit_mib.saturating_mul(1 << 20),
         ));
         serve(app, listener).await
     })
