@@ -132,6 +132,37 @@ fn patch_ops(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
+/// Creates `n` users in one Bulk request; their ids, in request order.
+#[track_caller]
+fn bulk_users(s: &LmsServer, n: usize) -> Vec<String> {
+    let ops: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
+                   "data": {"schemas": [USER_SCHEMA], "userName": format!("member{i:03}")}})
+        })
+        .collect();
+    let r = s
+        .post("/Bulk", &json!({"schemas": [BULK], "Operations": ops}))
+        .expect(200);
+    let ids: Vec<String> = r.json["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            assert_eq!(o["status"], "201", "{o}");
+            o["location"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), n);
+    ids
+}
+
 /// Grants an item by hand: `POST /admin/v1/learners/{id}/{kind}`, 201.
 #[track_caller]
 fn grant_by_hand(s: &LmsServer, id: &str, kind: &str, name: &str) -> Value {
@@ -593,31 +624,7 @@ fn delete_policy_remove_anonymises_the_learner() {
 fn background_remapping_survives_kill_9() {
     let mut s = LmsServer::start_with(&["--drain-batch", "10", "--drain-delay-ms", "20"]);
     const N: usize = 300;
-    let ops: Vec<Value> = (0..N)
-        .map(|i| {
-            json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),
-                   "data": {"schemas": [USER_SCHEMA], "userName": format!("member{i:03}")}})
-        })
-        .collect();
-    let r = s
-        .post("/Bulk", &json!({"schemas": [BULK], "Operations": ops}))
-        .expect(200);
-    let ids: Vec<String> = r.json["Operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            assert_eq!(o["status"], "201", "{o}");
-            o["location"]
-                .as_str()
-                .unwrap()
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(ids.len(), N);
+    let ids = bulk_users(&s, N);
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let g = s.create_group("Old Cohort", &refs);
     wait_synced(&s);
@@ -681,6 +688,50 @@ fn background_remapping_survives_kill_9() {
             granted[0]
         );
         assert_eq!(granted[0]["changeId"], rename["changeId"], "{}", granted[0]);
+    }
+}
+
+#[test]
+fn members_who_leave_during_a_re_mapping_keep_no_team() {
+    // Small batches with pauses, so the requests below land between them.
+    let s = LmsServer::start_with(&["--drain-batch", "10", "--drain-delay-ms", "20"]);
+    let mut ids = bulk_users(&s, 200);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let g = s.create_group("Old Cohort", &refs);
+    wait_synced(&s);
+
+    s.patch(
+        &format!("/Groups/{g}"),
+        &patch_ops(json!([{"op": "replace", "path": "displayName", "value": "New Cohort"}])),
+    )
+    .expect(204);
+    // The drain goes in id order: remove every other member from the end,
+    // so removals keep landing on batches that are about to be applied
+    // (and planned before the removal).
+    ids.sort();
+    let (mut left, mut stayed) = (Vec::new(), Vec::new());
+    for (i, id) in ids.iter().enumerate().rev() {
+        if i % 2 == 0 {
+            entra_remove_member(&s, &g, id);
+            left.push(id);
+        } else {
+            stayed.push(id);
+        }
+    }
+    let status = wait_synced(&s);
+    assert!(status["tasks"].as_array().unwrap().is_empty(), "{status}");
+
+    let new_team = item("New Cohort", &[&from_group(&g)]);
+    for id in left {
+        assert_learner(&learner(&s, id), "active", &[mapped_role()], &[]);
+    }
+    for id in stayed {
+        assert_learner(
+            &learner(&s, id),
+            "active",
+            &[mapped_role()],
+            std::slice::from_ref(&new_team),
+        );
     }
 }
 

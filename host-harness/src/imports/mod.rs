@@ -3,6 +3,7 @@
 
 mod lms;
 mod outbox;
+pub mod plan;
 pub mod plugin;
 pub mod store;
 mod sync_log;
