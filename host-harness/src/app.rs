@@ -33,9 +33,11 @@ pub struct App {
     /// Absolute SCIM base URL; derived from the `Host` header when unset.
     pub public_url: Option<String>,
     pub permits: Arc<Semaphore>,
-    /// The queue for SQLite's one write lock; background batches queue here
-    /// too.
-    pub writers: crate::writers::Writers,
+    /// The queue for SQLite's one write lock. Writers wait here in arrival
+    /// order (tokio's mutex is fair) instead of in SQLite's busy handler,
+    /// whose growing sleeps make latency explode under concurrent writers.
+    /// Background batches queue here too.
+    pub writers: tokio::sync::Mutex<()>,
     pub request_timeout_ms: u128,
     pub metrics: Metrics,
     /// Woken when a request queued background work.

@@ -78,7 +78,7 @@ pub async fn run(app: Arc<App>, checkpointer: Checkpointer, limit_bytes: u64) {
             continue;
         }
         let waited = Instant::now();
-        let _turn = app.writers.lock_uncounted().await;
+        let _turn = app.writers.lock().await;
         let held = Instant::now();
         let Some(wal) = pass(&checkpointer).await else {
             continue;

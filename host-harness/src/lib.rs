@@ -10,8 +10,7 @@
 //! request's transaction; [`imports`] implements the WIT interfaces the
 //! engine imports; [`lms`] is the reference LMS model; [`db`] holds the
 //! schema and tenants; [`outbox`] and [`worker`] are the background work;
-//! [`writers`] is the queue for the write lock; [`events`] is the sync log;
-//! [`metrics`] the Prometheus registry.
+//! [`events`] is the sync log; [`metrics`] the Prometheus registry.
 
 pub mod app;
 pub mod checkpoints;
@@ -27,7 +26,6 @@ pub mod outbox;
 pub mod runtime;
 pub mod sandbox;
 pub mod worker;
-pub mod writers;
 
 /// Host-side bindings generated from `wit/`.
 pub mod bindings {

@@ -516,7 +516,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         public_url: args.public_url.clone(),
         permits: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
-        writers: Default::default(),
+        writers: tokio::sync::Mutex::new(()),
         request_timeout_ms: args.request_timeout_ms as u128,
         metrics: scim_host::metrics::Metrics::new(),
         outbox: tokio::sync::Notify::new(),

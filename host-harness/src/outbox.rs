@@ -70,7 +70,6 @@ pub fn enqueue(
 }
 
 /// A task taken from the outbox.
-#[derive(Clone)]
 pub struct Queued {
     pub id: i64,
     pub tenant: i64,
@@ -113,14 +112,6 @@ pub fn next(conn: &Connection) -> rusqlite::Result<Option<Queued>> {
             }
         },
     ))
-}
-
-/// Where a task that may still be tried stands: `None` when it is gone
-/// (finished, superseded, removed) or stalled, else its cursor.
-pub fn position(conn: &Connection, id: i64) -> rusqlite::Result<Option<Option<String>>> {
-    conn.prepare_cached("SELECT cursor FROM outbox WHERE id = ?1 AND attempts < ?2")?
-        .query_row(params![id, MAX_ATTEMPTS], |r| r.get(0))
-        .optional()
 }
 
 /// Stores how far a task got (in the batch's transaction).

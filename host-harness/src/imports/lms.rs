@@ -5,7 +5,6 @@ use crate::bindings::lms::scim::lms::{
 };
 
 use super::SqlStore;
-use super::plan::Deferred;
 use crate::bindings::lms::scim::lms::Effect;
 
 /// An effect's name, for metrics.
@@ -58,9 +57,6 @@ impl Host for SqlStore {
     }
 
     fn apply(&mut self, changes: Vec<Change>) -> R<()> {
-        let Some(Deferred::Apply(changes)) = self.defer(Deferred::Apply(changes)) else {
-            return Ok(());
-        };
         let (conn, tenant) = (self.lms_conn()?, self.tenant());
         let mut rows = Vec::new();
         let mut teams = std::collections::HashSet::new();

@@ -3,7 +3,6 @@
 
 mod lms;
 mod outbox;
-pub mod plan;
 pub mod plugin;
 pub mod store;
 mod sync_log;

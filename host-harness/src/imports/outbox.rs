@@ -4,13 +4,9 @@
 use crate::bindings::lms::scim::outbox::{Host, Task};
 
 use super::SqlStore;
-use super::plan::Deferred;
 
 impl Host for SqlStore {
     fn enqueue(&mut self, task: Task) {
-        let Some(Deferred::Enqueue(task)) = self.defer(Deferred::Enqueue(task)) else {
-            return;
-        };
         let (Some(conn), tenant) = (self.conn_ref(), self.tenant()) else {
             return;
         };

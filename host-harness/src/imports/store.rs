@@ -33,9 +33,6 @@ pub struct SqlStore {
     pub journal: Journal,
     /// Which mapping plugin the `plugin` import runs, if any.
     pub plugin: Option<super::plugin::PluginCtx>,
-    /// Set while the engine only plans (see [`super::plan`]): the writes it
-    /// asks for are kept here instead of made.
-    pub(super) planned: Option<Vec<super::plan::Deferred>>,
 }
 
 /// What the engine recorded during one request or background batch, kept
@@ -277,7 +274,6 @@ impl SqlStore {
             counts: HashMap::new(),
             journal: Journal::default(),
             plugin: None,
-            planned: None,
         }
     }
 
@@ -318,7 +314,6 @@ impl SqlStore {
             counts: HashMap::new(),
             journal: Journal::default(),
             plugin: None,
-            planned: None,
         }
     }
 

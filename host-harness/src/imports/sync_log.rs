@@ -5,13 +5,9 @@ use crate::bindings::lms::scim::sync_log::{Event, EventStatus, Host};
 use crate::events::EventRow;
 
 use super::SqlStore;
-use super::plan::Deferred;
 
 impl Host for SqlStore {
     fn append(&mut self, events: Vec<Event>) {
-        let Some(Deferred::Append(events)) = self.defer(Deferred::Append(events)) else {
-            return;
-        };
         self.journal.events.extend(events.into_iter().map(|e| {
             EventRow {
                 action: e.action,

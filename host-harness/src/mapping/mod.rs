@@ -447,7 +447,7 @@ pub struct Change<'a> {
     pub progress: &'a mut dyn FnMut(u64),
     /// The server's queue for the write lock, held just for the
     /// transaction that records the change; `None` outside the server.
-    pub writers: Option<&'a crate::writers::Writers>,
+    pub writers: Option<&'a tokio::sync::Mutex<()>>,
 }
 
 /// Installs `document` (or, with `None`, returns to the default mapping)
