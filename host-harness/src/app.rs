@@ -42,6 +42,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Woken when a request queued background work.
     pub outbox: Notify,
+    /// What `GET /admin/v1/sync` counted of re-mappings in progress.
+    pub progress: crate::outbox::Progress,
     pub background: Background,
     /// SHA-256 of the token `/metrics` requires; `None` disables it.
     pub metrics_token: Option<[u8; 32]>,

@@ -333,7 +333,7 @@ fn sync_status(tenant: Option<String>, json: bool, db: DbArg) -> Result<()> {
     let pool = open_db(&db)?;
     let conn = pool.get()?;
     let tenant = tenant.map(|t| db::tenant_id(&conn, &t)).transpose()?;
-    let status = outbox::status(&conn, tenant)?;
+    let status = outbox::status(&conn, tenant, &Default::default())?;
     if json {
         println!("{status}");
         return Ok(());
@@ -520,6 +520,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         request_timeout_ms: args.request_timeout_ms as u128,
         metrics: scim_host::metrics::Metrics::new(),
         outbox: tokio::sync::Notify::new(),
+        progress: Default::default(),
         background: Background {
             batch: args.drain_batch.max(1),
             pause: Duration::from_millis(args.drain_delay_ms),

@@ -148,12 +148,20 @@ pub fn backlog(conn: &Connection) -> rusqlite::Result<(u64, Option<f64>)> {
     )
 }
 
+/// Users already counted for each re-mapping of every user in progress
+/// (task id to cursor and users up to it), so that polling the status costs
+/// the users done since the last poll rather than all of them.
+#[derive(Default)]
+pub struct Progress(std::sync::Mutex<std::collections::HashMap<i64, (i64, i64)>>);
+
 /// How far a re-mapping of every user got: users up to the cursor (a
 /// document sequence number) and users in all.
 fn everyone_progress(
     conn: &Connection,
     tenant: i64,
+    task: i64,
     cursor: Option<&str>,
+    progress: &Progress,
 ) -> rusqlite::Result<(i64, i64)> {
     let total: i64 = conn
         .prepare_cached("SELECT n FROM kind_counts WHERE tenant = ?1 AND kind = 'User'")?
@@ -163,23 +171,38 @@ fn everyone_progress(
     let Some(seq) = cursor.and_then(|c| c.parse::<i64>().ok()) else {
         return Ok((0, total));
     };
-    let done: i64 = conn
+    let mut counted = progress.0.lock().unwrap_or_else(|e| e.into_inner());
+    let (from, before) = counted
+        .get(&task)
+        .copied()
+        .filter(|(at, _)| *at <= seq)
+        .unwrap_or((0, 0));
+    let since: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM documents WHERE tenant = ?1 AND kind = 'User' AND seq <= ?2",
+            "SELECT count(*) FROM documents
+             WHERE tenant = ?1 AND kind = 'User' AND seq > ?2 AND seq <= ?3",
         )?
-        .query_row(params![tenant, seq], |r| r.get(0))?;
+        .query_row(params![tenant, from, seq], |r| r.get(0))?;
+    // Users deleted after they were counted stay counted: clamp.
+    let done = (before + since).min(total);
+    counted.insert(task, (seq, done));
     Ok((done, total))
 }
 
 /// The backlog as `sync status` and `GET /admin/v1/sync` show it; all
 /// tenants when `tenant` is `None`.
-pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value> {
+pub fn status(
+    conn: &Connection,
+    tenant: Option<i64>,
+    progress: &Progress,
+) -> rusqlite::Result<Value> {
     let mut stmt = conn.prepare(
         "SELECT o.id, t.name, o.change_id, o.task, o.cursor, o.created, o.attempts, o.last_error,
             (julianday('now') - julianday(o.created)) * 86400.0, o.tenant
          FROM outbox o JOIN tenants t ON t.id = o.tenant
          WHERE ?1 IS NULL OR o.tenant = ?1 ORDER BY o.id LIMIT 1000",
     )?;
+    let mut seen = Vec::new();
     let tasks = stmt
         .query_map([tenant], |r| {
             let work: String = r.get(3)?;
@@ -190,7 +213,9 @@ pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value>
                 json!({"remap": "users", "users": u.len()})
             } else if work.get("everyone").is_some() {
                 let cursor: Option<String> = r.get(4)?;
-                let (done, total) = everyone_progress(conn, r.get(9)?, cursor.as_deref())?;
+                let (done, total) =
+                    everyone_progress(conn, r.get(9)?, r.get(0)?, cursor.as_deref(), progress)?;
+                seen.push(r.get::<_, i64>(0)?);
                 json!({"remap": "everyone", "done": done, "total": total})
             } else if let Some(g) = work.get("members") {
                 json!({"remap": "members", "group": g})
@@ -212,6 +237,13 @@ pub fn status(conn: &Connection, tenant: Option<i64>) -> rusqlite::Result<Value>
             }))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Tasks no longer listed are finished (or another tenant's: recounted
+    // when asked for).
+    progress
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|task, _| seen.contains(task));
     let (pending, oldest): (i64, Option<f64>) = conn.query_row(
         "SELECT count(*), (julianday('now') - julianday(min(created))) * 86400.0 FROM outbox
          WHERE ?1 IS NULL OR tenant = ?1",
@@ -266,5 +298,59 @@ mod tests {
             left,
             [(a, work_json(&users.work)), (b, work_json(&everyone.work))]
         );
+    }
+
+    #[test]
+    fn progress_polled_step_by_step_matches_a_full_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = db::open(&dir.path().join("p.db"), 1, Checkpoints::InCommit).unwrap();
+        let conn = pool.get().unwrap();
+        let t = db::add_tenant(&conn, "t").unwrap();
+        let t = db::tenant_id(&conn, &t.name).unwrap();
+        let add = |kind: &str, batch: &str, n: usize| {
+            for i in 0..n {
+                conn.execute(
+                    "INSERT INTO documents (tenant, kind, id, version, body) VALUES (?1, ?2, ?3, 1, '{}')",
+                    params![t, kind, format!("{kind}-{batch}{i}")],
+                )
+                .unwrap();
+            }
+        };
+        add("User", "a", 30);
+        add("Group", "a", 5);
+        add("User", "b", 10);
+        conn.execute(
+            "INSERT INTO kind_counts (tenant, kind, n) VALUES (?1, 'User', 40)",
+            [t],
+        )
+        .unwrap();
+        let everyone = Task {
+            work: Work::Everyone,
+            cursor: None,
+        };
+        enqueue(&conn, t, "c", &everyone).unwrap();
+        let progress = Progress::default();
+        let work = |cursor: &str| {
+            conn.execute("UPDATE outbox SET cursor = ?1", [cursor])
+                .unwrap();
+            status(&conn, Some(t), &progress).unwrap()["tasks"][0]["work"].clone()
+        };
+        // Cursors are document sequence numbers: 1-30 users, 31-35 groups.
+        for (cursor, done) in [("10", 10), ("10", 10), ("33", 30), ("38", 33), ("45", 40)] {
+            assert_eq!(
+                work(cursor),
+                json!({"remap": "everyone", "done": done, "total": 40}),
+                "cursor {cursor}"
+            );
+        }
+        // Users deleted after they were counted never push it past the total.
+        conn.execute("DELETE FROM documents WHERE kind = 'User' AND seq < 5", [])
+            .unwrap();
+        conn.execute("UPDATE kind_counts SET n = 36", []).unwrap();
+        assert_eq!(work("45")["done"], 36);
+        // A finished task is forgotten.
+        conn.execute("DELETE FROM outbox", []).unwrap();
+        status(&conn, Some(t), &progress).unwrap();
+        assert!(progress.0.lock().unwrap().is_empty());
     }
 }

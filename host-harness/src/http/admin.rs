@@ -334,6 +334,6 @@ pub fn events_query(params: &HashMap<String, String>) -> Result<events::Query, S
 
 async fn get_sync(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
-    let status = crate::outbox::status(&conn, Some(tenant.id)).map_err(db_error)?;
+    let status = crate::outbox::status(&conn, Some(tenant.id), &app.progress).map_err(db_error)?;
     Ok(Json(status).into_response())
 }
