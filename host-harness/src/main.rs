@@ -458,6 +458,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 fn run_server(args: ServeArgs) -> Result<()> {
+    let _serving = db::lock_for_serving(&args.db.db)?;
     let pool = db::open(
         &args.db.db,
         args.concurrency + 4,

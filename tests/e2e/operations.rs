@@ -1,8 +1,12 @@
-//! Operating the host: `/metrics`, token rotation and tenant removal.
+//! Operating the host: `/metrics`, token rotation, tenant removal, and one
+//! server per database.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::LmsServer;
+use crate::support::{LmsServer, Server};
 
 #[test]
 fn metrics_need_their_token_and_count_requests_effects_and_backlog() {
@@ -137,5 +141,49 @@ fn the_admin_api_refuses_garbled_input_and_changes_nothing() {
         serde_json::json!([]),
         "{}",
         learner.text
+    );
+}
+
+#[test]
+fn a_second_server_on_the_same_database_is_refused() {
+    let s = Server::start();
+    let mut second = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", "another"])
+        .arg("--db")
+        .arg(s.db_path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second scim-host");
+    // Two servers would both drain the outbox; the second must stop at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second scim-host is serving the same database");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("already serving") && stderr.contains(&s.pid().to_string()),
+        "{stderr}"
+    );
+    // The first server is untouched, and the command line still works.
+    s.get("/Users").expect(200);
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+        .args(["tenant", "list", "--db"])
+        .arg(s.db_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

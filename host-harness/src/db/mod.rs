@@ -65,6 +65,46 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
         .context("creating the connection pool")
 }
 
+/// Held while a server serves a database. A second `serve` on the same file
+/// would drain the outbox and move the log alongside the first, so it is
+/// refused. The operating system releases the lock when the process ends,
+/// even by `kill -9`; command-line tools do not take it.
+pub struct Serving {
+    _file: std::fs::File,
+}
+
+/// Takes the serving lock of the database at `path` (`<path>.lock`).
+pub fn lock_for_serving(path: &Path) -> Result<Serving> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let lock = std::path::PathBuf::from(format!("{}.lock", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .with_context(|| format!("opening {}", lock.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another scim-host (pid {}) is already serving {}; stop it first, or give this one its own --db",
+                pid.trim(),
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", lock.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(Serving { _file: file })
+}
+
 /// The connection that moves the write-ahead log into the database file in
 /// the background; `checkpoints::run` decides when.
 pub struct Checkpointer {
