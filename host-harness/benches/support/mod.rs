@@ -140,8 +140,10 @@ pub fn serve(db: &Path, extra: &[&str]) -> Server {
     // binary) so that two builds can be compared back to back.
     let binary = std::env::var("SCIM_BENCH_HOST")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-host").to_string());
-    // `SCIM_BENCH_LOG` (a `RUST_LOG` filter) shows the server's log.
+    // `SCIM_BENCH_LOG` (a `RUST_LOG` filter) shows the server's log;
+    // otherwise its warnings go to `<db>.log`, shown if it fails to start.
     let log = std::env::var("SCIM_BENCH_LOG").ok();
+    let log_file = PathBuf::from(format!("{}.log", db.display()));
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(extra)
@@ -152,13 +154,16 @@ pub fn serve(db: &Path, extra: &[&str]) -> Server {
         .stderr(if log.is_some() {
             Stdio::inherit()
         } else {
-            Stdio::null()
+            Stdio::from(std::fs::File::create(&log_file).unwrap())
         })
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let base = loop {
-        let line = lines.next().expect("server output").unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            let why = std::fs::read_to_string(&log_file).unwrap_or_default();
+            panic!("scim-host exited before listening: {why}");
+        };
         if let Some(url) = line.strip_prefix("listening on ") {
             break url.to_string();
         }
