@@ -176,11 +176,7 @@ fn a_second_server_on_the_same_database_is_refused() {
     );
     // The first server is untouched, and the command line still works.
     s.get("/Users").expect(200);
-    let out = Command::new(env!("CARGO_BIN_EXE_scim-host"))
-        .args(["tenant", "list", "--db"])
-        .arg(s.db_path())
-        .output()
-        .unwrap();
+    let out = s.cli(&["tenant", "list"]);
     assert!(
         out.status.success(),
         "{}",
