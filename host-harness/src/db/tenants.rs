@@ -174,20 +174,25 @@ pub fn remove_tenant(conn: &mut Connection, name: &str) -> Result<()> {
             OR member_seq IN (SELECT seq FROM documents WHERE tenant = ?1)",
         [id],
     )?;
-    for table in [
-        "terms",
-        "documents",
-        "kind_counts",
-        "term_stats",
-        "learners",
-        "catalogue",
-        "assignments",
-        "outbox",
-        "events",
-        "mappings",
-    ] {
-        tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [id])?;
+    // Every table with a `tenant` column, read from the schema so a table
+    // added later cannot be forgotten: tenant ids can be reused, and a new
+    // tenant must not inherit a removed one's plugins or log.
+    let tables: Vec<String> = tx
+        .prepare(
+            "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
+             WHERE m.type = 'table' AND c.name = 'tenant'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for table in tables {
+        tx.execute(&format!("DELETE FROM \"{table}\" WHERE tenant = ?1"), [id])?;
     }
+    // Plugin components are shared by content hash; drop the unused ones.
+    tx.execute(
+        "DELETE FROM mapper_components WHERE sha256 NOT IN
+            (SELECT sha256 FROM mappers WHERE sha256 IS NOT NULL)",
+        [],
+    )?;
     tx.execute("DELETE FROM tenants WHERE id = ?1", [id])?;
     tx.commit()?;
     Ok(())
@@ -298,4 +303,64 @@ pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A removed tenant leaves no row behind in any table, plugins and their
+    /// failures included, so a tenant that later gets its id inherits nothing.
+    #[test]
+    fn removing_a_tenant_leaves_nothing_a_new_tenant_could_inherit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(
+            &dir.path().join("t.db"),
+            1,
+            crate::db::Checkpoints::InCommit,
+        )
+        .unwrap();
+        let mut conn = pool.get().unwrap();
+        add_tenant(&conn, "stays").unwrap();
+        add_tenant(&conn, "leaving").unwrap();
+        let id = tenant_id(&conn, "leaving").unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO mapper_components (sha256, component) VALUES ('abc', x'00');
+             INSERT INTO mappers (tenant, version, sha256, installed_at, installed_by)
+                VALUES ({id}, 1, 'abc', 'now', 'test');
+             INSERT INTO mapper_failures (tenant, at, sha256, input, settings, reason, detail)
+                VALUES ({id}, 'now', 'abc', '{{}}', '{{}}', 'trap', 'x');
+             INSERT INTO events (tenant, at, request_id, change_id, action, resource_type,
+                resource_id, status, changes, duration_us)
+                VALUES ({id}, 'now', 'r', 'c', 'create', 'User', 'u', 'success', '[]', 0);"
+        ))
+        .unwrap();
+        remove_tenant(&mut conn, "leaving").unwrap();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
+                 WHERE m.type = 'table' AND c.name = 'tenant'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(tables.len() >= 10, "{tables:?}");
+        for t in &tables {
+            let n: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM \"{t}\" WHERE tenant = ?1"),
+                    [id],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 0, "{t} still holds rows of the removed tenant");
+        }
+        let components: i64 = conn
+            .query_row("SELECT count(*) FROM mapper_components", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(components, 0, "an unused plugin component was kept");
+        assert!(tenant_id(&conn, "stays").is_ok());
+    }
 }
