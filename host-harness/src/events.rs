@@ -64,7 +64,14 @@ pub fn insert(
             resource_name, status, reason, detail, changes, duration_us)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
+    let mut names = conn.prepare_cached(
+        "INSERT OR IGNORE INTO event_names (tenant, name, resource_type, resource_id)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
     for r in rows {
+        if let Some(name) = &r.resource_name {
+            names.execute(params![tenant, name, r.resource_type, r.resource_id])?;
+        }
         let changes: Vec<Value> = r
             .changes
             .iter()
@@ -96,7 +103,8 @@ pub struct Query {
     pub since: Option<String>,
     /// Only failures.
     pub failed: bool,
-    /// Only events about this resource id or name.
+    /// Only events about the resource with this id, or the resources ever
+    /// logged under this name.
     pub user: Option<String>,
     /// At most this many (newest first).
     pub limit: u32,
@@ -121,7 +129,11 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> rusqlite::Result<Vec<V
         args.push(user.clone().into());
         let n = args.len();
         sql.push_str(&format!(
-            " AND (resource_id = ?{n} OR resource_name = ?{n})"
+            " AND id IN (SELECT id FROM events WHERE tenant = ?1 AND resource_id = ?{n}
+                UNION SELECT e.id FROM event_names n JOIN events e
+                    ON e.tenant = n.tenant AND e.resource_id = n.resource_id
+                    AND e.resource_type = n.resource_type
+                WHERE n.tenant = ?1 AND n.name = ?{n})"
         ));
     }
     args.push(i64::from(q.limit.clamp(1, 10_000)).into());
@@ -181,9 +193,19 @@ pub fn purge(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
         )?;
         total += n;
         if (n as i64) < PURGE_CHUNK {
-            return Ok(total);
+            break;
         }
     }
+    if total > 0 {
+        // Names of resources with no event left (by id alone, which the
+        // index answers; a name kept a little longer only costs a row).
+        conn.execute(
+            "DELETE FROM event_names WHERE NOT EXISTS (SELECT 1 FROM events e
+                WHERE e.tenant = event_names.tenant AND e.resource_id = event_names.resource_id)",
+            [],
+        )?;
+    }
+    Ok(total)
 }
 
 /// Checks a `since` time (RFC 3339, or a date) and returns it in the form
@@ -240,5 +262,101 @@ mod tests {
         .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["changes"][0]["new"], "b");
+    }
+
+    fn row(kind: &str, id: &str, name: Option<&str>) -> EventRow {
+        EventRow {
+            action: "update".into(),
+            resource_type: kind.into(),
+            resource_id: id.into(),
+            resource_name: name.map(str::to_string),
+            status: "success",
+            reason: None,
+            detail: None,
+            changes: Vec::new(),
+        }
+    }
+
+    fn ids(conn: &Connection, tenant: i64, user: &str) -> Vec<String> {
+        let q = Query {
+            user: Some(user.into()),
+            limit: 100,
+            ..Default::default()
+        };
+        list(conn, tenant, &q)
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["resourceType"].as_str().unwrap(),
+                    e["resourceId"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    /// A name finds every event of the resources ever logged under it (a
+    /// renamed user's events from before and after), and nothing of another
+    /// type that shares the id; names of purged resources are forgotten.
+    #[test]
+    fn a_name_finds_every_event_of_its_resources_and_only_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(
+            &dir.path().join("e.db"),
+            1,
+            crate::db::Checkpoints::InCommit,
+        )
+        .unwrap();
+        let conn = pool.get().unwrap();
+        crate::db::add_tenant(&conn, "other").unwrap();
+        let t = crate::db::tenant_id(&conn, "other").unwrap();
+        let stamp = Stamp::default();
+        insert(
+            &conn,
+            t,
+            &stamp,
+            &[
+                row("User", "u1", Some("alice")),
+                row("Learner", "u1", Some("alice")),
+            ],
+        )
+        .unwrap();
+        insert(
+            &conn,
+            t,
+            &stamp,
+            &[row("Group", "g1", None), row("User", "u1", Some("alicia"))],
+        )
+        .unwrap();
+        insert(
+            &conn,
+            t,
+            &stamp,
+            &[
+                row("User", "u2", Some("bob")),
+                row("Mapping", "1", Some("alice")),
+            ],
+        )
+        .unwrap();
+        insert(&conn, t, &stamp, &[row("Mapper", "1", Some("other"))]).unwrap();
+        insert(&conn, t + 1, &stamp, &[row("User", "u9", Some("alice"))]).unwrap();
+
+        assert_eq!(
+            ids(&conn, t, "alice"),
+            ["Mapping:1", "User:u1", "Learner:u1", "User:u1"]
+        );
+        assert_eq!(ids(&conn, t, "alicia"), ["User:u1", "User:u1"]);
+        assert_eq!(ids(&conn, t, "u1"), ["User:u1", "Learner:u1", "User:u1"]);
+        assert_eq!(ids(&conn, t, "nobody"), Vec::<String>::new());
+
+        // Everything is old: the purge takes the events and their names.
+        conn.execute("UPDATE events SET at = '2000-01-01T00:00:00.000Z'", [])
+            .unwrap();
+        assert_eq!(purge(&conn, 30).unwrap(), 8);
+        let names: i64 = conn
+            .query_row("SELECT count(*) FROM event_names", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(names, 0);
     }
 }

@@ -89,7 +89,17 @@ impl Loader {
             body: body.to_string().into_bytes(),
             context: self.context.clone(),
         };
-        let (resp, store) = self.runtime.handle(self.store.take().unwrap(), &req);
+        let (resp, mut store) = self.runtime.handle(self.store.take().unwrap(), &req);
+        // The sync log a server would have written, so that benchmarks see
+        // a database of the size and shape a real one has.
+        let journal = std::mem::take(&mut store.journal);
+        scim_host::events::insert(
+            store.conn_ref().unwrap(),
+            self.tenant,
+            &scim_host::events::Stamp::default(),
+            &journal.events,
+        )
+        .unwrap();
         self.store = Some(store);
         let resp = resp.unwrap();
         assert!(

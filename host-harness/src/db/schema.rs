@@ -209,6 +209,25 @@ CREATE TABLE mapper_failures (
 CREATE INDEX mapper_failures_by_tenant ON mapper_failures (tenant, id);
 ALTER TABLE tenants ADD COLUMN plugin_denied_roles TEXT NOT NULL DEFAULT '[]';
 "#,
+    // 5: the names each resource was logged under, once per name, instead
+    // of an index of every event by name. Events are written in id order,
+    // but a re-mapping writes them in user-id order, which put each one at
+    // a random place in that index: most of the pages a background batch
+    // wrote. `events --user NAME` now finds every event of the resources
+    // ever called NAME.
+    r#"
+CREATE TABLE event_names (
+    tenant        INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id   TEXT NOT NULL,
+    PRIMARY KEY (tenant, name, resource_type, resource_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO event_names (tenant, name, resource_type, resource_id)
+    SELECT tenant, resource_name, resource_type, resource_id FROM events
+    WHERE resource_name IS NOT NULL;
+DROP INDEX events_by_name;
+"#,
 ];
 
 /// Applies the migrations a database has not seen yet, each in its own

@@ -83,7 +83,15 @@ pub fn grant_manual(
     if kind == GrantKind::Team {
         ensure_team(conn, tenant, name)?;
     }
-    grant(conn, tenant, id, kind, &item, &mut changes)?;
+    grant(
+        conn,
+        tenant,
+        id,
+        kind,
+        &item,
+        &crate::events::now(),
+        &mut changes,
+    )?;
     record(conn, tenant, &l, "grant", changes, stamp)?;
     Ok(learner_json(
         &learner(conn, tenant, id)?.expect("read above"),

@@ -191,9 +191,18 @@ pub fn apply(
     let id = r.scim_id.as_str();
     let mut changes = Vec::new();
     let mut action: Option<&'static str> = None;
-    // One read of what the learner is now.
-    let current: Option<(String, [Option<String>; 8])> = conn
-        .prepare_cached(
+    let at = now();
+    // What the learner is now, read only when an effect needs its status or
+    // profile: a re-mapping's grants and revokes need neither (a grant
+    // checks that the learner exists itself).
+    let needs_read = change.effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Upsert(_) | Effect::Suspend | Effect::Reactivate | Effect::Remove
+        )
+    });
+    let current: Option<(String, [Option<String>; 8])> = if needs_read {
+        conn.prepare_cached(
             "SELECT status, display_name, given_name, family_name, email, locale, title,
                 department, manager FROM learners WHERE tenant = ?1 AND scim_id = ?2",
         )?
@@ -212,7 +221,10 @@ pub fn apply(
                 ],
             ))
         })
-        .optional()?;
+        .optional()?
+    } else {
+        None
+    };
     let (mut status, mut profile) = match current {
         Some((s, p)) => (Some(s), p),
         None => (None, Default::default()),
@@ -241,7 +253,7 @@ pub fn apply(
                         new[5],
                         new[6],
                         new[7],
-                        now()
+                        at
                     ])?;
                     status = Some("active".into());
                     action = Some("create");
@@ -282,7 +294,7 @@ pub fn apply(
                     new[5],
                     new[6],
                     new[7],
-                    now(),
+                    at,
                     differs
                 ])?;
             }
@@ -293,7 +305,7 @@ pub fn apply(
                     ("active", "reactivate")
                 };
                 if status.as_deref().is_some_and(|s| s != to) {
-                    set_status(conn, tenant, id, to)?;
+                    set_status(conn, tenant, id, to, &at)?;
                     changes.push((
                         "status".into(),
                         json_text(&status),
@@ -311,7 +323,7 @@ pub fn apply(
                             locale = NULL, title = NULL, department = NULL, manager = NULL, updated = ?3
                          WHERE tenant = ?1 AND scim_id = ?2",
                     )?
-                    .execute(params![tenant, id, now()])?;
+                    .execute(params![tenant, id, at])?;
                     conn.prepare_cached(
                         "DELETE FROM assignments WHERE tenant = ?1 AND scim_id = ?2",
                     )?
@@ -328,18 +340,24 @@ pub fn apply(
             }
             // No learner, nothing to grant to.
             Effect::SetRole(_) | Effect::JoinTeam(_) | Effect::AssignPath(_)
-                if status.is_none() => {}
-            Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, &mut changes)?,
+                if needs_read && status.is_none() => {}
+            Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, &at, &mut changes)?,
             Effect::JoinTeam(i) => {
                 if !teams.contains(&i.name) {
                     ensure_team(conn, tenant, &i.name)?;
                     teams.insert(i.name.clone());
                 }
-                grant(conn, tenant, id, GrantKind::Team, i, &mut changes)?
+                grant(conn, tenant, id, GrantKind::Team, i, &at, &mut changes)?
             }
-            Effect::AssignPath(i) => {
-                grant(conn, tenant, id, GrantKind::LearningPath, i, &mut changes)?
-            }
+            Effect::AssignPath(i) => grant(
+                conn,
+                tenant,
+                id,
+                GrantKind::LearningPath,
+                i,
+                &at,
+                &mut changes,
+            )?,
             Effect::ClearRole(i) => revoke(conn, tenant, id, GrantKind::Role, i, &mut changes)?,
             Effect::LeaveTeam(i) => revoke(conn, tenant, id, GrantKind::Team, i, &mut changes)?,
             Effect::UnassignPath(i) => {
@@ -362,11 +380,17 @@ pub fn apply(
     }))
 }
 
-fn set_status(conn: &Connection, tenant: i64, id: &str, to: &str) -> rusqlite::Result<()> {
+fn set_status(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+    to: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE learners SET status = ?3, updated = ?4 WHERE tenant = ?1 AND scim_id = ?2",
     )?
-    .execute(params![tenant, id, to, now()])?;
+    .execute(params![tenant, id, to, at])?;
     Ok(())
 }
 
@@ -386,20 +410,23 @@ pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Resu
     Ok(())
 }
 
-/// Adds an assignment to an existing learner, or restores a withdrawn one;
-/// a no-op when held.
+/// Adds an assignment to an existing learner (none is made for a learner
+/// that does not exist), or restores a withdrawn one; a no-op when held.
+#[allow(clippy::too_many_arguments)]
 pub fn grant(
     conn: &Connection,
     tenant: i64,
     id: &str,
     kind: GrantKind,
     i: &Item,
+    at: &str,
     changes: &mut Changes,
 ) -> rusqlite::Result<()> {
     let n = conn
         .prepare_cached(
             "INSERT INTO assignments (tenant, scim_id, kind, name, source, via, granted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+             WHERE EXISTS (SELECT 1 FROM learners WHERE tenant = ?1 AND scim_id = ?2)
              ON CONFLICT DO UPDATE SET withdrawn = 0, granted = excluded.granted
                WHERE withdrawn = 1",
         )?
@@ -410,7 +437,7 @@ pub fn grant(
             i.name,
             i.source,
             via(&i.source),
-            now()
+            at
         ])?;
     if n > 0 {
         changes.push((kind_name(kind).into(), None, item_json(i)));

@@ -212,7 +212,8 @@ fn a_first_release_database_is_migrated() {
              DROP TABLE mappings; DROP TABLE mapper_components; DROP TABLE mappers;
              DROP TABLE mapper_failures;
              DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
-             DROP TABLE outbox; DROP TABLE events; PRAGMA user_version = 0;",
+             DROP TABLE outbox; DROP TABLE events; DROP TABLE event_names;
+             PRAGMA user_version = 0;",
         )
         .unwrap();
     }
@@ -233,7 +234,7 @@ fn a_first_release_database_is_migrated() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     // Migrations 2 and 3 gave the existing tenant its LMS catalogue and a
     // policy.
     let (role, policy, drift): (String, String, String) = conn
