@@ -4,6 +4,9 @@
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
+/// The resource type of learner events.
+pub const LEARNER: &str = "Learner";
+
 /// One event before the host stamps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
@@ -17,6 +20,14 @@ pub struct EventRow {
     pub detail: Option<String>,
     /// Attribute name, old and new value, each as JSON text.
     pub changes: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// One changed attribute as stored: its old and new values are JSON text.
+#[derive(serde::Serialize)]
+struct ChangeText<'a> {
+    name: &'a str,
+    old: &'a Option<String>,
+    new: &'a Option<String>,
 }
 
 /// What every event of one request or batch shares.
@@ -69,14 +80,19 @@ pub fn insert(
          VALUES (?1, ?2, ?3, ?4)",
     )?;
     for r in rows {
-        if let Some(name) = &r.resource_name {
+        // A learner is found through its user, whose events carry every
+        // userName it had: a re-mapping's learner events write no names.
+        if let Some(name) = &r.resource_name
+            && r.resource_type != LEARNER
+        {
             names.execute(params![tenant, name, r.resource_type, r.resource_id])?;
         }
-        let changes: Vec<Value> = r
+        let changes: Vec<ChangeText> = r
             .changes
             .iter()
-            .map(|(name, old, new)| json!({"name": name, "old": old, "new": new}))
+            .map(|(name, old, new)| ChangeText { name, old, new })
             .collect();
+        let changes = serde_json::to_string(&changes).expect("strings serialize");
         stmt.execute(params![
             tenant,
             at,
@@ -89,7 +105,7 @@ pub fn insert(
             r.status,
             r.reason,
             r.detail,
-            Value::Array(changes).to_string(),
+            changes,
             stamp.duration_us as i64,
         ])?;
     }
@@ -103,8 +119,8 @@ pub struct Query {
     pub since: Option<String>,
     /// Only failures.
     pub failed: bool,
-    /// Only events about the resource with this id, or the resources ever
-    /// logged under this name.
+    /// Only events about the resource with this id, or the resources (and
+    /// their learners) ever logged under this name.
     pub user: Option<String>,
     /// At most this many (newest first).
     pub limit: u32,
@@ -132,7 +148,8 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> rusqlite::Result<Vec<V
             " AND id IN (SELECT id FROM events WHERE tenant = ?1 AND resource_id = ?{n}
                 UNION SELECT e.id FROM event_names n JOIN events e
                     ON e.tenant = n.tenant AND e.resource_id = n.resource_id
-                    AND e.resource_type = n.resource_type
+                    AND (e.resource_type = n.resource_type
+                        OR (n.resource_type = 'User' AND e.resource_type = '{LEARNER}'))
                 WHERE n.tenant = ?1 AND n.name = ?{n})"
         ));
     }
@@ -297,7 +314,8 @@ mod tests {
     }
 
     /// A name finds every event of the resources ever logged under it (a
-    /// renamed user's events from before and after), and nothing of another
+    /// renamed user's events from before and after, its learner's included),
+    /// and nothing of another
     /// type that shares the id; names of purged resources are forgotten.
     #[test]
     fn a_name_finds_every_event_of_its_resources_and_only_theirs() {
@@ -346,9 +364,22 @@ mod tests {
             ids(&conn, t, "alice"),
             ["Mapping:1", "User:u1", "Learner:u1", "User:u1"]
         );
-        assert_eq!(ids(&conn, t, "alicia"), ["User:u1", "User:u1"]);
+        assert_eq!(
+            ids(&conn, t, "alicia"),
+            ["User:u1", "Learner:u1", "User:u1"]
+        );
         assert_eq!(ids(&conn, t, "u1"), ["User:u1", "Learner:u1", "User:u1"]);
         assert_eq!(ids(&conn, t, "nobody"), Vec::<String>::new());
+
+        // Learners are found through their users' names; they write none.
+        let learner_names: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM event_names WHERE resource_type = 'Learner'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(learner_names, 0);
 
         // Everything is old: the purge takes the events and their names.
         conn.execute("UPDATE events SET at = '2000-01-01T00:00:00.000Z'", [])

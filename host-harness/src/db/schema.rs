@@ -213,8 +213,8 @@ ALTER TABLE tenants ADD COLUMN plugin_denied_roles TEXT NOT NULL DEFAULT '[]';
     // of an index of every event by name. Events are written in id order,
     // but a re-mapping writes them in user-id order, which put each one at
     // a random place in that index: most of the pages a background batch
-    // wrote. `events --user NAME` now finds every event of the resources
-    // ever called NAME.
+    // wrote. A learner shares its user's id and is named after it, so its
+    // events need no names of their own.
     r#"
 CREATE TABLE event_names (
     tenant        INTEGER NOT NULL,
@@ -225,7 +225,7 @@ CREATE TABLE event_names (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO event_names (tenant, name, resource_type, resource_id)
     SELECT tenant, resource_name, resource_type, resource_id FROM events
-    WHERE resource_name IS NOT NULL;
+    WHERE resource_name IS NOT NULL AND resource_type <> 'Learner';
 DROP INDEX events_by_name;
 "#,
 ];

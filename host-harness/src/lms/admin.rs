@@ -166,7 +166,7 @@ fn record(
         stamp,
         &[EventRow {
             action: action.into(),
-            resource_type: "Learner".into(),
+            resource_type: crate::events::LEARNER.into(),
             resource_id: l.scim_id.clone(),
             resource_name: Some(l.user_name.clone()),
             status: "success",

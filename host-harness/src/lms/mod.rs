@@ -7,7 +7,6 @@ pub mod admin;
 pub mod catalogue;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 use crate::bindings::lms::scim::lms::{Change, Effect, GrantKind, Item, LearnerStatus, Profile};
 use crate::events::EventRow;
@@ -370,7 +369,7 @@ pub fn apply(
     }
     Ok(Some(EventRow {
         action: action.unwrap_or("update").into(),
-        resource_type: "Learner".into(),
+        resource_type: crate::events::LEARNER.into(),
         resource_id: id.to_string(),
         resource_name: Some(r.user_name.clone()).filter(|n| !n.is_empty()),
         status: "success",
@@ -397,7 +396,16 @@ fn set_status(
 type Changes = Vec<(String, Option<String>, Option<String>)>;
 
 fn item_json(i: &Item) -> Option<String> {
-    Some(json!({"name": i.name, "source": i.source}).to_string())
+    #[derive(serde::Serialize)]
+    struct ItemText<'a> {
+        name: &'a str,
+        source: &'a str,
+    }
+    serde_json::to_string(&ItemText {
+        name: &i.name,
+        source: &i.source,
+    })
+    .ok()
 }
 
 /// Adds a team to the catalogue unless it is there (teams are created on
