@@ -252,17 +252,11 @@ mod tests {
         )
         .unwrap();
         let conn = pool.get().unwrap();
-        let row = EventRow {
-            action: "update".into(),
-            resource_type: "User".into(),
-            resource_id: "u".into(),
-            resource_name: Some("u@example.com".into()),
-            status: "success",
-            reason: None,
-            detail: None,
+        let event = EventRow {
             changes: vec![("title".into(), Some("\"a\"".into()), Some("\"b\"".into()))],
+            ..row("User", "u", Some("u@example.com"))
         };
-        insert(&conn, 1, &Stamp::default(), &[row.clone(), row]).unwrap();
+        insert(&conn, 1, &Stamp::default(), &[event.clone(), event]).unwrap();
         let old = timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(31));
         conn.execute("UPDATE events SET at = ?1 WHERE id = 1", [old])
             .unwrap();
@@ -315,8 +309,8 @@ mod tests {
 
     /// A name finds every event of the resources ever logged under it (a
     /// renamed user's events from before and after, its learner's included),
-    /// and nothing of another
-    /// type that shares the id; names of purged resources are forgotten.
+    /// and nothing of another type that shares the id; names of purged
+    /// resources are forgotten.
     #[test]
     fn a_name_finds_every_event_of_its_resources_and_only_theirs() {
         let dir = tempfile::tempdir().unwrap();

@@ -174,17 +174,9 @@ pub fn remove_tenant(conn: &mut Connection, name: &str) -> Result<()> {
             OR member_seq IN (SELECT seq FROM documents WHERE tenant = ?1)",
         [id],
     )?;
-    // Every table with a `tenant` column, read from the schema so a table
-    // added later cannot be forgotten: tenant ids can be reused, and a new
-    // tenant must not inherit a removed one's plugins or log.
-    let tables: Vec<String> = tx
-        .prepare(
-            "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
-             WHERE m.type = 'table' AND c.name = 'tenant'",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for table in tables {
+    // Tenant ids can be reused: a new tenant must not inherit a removed
+    // one's plugins or log.
+    for table in tenant_tables(&tx)? {
         tx.execute(&format!("DELETE FROM \"{table}\" WHERE tenant = ?1"), [id])?;
     }
     // Plugin components are shared by content hash; drop the unused ones.
@@ -297,6 +289,17 @@ pub fn has_admin_token(conn: &Connection, name: &str) -> Result<bool> {
 }
 
 /// Names of all tenants.
+/// Every table with a `tenant` column, read from the schema so that a table
+/// added later cannot be forgotten when a tenant is removed.
+fn tenant_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(
+        "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
+         WHERE m.type = 'table' AND c.name = 'tenant'",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
+}
+
 pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY id")?;
     let names = stmt
@@ -336,16 +339,7 @@ mod tests {
         ))
         .unwrap();
         remove_tenant(&mut conn, "leaving").unwrap();
-        let tables: Vec<String> = conn
-            .prepare(
-                "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
-                 WHERE m.type = 'table' AND c.name = 'tenant'",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let tables = tenant_tables(&conn).unwrap();
         assert!(tables.len() >= 10, "{tables:?}");
         for t in &tables {
             let n: i64 = conn

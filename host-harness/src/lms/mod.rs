@@ -420,7 +420,6 @@ pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Resu
 
 /// Adds an assignment to an existing learner (none is made for a learner
 /// that does not exist), or restores a withdrawn one; a no-op when held.
-#[allow(clippy::too_many_arguments)]
 pub fn grant(
     conn: &Connection,
     tenant: i64,
