@@ -60,9 +60,10 @@ impl Host for SqlStore {
         let (conn, tenant) = (self.lms_conn()?, self.tenant());
         let mut rows = Vec::new();
         let mut teams = std::collections::HashSet::new();
+        let at = crate::events::now();
         for c in &changes {
             if let Some(row) =
-                crate::lms::apply(conn, tenant, c, &mut teams).map_err(unavailable)?
+                crate::lms::apply(conn, tenant, c, &at, &mut teams).map_err(unavailable)?
             {
                 rows.push(row);
             }

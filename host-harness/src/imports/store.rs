@@ -675,29 +675,33 @@ impl SqlStore {
 
 impl wit::Host for SqlStore {
     fn get(&mut self, kind: String, id: String) -> R<Option<Document>> {
-        let mut docs = self.get_many(kind, vec![id])?;
-        Ok(docs.pop())
+        self.stats.calls += 1;
+        let doc = db(&self.conn)?
+            .prepare_cached("SELECT id, seq, version, body FROM documents WHERE tenant = ?1 AND kind = ?2 AND id = ?3")
+            .and_then(|mut stmt| stmt.query_row(params![self.tenant, kind, id], document).optional())
+            .map_err(unavailable)?;
+        self.stats.rows += u64::from(doc.is_some());
+        Ok(doc)
     }
 
     fn get_many(&mut self, kind: String, ids: Vec<String>) -> R<Vec<Document>> {
         self.stats.calls += 1;
-        let mut stmt = db(&self.conn)?
-            .prepare_cached("SELECT id, seq, version, body FROM documents WHERE tenant = ?1 AND kind = ?2 AND id = ?3")
-            .map_err(unavailable)?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let doc = stmt
-                .query_row(params![self.tenant, kind, id], |r| {
-                    Ok(Document {
-                        id: r.get(0)?,
-                        seq: r.get::<_, i64>(1)? as u64,
-                        version: r.get(2)?,
-                        body: r.get(3)?,
-                    })
-                })
-                .optional()
+        // One statement per chunk of ids, well under SQLite's parameter limit.
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT id, seq, version, body FROM documents WHERE tenant = ? AND kind = ? AND id IN ({marks})"
+            );
+            let mut args: Vec<&dyn ToSql> = vec![&self.tenant, &kind];
+            args.extend(chunk.iter().map(|id| id as &dyn ToSql));
+            let mut stmt = db(&self.conn)?.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(args.as_slice(), document)
                 .map_err(unavailable)?;
-            out.extend(doc);
+            for doc in rows {
+                out.push(doc.map_err(unavailable)?);
+            }
         }
         self.stats.rows += out.len() as u64;
         Ok(out)
@@ -1001,6 +1005,16 @@ impl wit::Host for SqlStore {
 }
 
 impl crate::bindings::lms::scim::types::Host for SqlStore {}
+
+/// A document from a row of `id, seq, version, body`.
+fn document(r: &rusqlite::Row) -> rusqlite::Result<Document> {
+    Ok(Document {
+        id: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        version: r.get(2)?,
+        body: r.get(3)?,
+    })
+}
 
 #[cfg(test)]
 mod tests;

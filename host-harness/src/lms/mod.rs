@@ -51,8 +51,6 @@ pub fn via(source: &str) -> &str {
     source.split_once('@').map_or(source, |(_, v)| v)
 }
 
-use crate::events::now;
-
 /// A learner's status and assignments.
 pub struct Learner {
     pub scim_id: String,
@@ -177,20 +175,21 @@ fn json_text(s: &Option<String>) -> Option<String> {
 }
 
 /// Applies one learner's effects, in order, idempotently; returns the event
-/// describing what actually changed (none when nothing did). `teams` holds
-/// the teams already made sure of in this call, so a re-mapping that moves
-/// thousands of learners into one team creates it once.
+/// describing what actually changed (none when nothing did). `at` is the
+/// time of the call that carries the change; `teams` holds the teams
+/// already made sure of in that call, so a re-mapping that moves thousands
+/// of learners into one team creates it once.
 pub fn apply(
     conn: &Connection,
     tenant: i64,
     change: &Change,
+    at: &str,
     teams: &mut std::collections::HashSet<String>,
 ) -> rusqlite::Result<Option<EventRow>> {
     let r = &change.learner;
     let id = r.scim_id.as_str();
     let mut changes = Vec::new();
     let mut action: Option<&'static str> = None;
-    let at = now();
     // What the learner is now, read only when an effect needs its status or
     // profile: a re-mapping's grants and revokes need neither (a grant
     // checks that the learner exists itself).
@@ -304,7 +303,7 @@ pub fn apply(
                     ("active", "reactivate")
                 };
                 if status.as_deref().is_some_and(|s| s != to) {
-                    set_status(conn, tenant, id, to, &at)?;
+                    set_status(conn, tenant, id, to, at)?;
                     changes.push((
                         "status".into(),
                         json_text(&status),
@@ -340,13 +339,13 @@ pub fn apply(
             // No learner, nothing to grant to.
             Effect::SetRole(_) | Effect::JoinTeam(_) | Effect::AssignPath(_)
                 if needs_read && status.is_none() => {}
-            Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, &at, &mut changes)?,
+            Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, at, &mut changes)?,
             Effect::JoinTeam(i) => {
                 if !teams.contains(&i.name) {
                     ensure_team(conn, tenant, &i.name)?;
                     teams.insert(i.name.clone());
                 }
-                grant(conn, tenant, id, GrantKind::Team, i, &at, &mut changes)?
+                grant(conn, tenant, id, GrantKind::Team, i, at, &mut changes)?
             }
             Effect::AssignPath(i) => grant(
                 conn,
@@ -354,7 +353,7 @@ pub fn apply(
                 id,
                 GrantKind::LearningPath,
                 i,
-                &at,
+                at,
                 &mut changes,
             )?,
             Effect::ClearRole(i) => revoke(conn, tenant, id, GrantKind::Role, i, &mut changes)?,

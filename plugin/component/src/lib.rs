@@ -8,3 +8,10 @@
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
+
+/// Talc instead of the default dlmalloc: a background batch allocates and
+/// frees millions of small strings and maps, and dlmalloc's `free` was the
+/// engine's largest single cost in a profile of one.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -51,6 +51,13 @@ pub trait Mapper {
         })
     }
 
+    /// Whether the grants depend on the user's attributes. When they do not,
+    /// the facts of a learner whose profile is not rewritten carry an empty
+    /// resource, and re-mapping skips parsing the stored user.
+    fn reads_attributes(&self) -> bool {
+        true
+    }
+
     /// Whether group facts must carry external ids (a fetch per group).
     fn needs_group_external_ids(&self) -> bool {
         false
@@ -121,6 +128,10 @@ impl Mapper for DefaultMapper {
             }
         }
         Ok(out)
+    }
+
+    fn reads_attributes(&self) -> bool {
+        false
     }
 
     fn explain(&self, facts: &Facts) -> Result<Explanation, MapError> {

@@ -195,6 +195,41 @@ fn seq_cursor(task: &Task) -> ScimResult<Option<u64>> {
         .transpose()
 }
 
+/// A user as provisioning reads it: the whole resource, or only what a
+/// learner's ids and status need.
+enum User<'a> {
+    Full(&'a Value),
+    Head(Head),
+}
+
+/// The attributes of a user that a mapper reading no attributes still
+/// needs; the rest of the document is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "userName")]
+    user_name: Option<String>,
+    #[serde(rename = "externalId")]
+    external_id: Option<String>,
+    /// As [`is_active`] reads it from the whole resource.
+    #[serde(default = "active_by_default")]
+    active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl Head {
+    /// As [`learner_ref`] reads it from the whole resource.
+    fn into_learner_ref(self, id: &str) -> LearnerRef {
+        LearnerRef {
+            scim_id: id.to_string(),
+            user_name: self.user_name.unwrap_or_default(),
+            external_id: self.external_id,
+        }
+    }
+}
+
 /// The ids a learner is known by, from its SCIM user.
 fn learner_ref(id: &str, user: &Value) -> LearnerRef {
     let s = |k: &str| user.get(k).and_then(Value::as_str).map(str::to_string);
@@ -300,19 +335,20 @@ pub fn provision(
         .filter(|id| !known.contains_key(*id))
         .cloned()
         .collect();
-    let read: HashMap<String, Value> = if unread.is_empty() {
+    let bodies: HashMap<String, String> = if unread.is_empty() {
         HashMap::new()
     } else {
         store
             .get_many(USER_TYPE.name, &unread)?
             .into_iter()
-            .filter_map(|d| Some((d.id, serde_json::from_str(&d.body).ok()?)))
+            .map(|d| (d.id, d.body))
             .collect()
     };
-    let user_of = |id: &str| known.get(id).copied().or_else(|| read.get(id));
     let groups = group_facts(ids, store, mapper)?;
     let states = by_id(lms.learners(ids)?);
     let mut policy: Option<Policy> = None;
+    // What a mapper that reads no attributes is shown of a user.
+    let no_attributes = Value::Object(serde_json::Map::new());
 
     let mut status_changes = Vec::new();
     let mut grant_changes = Vec::new();
@@ -320,7 +356,26 @@ pub fn provision(
     let mut asked: Vec<(usize, Grant)> = Vec::new();
     for id in ids {
         let state = states.get(id);
-        let Some(user) = user_of(id) else {
+        // A learner whose profile is not rewritten needs only the user's
+        // ids and `active` when the mapper reads no attributes: the rest of
+        // the document is skipped, not built.
+        let head_only = !mapper.reads_attributes() && state.is_some() && !upsert.contains(id);
+        let parsed: Option<Value>;
+        let user = match (known.get(id), bodies.get(id)) {
+            (Some(user), _) => Some(User::Full(user)),
+            (None, Some(body)) => match head_only
+                .then(|| serde_json::from_str::<Head>(body).ok())
+                .flatten()
+            {
+                Some(head) => Some(User::Head(head)),
+                None => {
+                    parsed = serde_json::from_str(body).ok();
+                    parsed.as_ref().map(User::Full)
+                }
+            },
+            (None, None) => None,
+        };
+        let Some(user) = user else {
             // The user is gone (deleted earlier): nothing is mapped to it.
             if let Some(state) = state {
                 let effects: Vec<Effect> =
@@ -338,11 +393,16 @@ pub fn provision(
             }
             continue;
         };
-        let learner = learner_ref(id, user);
-        let active = is_active(user);
+        let (learner, active, resource) = match user {
+            User::Full(user) => (learner_ref(id, user), is_active(user), user),
+            User::Head(head) => {
+                let active = head.active;
+                (head.into_learner_ref(id), active, &no_attributes)
+            }
+        };
         let mut effects = Vec::new();
         if state.is_none() || upsert.contains(id) {
-            effects.push(Effect::Upsert(profile(user)));
+            effects.push(Effect::Upsert(profile(resource)));
         }
         match (state.map(|s| s.status), active) {
             (None | Some(LearnerStatus::Active), false) => effects.push(Effect::Suspend),
@@ -362,7 +422,7 @@ pub fn provision(
         let facts = Facts {
             id,
             active,
-            resource: user,
+            resource,
             groups: groups.get(id).unwrap_or(&empty),
         };
         let want: BTreeSet<Grant> = match mapper.desired(&facts) {

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::host::{
-    Drift, Effect, EventStatus, Grant, GrantKind, LearnerStatus, MANUAL, OnDelete, Work,
+    Drift, Effect, EventStatus, Grant, GrantKind, LearnerStatus, MANUAL, OnDelete, Task, Work,
 };
 use super::sync::INLINE_USERS;
 use crate::testkit::Fixture;
@@ -192,6 +192,40 @@ fn a_group_rename_remaps_its_members_through_the_outbox() {
         assert!(f.lms.holds(u, GrantKind::Team).is_empty(), "{u}");
         assert_eq!(f.lms.holds(u, GrantKind::Role), ["learner"]);
     }
+}
+
+/// The default mapping reads no attributes, so a re-mapping reads only a
+/// user's ids and `active`: those must still reach the LMS as they are.
+#[test]
+fn a_remapping_under_the_default_mapping_still_reads_ids_and_status() {
+    let mut f = Fixture::new();
+    let ada = f.user("ada", json!({"externalId": "e-ada"}));
+    let bob = f.user("bob", json!({"active": false}));
+    // The LMS drifted from the identity provider: Ada lost her role and Bob
+    // was reactivated by hand.
+    f.lms.learners.get_mut(&ada).unwrap().grants.clear();
+    f.lms.learners.get_mut(&bob).unwrap().status = LearnerStatus::Active;
+    f.lms.applied.clear();
+    f.lms.outbox.push(Task {
+        work: Work::Users(vec![ada.clone(), bob.clone()]),
+        cursor: None,
+    });
+    drain_all(&mut f, 10);
+    assert_eq!(f.lms.holds(&ada, GrantKind::Role), ["learner"]);
+    assert_eq!(status(&f, &bob), LearnerStatus::Suspended);
+    let change = f
+        .lms
+        .applied
+        .iter()
+        .find(|c| c.learner.scim_id == ada)
+        .unwrap();
+    assert_eq!(change.learner.user_name, "ada");
+    assert_eq!(change.learner.external_id.as_deref(), Some("e-ada"));
+    let effects = f.lms.applied.iter().flat_map(|c| &c.effects);
+    assert!(
+        !effects.into_iter().any(|e| matches!(e, Effect::Upsert(_))),
+        "profiles are not rewritten"
+    );
 }
 
 #[test]
