@@ -12,7 +12,6 @@ use crate::bindings::lms::scim::types::RequestContext;
 use crate::events::{self, Stamp};
 use crate::imports::SqlStore;
 use crate::outbox;
-use crate::runtime::RequestState;
 
 /// How often the worker looks at the outbox without being woken (tasks
 /// left by a previous process, retries).
@@ -101,13 +100,12 @@ impl App {
                 self.runtime.plugins(),
                 crate::imports::plugin::PluginMode::Installed,
             );
-        let state = RequestState::new(store, self.runtime.limits());
-        let (result, mut state) =
+        let (result, mut store) =
             self.runtime
-                .drain(state, &context, &queued.task, self.background.batch);
-        state.store.settle_plugin();
-        let journal = std::mem::take(&mut state.store.journal);
-        let Some(conn) = state.store.into_conn() else {
+                .drain(store, &context, &queued.task, self.background.batch);
+        store.settle_plugin();
+        let journal = std::mem::take(&mut store.journal);
+        let Some(conn) = store.into_conn() else {
             return Step::Failed;
         };
         let error = match result {
