@@ -244,13 +244,7 @@ mod tests {
 
     #[test]
     fn retention_drops_old_events_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(
-            &dir.path().join("e.db"),
-            1,
-            crate::db::Checkpoints::InCommit,
-        )
-        .unwrap();
+        let (_dir, pool) = crate::db::scratch();
         let conn = pool.get().unwrap();
         let event = EventRow {
             changes: vec![("title".into(), Some("\"a\"".into()), Some("\"b\"".into()))],
@@ -313,13 +307,7 @@ mod tests {
     /// resources are forgotten.
     #[test]
     fn a_name_finds_every_event_of_its_resources_and_only_theirs() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(
-            &dir.path().join("e.db"),
-            1,
-            crate::db::Checkpoints::InCommit,
-        )
-        .unwrap();
+        let (_dir, pool) = crate::db::scratch();
         let conn = pool.get().unwrap();
         crate::db::add_tenant(&conn, "other").unwrap();
         let t = crate::db::tenant_id(&conn, "other").unwrap();

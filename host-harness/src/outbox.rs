@@ -260,12 +260,11 @@ pub fn status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{self, Checkpoints};
+    use crate::db;
 
     #[test]
     fn a_new_re_mapping_of_everyone_supersedes_the_queued_ones_of_its_tenant_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = db::open(&dir.path().join("o.db"), 1, Checkpoints::InCommit).unwrap();
+        let (_dir, pool) = db::scratch();
         let conn = pool.get().unwrap();
         let a = db::add_tenant(&conn, "a").unwrap();
         let b = db::add_tenant(&conn, "b").unwrap();
@@ -302,8 +301,7 @@ mod tests {
 
     #[test]
     fn progress_polled_step_by_step_matches_a_full_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = db::open(&dir.path().join("p.db"), 1, Checkpoints::InCommit).unwrap();
+        let (_dir, pool) = db::scratch();
         let conn = pool.get().unwrap();
         let t = db::add_tenant(&conn, "t").unwrap();
         let t = db::tenant_id(&conn, &t.name).unwrap();

@@ -60,6 +60,15 @@ fn configure_sqlite() {
     });
 }
 
+/// A one-connection database in a new temporary directory, for tests; the
+/// directory is deleted when the returned guard is dropped.
+#[cfg(test)]
+pub fn scratch() -> (tempfile::TempDir, Pool) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = open(&dir.path().join("test.db"), 1, Checkpoints::InCommit).unwrap();
+    (dir, pool)
+}
+
 /// Opens (creating if needed) the database at `path`.
 pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Result<Pool> {
     configure_sqlite();

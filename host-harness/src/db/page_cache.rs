@@ -184,13 +184,7 @@ mod tests {
     /// used (else the wrapper is inert) and the file must stay sound.
     #[test]
     fn balances_park_pages_and_the_database_stays_sound() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = super::super::open(
-            &dir.path().join("p.db"),
-            1,
-            super::super::Checkpoints::InCommit,
-        )
-        .unwrap();
+        let (_dir, pool) = super::super::scratch();
         let before = PARKED.load(Ordering::Relaxed);
         let mut conn = pool.get().unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;")

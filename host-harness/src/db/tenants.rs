@@ -316,13 +316,7 @@ mod tests {
     /// failures included, so a tenant that later gets its id inherits nothing.
     #[test]
     fn removing_a_tenant_leaves_nothing_a_new_tenant_could_inherit() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(
-            &dir.path().join("t.db"),
-            1,
-            crate::db::Checkpoints::InCommit,
-        )
-        .unwrap();
+        let (_dir, pool) = crate::db::scratch();
         let mut conn = pool.get().unwrap();
         add_tenant(&conn, "stays").unwrap();
         add_tenant(&conn, "leaving").unwrap();

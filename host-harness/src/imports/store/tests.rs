@@ -16,8 +16,7 @@ struct Fixture {
 /// `user{i:05}` for every document; an `email` term for two of every three
 /// (two for the even ones); the body says "manager" for multiples of 5.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = db::open(&dir.path().join("t.db"), 1, Checkpoints::InCommit).unwrap();
+    let (dir, pool) = db::scratch();
     let conn = pool.get().unwrap();
     db::add_tenant(&conn, "t").unwrap();
     conn.execute_batch("BEGIN").unwrap();
