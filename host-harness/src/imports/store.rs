@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, params, params_from_iter};
 
 use crate::bindings::lms::scim::store::{
-    self as wit, Document, MemberEntry, MemberRef, NewDocument, Page, Selection, StoreError,
+    self as wit, Document, MemberEntry, MemberRef, NewDocument, Page, Selection, StoreError, Term,
     TermMatch, Written,
 };
 use crate::db::Conn;
@@ -433,17 +433,67 @@ impl SqlStore {
         Ok(())
     }
 
-    fn insert_terms(
+    /// Brings a stored document's terms to `doc`'s, deleting and inserting
+    /// only the terms that differ: a PATCH of one attribute rewrites one
+    /// term's index entries, not every term's (each a page of the log).
+    /// Returns the old per-name term counts, for `update_term_stats`.
+    fn rewrite_terms(
         conn: &Connection,
         tenant: i64,
         kind: &str,
         seq: i64,
         doc: &NewDocument,
+    ) -> R<HashMap<String, i64>> {
+        let stored: Vec<(i64, String, String, bool)> = conn
+            .prepare_cached("SELECT rowid, name, value, is_unique FROM terms WHERE seq = ?1")
+            .and_then(|mut s| {
+                s.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .map_err(unavailable)?;
+        let mut old_names: HashMap<String, i64> = HashMap::new();
+        // Stored terms by content; each new term equal to one keeps it.
+        let mut unmatched: HashMap<(&str, &str, bool), Vec<i64>> = HashMap::new();
+        for (rowid, name, value, unique) in &stored {
+            *old_names.entry(name.clone()).or_insert(0) += 1;
+            unmatched
+                .entry((name.as_str(), value.as_str(), *unique))
+                .or_default()
+                .push(*rowid);
+        }
+        let added: Vec<&Term> = doc
+            .terms
+            .iter()
+            .filter(|t| {
+                unmatched
+                    .get_mut(&(t.name.as_str(), t.value.as_str(), t.unique))
+                    .and_then(Vec::pop)
+                    .is_none()
+            })
+            .collect();
+        // Deletions first, so a unique term that moved within the document
+        // does not collide with itself.
+        let mut delete = conn
+            .prepare_cached("DELETE FROM terms WHERE rowid = ?1")
+            .map_err(unavailable)?;
+        for rowid in unmatched.values().flatten() {
+            delete.execute([rowid]).map_err(unavailable)?;
+        }
+        Self::insert_terms(conn, tenant, kind, seq, added)?;
+        Ok(old_names)
+    }
+
+    fn insert_terms<'t>(
+        conn: &Connection,
+        tenant: i64,
+        kind: &str,
+        seq: i64,
+        terms: impl IntoIterator<Item = &'t Term>,
     ) -> R<()> {
         let mut stmt = conn
             .prepare_cached("INSERT INTO terms (tenant, kind, name, value, seq, is_unique) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map_err(unavailable)?;
-        for t in &doc.terms {
+        for t in terms {
             stmt.execute(params![tenant, kind, t.name, t.value, seq, t.unique])
                 .map_err(|e| {
                     if is_unique_violation(&e) {
@@ -715,7 +765,7 @@ impl wit::Host for SqlStore {
                 .and_then(|mut s| s.execute(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()]))
                 .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
             let seq = conn.last_insert_rowid();
-            Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            Self::insert_terms(conn, tenant, &kind, seq, &doc.terms)?;
             Self::update_term_stats(conn, tenant, &kind, &HashMap::new(), &Self::names_of_new(&doc))?;
             Self::adjust_count(conn, tenant, &kind, 1)?;
             Ok(Written { seq: seq as u64, version: 1 })
@@ -738,11 +788,7 @@ impl wit::Host for SqlStore {
             )
             .and_then(|mut s| s.execute(params![seq, doc.label, doc.body, doc.body.is_ascii()]))
             .map_err(unavailable)?;
-            let old = Self::names_of_stored(conn, seq)?;
-            conn.prepare_cached("DELETE FROM terms WHERE seq = ?1")
-                .and_then(|mut s| s.execute([seq]))
-                .map_err(unavailable)?;
-            Self::insert_terms(conn, tenant, &kind, seq, &doc)?;
+            let old = Self::rewrite_terms(conn, tenant, &kind, seq, &doc)?;
             Self::update_term_stats(conn, tenant, &kind, &old, &Self::names_of_new(&doc))?;
             Ok(Written {
                 seq: seq as u64,

@@ -187,6 +187,66 @@ fn term_statistics_follow_replaces_and_deletes() {
     );
 }
 
+/// The terms of document `i` as stored: (rowid, name, value, unique).
+fn stored_terms(store: &SqlStore, i: usize) -> Vec<(i64, String, String, bool)> {
+    let conn = db(&store.conn).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT t.rowid, t.name, t.value, t.is_unique FROM terms t
+             JOIN documents d ON d.seq = t.seq WHERE d.id = ?1 ORDER BY t.rowid",
+        )
+        .unwrap();
+    stmt.query_map([format!("id{i}")], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+#[test]
+fn a_replace_rewrites_only_the_terms_that_changed() {
+    let mut f = fixture();
+    // Document 4 has a userName and two emails.
+    let before = stored_terms(&f.store, 4);
+    assert_eq!(before.len(), 3);
+    let mut d = doc(4, 0);
+    d.terms[2].value = "changed@x".into();
+    // A duplicate of a kept term is a term of its own.
+    d.terms.push(d.terms[1].clone());
+    f.store.replace("User".into(), d, None).unwrap();
+    let after = stored_terms(&f.store, 4);
+    assert_eq!(after.len(), 4);
+    assert_eq!(after[..2], before[..2], "unchanged terms keep their rows");
+    assert!(after[2..].iter().all(|t| t.0 > before[2].0));
+    let by_value = |v: &str| Selection::Term(q("email", TermMatch::Exact(v.into())));
+    assert_eq!(ids(&mut f.store, by_value("changed@x"), 0, 10), ["id4"]);
+    assert!(ids(&mut f.store, by_value("b4@x0"), 0, 10).is_empty());
+
+    // A term that becomes unique is rewritten and then guarded.
+    let mut d = doc(4, 0);
+    d.terms[0].unique = true;
+    f.store.replace("User".into(), d, None).unwrap();
+    let terms = stored_terms(&f.store, 4);
+    assert_eq!(terms.len(), 3);
+    assert!(terms.iter().any(|t| t.1 == "userName" && t.3));
+    let mut other = doc(5, 0);
+    other.terms[0] = Term {
+        name: "userName".into(),
+        value: "user00004".into(),
+        unique: true,
+    };
+    assert!(matches!(
+        f.store.replace("User".into(), other, None),
+        Err(StoreError::UniqueViolation(_))
+    ));
+    assert_eq!(
+        stored_terms(&f.store, 5).len(),
+        2,
+        "a failed replace changes nothing"
+    );
+}
+
 #[test]
 fn a_first_release_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
