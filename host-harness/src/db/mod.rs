@@ -60,6 +60,15 @@ fn configure_sqlite() {
     });
 }
 
+/// Ids bound per `IN (...)` list: one statement per chunk of this many,
+/// well under SQLite's parameter limit.
+pub const IN_LIST_CHUNK: usize = 500;
+
+/// `?, ?, ...` for an `IN` list of `n` values.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 /// A one-connection database in a new temporary directory, for tests; the
 /// directory is deleted when the returned guard is dropped.
 #[cfg(test)]

@@ -737,9 +737,8 @@ impl wit::Host for SqlStore {
     fn get_many(&mut self, kind: String, ids: Vec<String>) -> R<Vec<Document>> {
         self.stats.calls += 1;
         let mut out = Vec::with_capacity(ids.len());
-        // One statement per chunk of ids, well under SQLite's parameter limit.
-        for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
+        for chunk in ids.chunks(crate::db::IN_LIST_CHUNK) {
+            let marks = crate::db::placeholders(chunk.len());
             let sql = format!(
                 "SELECT id, seq, version, body FROM documents WHERE tenant = ? AND kind = ? AND id IN ({marks})"
             );
@@ -1025,9 +1024,8 @@ impl wit::Host for SqlStore {
     ) -> R<Vec<(String, MemberEntry)>> {
         self.stats.calls += 1;
         let mut out = Vec::new();
-        // One statement per chunk of ids, well under SQLite's parameter limit.
-        for chunk in members.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
+        for chunk in members.chunks(crate::db::IN_LIST_CHUNK) {
+            let marks = crate::db::placeholders(chunk.len());
             let sql = format!(
                 "SELECT dm.id, d.id, d.kind, d.label, d.seq
                  FROM documents dm

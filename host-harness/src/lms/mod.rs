@@ -100,11 +100,12 @@ pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opt
     Ok(out)
 }
 
-/// Reads many learners and their assignments, one statement per 500 ids.
+/// Reads many learners and their assignments, one statement per
+/// [`crate::db::IN_LIST_CHUNK`] ids.
 pub fn learners(conn: &Connection, tenant: i64, ids: &[String]) -> rusqlite::Result<Vec<Learner>> {
     let mut out: Vec<Learner> = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+    for chunk in ids.chunks(crate::db::IN_LIST_CHUNK) {
+        let marks = crate::db::placeholders(chunk.len());
         let sql = format!(
             "SELECT l.scim_id, l.user_name, l.status, a.kind, a.name, a.source, a.withdrawn
              FROM learners l LEFT JOIN assignments a ON a.tenant = l.tenant AND a.scim_id = l.scim_id
