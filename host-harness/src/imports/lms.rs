@@ -58,16 +58,16 @@ impl Host for SqlStore {
 
     fn apply(&mut self, changes: Vec<Change>) -> R<()> {
         let (conn, tenant) = (self.lms_conn()?, self.tenant());
-        let mut rows = Vec::new();
-        let mut teams = std::collections::HashSet::new();
-        let at = crate::events::now();
+        let mut rows = Vec::with_capacity(changes.len());
+        let mut batch = crate::lms::Batch::new(conn, tenant, &changes).map_err(unavailable)?;
         for c in &changes {
             if let Some(row) =
-                crate::lms::apply(conn, tenant, c, &at, &mut teams).map_err(unavailable)?
+                crate::lms::apply(conn, tenant, c, &mut batch).map_err(unavailable)?
             {
                 rows.push(row);
             }
         }
+        self.journal.reserve(rows.len());
         for row in rows {
             self.journal.learner_event(row);
         }

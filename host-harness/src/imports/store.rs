@@ -56,6 +56,13 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// Room for `n` more learner events, so a batch's thousands of events
+    /// do not rehash the index as it grows.
+    pub fn reserve(&mut self, n: usize) {
+        self.events.reserve(n);
+        self.learner_events.reserve(n);
+    }
+
     /// Adds what one change did to a learner, merging it into the event of
     /// an earlier change to the same learner. The action says the most
     /// telling thing that happened: create, then a status change, then update.

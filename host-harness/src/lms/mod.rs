@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod catalogue;
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::bindings::lms::scim::lms::{Change, Effect, GrantKind, Item, LearnerStatus, Profile};
@@ -175,31 +177,80 @@ fn json_text(s: &Option<String>) -> Option<String> {
         .map(|s| serde_json::Value::String(s.clone()).to_string())
 }
 
+/// Whether an effect needs the learner's status or profile read first.
+fn reads_learner(e: &Effect) -> bool {
+    matches!(
+        e,
+        Effect::Upsert(_) | Effect::Suspend | Effect::Reactivate | Effect::Remove
+    )
+}
+
+fn is_grant(e: &Effect) -> bool {
+    matches!(
+        e,
+        Effect::SetRole(_) | Effect::JoinTeam(_) | Effect::AssignPath(_)
+    )
+}
+
+/// What the changes of one `apply` call share.
+pub struct Batch {
+    /// The call's time, stamped on the grants it makes.
+    at: String,
+    /// Teams already made sure of, so a re-mapping that moves thousands of
+    /// learners into one team creates it once.
+    teams: HashSet<String>,
+    /// Learners known to exist, asked for all the changes at once: a
+    /// re-mapping's changes grant without reading the learner.
+    present: HashSet<String>,
+}
+
+impl Batch {
+    pub fn new(conn: &Connection, tenant: i64, changes: &[Change]) -> rusqlite::Result<Batch> {
+        let ask: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.effects.iter().any(is_grant) && !c.effects.iter().any(reads_learner))
+            .map(|c| c.learner.scim_id.as_str())
+            .collect();
+        let mut present = HashSet::with_capacity(ask.len());
+        for chunk in ask.chunks(crate::db::IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT scim_id FROM learners WHERE tenant = ? AND scim_id IN ({})",
+                crate::db::placeholders(chunk.len())
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let params = std::iter::once(&tenant as &dyn rusqlite::ToSql)
+                .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                present.insert(r.get(0)?);
+            }
+        }
+        Ok(Batch {
+            at: crate::events::now(),
+            teams: HashSet::new(),
+            present,
+        })
+    }
+}
+
 /// Applies one learner's effects, in order, idempotently; returns the event
-/// describing what actually changed (none when nothing did). `at` is the
-/// time of the call that carries the change; `teams` holds the teams
-/// already made sure of in that call, so a re-mapping that moves thousands
-/// of learners into one team creates it once.
+/// describing what actually changed (none when nothing did).
 pub fn apply(
     conn: &Connection,
     tenant: i64,
     change: &Change,
-    at: &str,
-    teams: &mut std::collections::HashSet<String>,
+    batch: &mut Batch,
 ) -> rusqlite::Result<Option<EventRow>> {
     let r = &change.learner;
     let id = r.scim_id.as_str();
     let mut changes = Vec::new();
     let mut action: Option<&'static str> = None;
+    let Batch { at, teams, present } = batch;
+    let at = at.as_str();
     // What the learner is now, read only when an effect needs its status or
-    // profile: a re-mapping's grants and revokes need neither (a grant
-    // checks that the learner exists itself).
-    let needs_read = change.effects.iter().any(|e| {
-        matches!(
-            e,
-            Effect::Upsert(_) | Effect::Suspend | Effect::Reactivate | Effect::Remove
-        )
-    });
+    // profile: a re-mapping's grants and revokes need neither (whether the
+    // learner exists comes from the batch, or is asked before a grant).
+    let needs_read = change.effects.iter().any(reads_learner);
     let current: Option<(String, [Option<String>; 8])> = if needs_read {
         conn.prepare_cached(
             "SELECT status, display_name, given_name, family_name, email, locale, title,
@@ -228,7 +279,18 @@ pub fn apply(
         Some((s, p)) => (Some(s), p),
         None => (None, Default::default()),
     };
+    // Whether there is a learner to grant to: known from the read above
+    // (kept up to date below), or asked once, before the first grant.
+    let mut exists: Option<bool> = if needs_read {
+        Some(status.is_some())
+    } else {
+        present.contains(id).then_some(true)
+    };
     for effect in &change.effects {
+        let grants = is_grant(effect);
+        if grants && exists.is_none() {
+            exists = Some(learner_exists(conn, tenant, id)?);
+        }
         match effect {
             Effect::Upsert(p) => {
                 let new = profile_values(p);
@@ -255,6 +317,7 @@ pub fn apply(
                         at
                     ])?;
                     status = Some("active".into());
+                    exists = Some(true);
                     action = Some("create");
                     profile = new.clone();
                     for (col, v) in PROFILE.iter().zip(&new) {
@@ -338,8 +401,7 @@ pub fn apply(
                 }
             }
             // No learner, nothing to grant to.
-            Effect::SetRole(_) | Effect::JoinTeam(_) | Effect::AssignPath(_)
-                if needs_read && status.is_none() => {}
+            _ if grants && exists == Some(false) => {}
             Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, at, &mut changes)?,
             Effect::JoinTeam(i) => {
                 if !teams.contains(&i.name) {
@@ -418,8 +480,14 @@ pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Resu
     Ok(())
 }
 
-/// Adds an assignment to an existing learner (none is made for a learner
-/// that does not exist), or restores a withdrawn one; a no-op when held.
+fn learner_exists(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM learners WHERE tenant = ?1 AND scim_id = ?2")?
+        .exists(params![tenant, id])
+}
+
+/// Adds an assignment to a learner the caller knows exists, or restores a
+/// withdrawn one; a no-op when held. One row from `VALUES`, so SQLite
+/// keeps no statement journal for it (an `INSERT ... SELECT` needs one).
 pub fn grant(
     conn: &Connection,
     tenant: i64,
@@ -432,8 +500,7 @@ pub fn grant(
     let n = conn
         .prepare_cached(
             "INSERT INTO assignments (tenant, scim_id, kind, name, source, via, granted)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-             WHERE EXISTS (SELECT 1 FROM learners WHERE tenant = ?1 AND scim_id = ?2)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT DO UPDATE SET withdrawn = 0, granted = excluded.granted
                WHERE withdrawn = 1",
         )?
@@ -509,3 +576,6 @@ pub fn holders(
     })?
     .collect()
 }
+
+#[cfg(test)]
+mod tests;
