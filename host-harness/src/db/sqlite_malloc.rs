@@ -25,9 +25,10 @@ pub(crate) fn install() {
         xShutdown: Some(shutdown),
         pAppData: std::ptr::null_mut(),
     };
-    // SAFETY: SQLite copies the methods struct before returning; the functions below meet
-    // its contract (8-byte aligned blocks, `xSize` at least the requested
-    // size, `xRealloc`/`xFree` accept what `xMalloc` returned).
+    // SAFETY: SQLite copies the methods struct before returning; the
+    // functions below meet its contract (8-byte aligned blocks, `xSize` at
+    // least the requested size, `xRealloc`/`xFree` accept what `xMalloc`
+    // returned).
     let rc = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &methods) };
     if rc != ffi::SQLITE_OK {
         tracing::debug!("SQLite already initialised; it keeps the system allocator");

@@ -102,6 +102,17 @@ pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opt
     Ok(out)
 }
 
+/// The parameters of a `tenant = ? AND scim_id IN (...)` statement.
+fn tenant_and<'a, T: rusqlite::ToSql>(
+    tenant: &'a i64,
+    ids: &'a [T],
+) -> rusqlite::ParamsFromIter<impl Iterator<Item = &'a dyn rusqlite::ToSql>> {
+    rusqlite::params_from_iter(
+        std::iter::once(tenant as &dyn rusqlite::ToSql)
+            .chain(ids.iter().map(|id| id as &dyn rusqlite::ToSql)),
+    )
+}
+
 /// Reads many learners and their assignments, one statement per
 /// [`crate::db::IN_LIST_CHUNK`] ids.
 pub fn learners(conn: &Connection, tenant: i64, ids: &[String]) -> rusqlite::Result<Vec<Learner>> {
@@ -115,9 +126,7 @@ pub fn learners(conn: &Connection, tenant: i64, ids: &[String]) -> rusqlite::Res
              ORDER BY l.scim_id, a.kind, a.name, a.source"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        let params = std::iter::once(&tenant as &dyn rusqlite::ToSql)
-            .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
-        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut rows = stmt.query(tenant_and(&tenant, chunk))?;
         while let Some(r) = rows.next()? {
             let id: String = r.get(0)?;
             if out.last().is_none_or(|l| l.scim_id != id) {
@@ -199,8 +208,8 @@ pub struct Batch {
     /// Teams already made sure of, so a re-mapping that moves thousands of
     /// learners into one team creates it once.
     teams: HashSet<String>,
-    /// Learners known to exist, asked for all the changes at once: a
-    /// re-mapping's changes grant without reading the learner.
+    /// Of the learners whose changes grant without reading them (a
+    /// re-mapping's), those that exist: asked for all the changes at once.
     present: HashSet<String>,
 }
 
@@ -218,9 +227,7 @@ impl Batch {
                 crate::db::placeholders(chunk.len())
             );
             let mut stmt = conn.prepare_cached(&sql)?;
-            let params = std::iter::once(&tenant as &dyn rusqlite::ToSql)
-                .chain(chunk.iter().map(|id| id as &dyn rusqlite::ToSql));
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let mut rows = stmt.query(tenant_and(&tenant, chunk))?;
             while let Some(r) = rows.next()? {
                 present.insert(r.get(0)?);
             }
@@ -234,7 +241,8 @@ impl Batch {
 }
 
 /// Applies one learner's effects, in order, idempotently; returns the event
-/// describing what actually changed (none when nothing did).
+/// describing what actually changed (none when nothing did). `batch` was
+/// made from the changes this one belongs to.
 pub fn apply(
     conn: &Connection,
     tenant: i64,
@@ -249,7 +257,7 @@ pub fn apply(
     let at = at.as_str();
     // What the learner is now, read only when an effect needs its status or
     // profile: a re-mapping's grants and revokes need neither (whether the
-    // learner exists comes from the batch, or is asked before a grant).
+    // learner exists comes from the batch).
     let needs_read = change.effects.iter().any(reads_learner);
     let current: Option<(String, [Option<String>; 8])> = if needs_read {
         conn.prepare_cached(
@@ -280,17 +288,13 @@ pub fn apply(
         None => (None, Default::default()),
     };
     // Whether there is a learner to grant to: known from the read above
-    // (kept up to date below), or asked once, before the first grant.
-    let mut exists: Option<bool> = if needs_read {
-        Some(status.is_some())
+    // (kept up to date below), or from the batch.
+    let mut exists = if needs_read {
+        status.is_some()
     } else {
-        present.contains(id).then_some(true)
+        present.contains(id)
     };
     for effect in &change.effects {
-        let grants = is_grant(effect);
-        if grants && exists.is_none() {
-            exists = Some(learner_exists(conn, tenant, id)?);
-        }
         match effect {
             Effect::Upsert(p) => {
                 let new = profile_values(p);
@@ -317,7 +321,10 @@ pub fn apply(
                         at
                     ])?;
                     status = Some("active".into());
-                    exists = Some(true);
+                    // A later change of this call to the same learner
+                    // finds it too.
+                    exists = true;
+                    present.insert(id.to_string());
                     action = Some("create");
                     profile = new.clone();
                     for (col, v) in PROFILE.iter().zip(&new) {
@@ -401,7 +408,7 @@ pub fn apply(
                 }
             }
             // No learner, nothing to grant to.
-            _ if grants && exists == Some(false) => {}
+            e if is_grant(e) && !exists => {}
             Effect::SetRole(i) => grant(conn, tenant, id, GrantKind::Role, i, at, &mut changes)?,
             Effect::JoinTeam(i) => {
                 if !teams.contains(&i.name) {
@@ -478,11 +485,6 @@ pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Resu
     )?
     .execute(params![tenant, name])?;
     Ok(())
-}
-
-fn learner_exists(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM learners WHERE tenant = ?1 AND scim_id = ?2")?
-        .exists(params![tenant, id])
 }
 
 /// Adds an assignment to a learner the caller knows exists, or restores a
