@@ -18,6 +18,7 @@ fn work_json(w: &Work) -> String {
         Work::Users(u) => json!({"users": u}),
         Work::Everyone => json!({"everyone": true}),
         Work::Members(g) => json!({"members": g}),
+        Work::Renamed(g) => json!({"renamed": g}),
     }
     .to_string()
 }
@@ -32,6 +33,9 @@ fn work_of(text: &str) -> Option<Work> {
     }
     if let Some(g) = v.get("members").and_then(Value::as_str) {
         return Some(Work::Members(g.to_string()));
+    }
+    if let Some(g) = v.get("renamed").and_then(Value::as_str) {
+        return Some(Work::Renamed(g.to_string()));
     }
     let users = v.get("users")?.as_array()?;
     Some(Work::Users(

@@ -102,6 +102,43 @@ impl Host for SqlStore {
         crate::mapping::store::in_force(self.lms_conn()?, self.tenant()).map_err(unavailable)
     }
 
+    fn rename_grants(
+        &mut self,
+        kind: GrantKind,
+        source: String,
+        to: Option<String>,
+        after: Option<String>,
+        limit: u32,
+    ) -> R<Vec<String>> {
+        let (conn, tenant) = (self.lms_conn()?, self.tenant());
+        let rows = crate::lms::rename_grants(
+            conn,
+            tenant,
+            kind,
+            &source,
+            to.as_deref(),
+            after.as_deref(),
+            limit.min(10_000),
+        )
+        .map_err(unavailable)?;
+        let ids: Vec<String> = rows.iter().map(|r| r.resource_id.clone()).collect();
+        let n = ids.len() as u64;
+        let (left, joined) = match kind {
+            GrantKind::Role => ("clear-role", "set-role"),
+            GrantKind::Team => ("leave-team", "join-team"),
+            GrantKind::LearningPath => ("unassign-path", "assign-path"),
+        };
+        *self.journal.effects.entry(left).or_default() += n;
+        if to.is_some() {
+            *self.journal.effects.entry(joined).or_default() += n;
+        }
+        self.journal.reserve(rows.len());
+        for row in rows {
+            self.journal.learner_event(row);
+        }
+        Ok(ids)
+    }
+
     fn holders(&mut self, via: String, after: Option<String>, limit: u32) -> R<Vec<String>> {
         crate::lms::holders(
             self.lms_conn()?,

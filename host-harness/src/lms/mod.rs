@@ -579,5 +579,92 @@ pub fn holders(
     .collect()
 }
 
+/// Renames (or, with `to` `None`, revokes) the grants of `kind` from
+/// `source` held under another name, for at most `limit` learners after
+/// `after` in id order: the set form of a renamed group's team moving
+/// learner by learner. Returns the learners changed, in id order, with the
+/// event recording each one's change as `apply` would (the old item left,
+/// the new one joined).
+pub fn rename_grants(
+    conn: &Connection,
+    tenant: i64,
+    kind: GrantKind,
+    source: &str,
+    to: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<EventRow>> {
+    let (via, kind) = (via(source), kind_name(kind));
+    let after = after.unwrap_or("");
+    // Rows in `assignments_by_via` order: the read and the write below walk
+    // the same stretch of the index.
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.scim_id, a.name, l.user_name FROM assignments a
+           JOIN learners l ON l.tenant = a.tenant AND l.scim_id = a.scim_id
+         WHERE a.tenant = ?1 AND a.via = ?2 AND a.scim_id > ?3 AND a.kind = ?4 AND a.source = ?5
+           AND a.name IS NOT ?6
+         ORDER BY a.scim_id LIMIT ?7",
+    )?;
+    let mut rows = stmt.query(params![tenant, via, after, kind, source, to, limit])?;
+    let mut out: Vec<EventRow> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let (id, name, user_name): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let old = Item {
+            name,
+            source: source.to_string(),
+        };
+        if out.last().is_none_or(|e| e.resource_id != id) {
+            out.push(EventRow {
+                action: "update".into(),
+                resource_type: crate::events::LEARNER.into(),
+                resource_id: id,
+                resource_name: Some(user_name).filter(|n| !n.is_empty()),
+                status: "success",
+                reason: None,
+                detail: None,
+                changes: Vec::new(),
+            });
+        }
+        let event = out.last_mut().expect("pushed above");
+        event.changes.push((kind.into(), item_json(&old), None));
+    }
+    drop(rows);
+    let Some(last) = out.last().map(|e| e.resource_id.clone()) else {
+        return Ok(out);
+    };
+    let range = params![tenant, via, after, last, kind, source, to];
+    match to {
+        Some(to) => {
+            if kind == kind_name(GrantKind::Team) {
+                ensure_team(conn, tenant, to)?;
+            }
+            // A learner already holding the new name from this source keeps
+            // one row of it.
+            conn.prepare_cached(
+                "UPDATE OR REPLACE assignments SET name = ?7
+                 WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3 AND scim_id <= ?4 AND kind = ?5
+                   AND source = ?6 AND name IS NOT ?7",
+            )?
+            .execute(range)?;
+            let new = item_json(&Item {
+                name: to.to_string(),
+                source: source.to_string(),
+            });
+            for e in &mut out {
+                e.changes.push((kind.into(), None, new.clone()));
+            }
+        }
+        None => {
+            conn.prepare_cached(
+                "DELETE FROM assignments
+                 WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3 AND scim_id <= ?4 AND kind = ?5
+                   AND source = ?6 AND name IS NOT ?7",
+            )?
+            .execute(range)?;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests;

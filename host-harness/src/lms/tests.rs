@@ -111,3 +111,110 @@ fn grants_reach_only_learners_that_exist() {
     );
     assert!(again[0].is_none());
 }
+
+/// A renamed group's team moves as a set: only that source's grants, in
+/// batches that resume after the last learner, in one tenant, with each
+/// learner's change on record; `None` revokes them.
+#[test]
+fn rename_grants_moves_one_sources_grants_in_batches() {
+    let (_dir, pool) = crate::db::scratch();
+    let conn = pool.get().unwrap();
+    for t in ["t", "other"] {
+        crate::db::add_tenant(&conn, t).unwrap();
+    }
+    let tenant = crate::db::tenant_id(&conn, "t").unwrap();
+    let other = crate::db::tenant_id(&conn, "other").unwrap();
+    let source = team("Old").source;
+    let path = Item {
+        name: "Onboarding".into(),
+        source: "rules:onboarding@group:g1".into(),
+    };
+    let manual = Item {
+        name: "Old".into(),
+        source: "manual".into(),
+    };
+    let joined = |id: &str, extra: Vec<Effect>| Change {
+        learner: who(id),
+        effects: [
+            vec![Effect::Upsert(named()), Effect::JoinTeam(team("Old"))],
+            extra,
+        ]
+        .concat(),
+    };
+    apply_all(
+        &conn,
+        tenant,
+        &[
+            joined("u1", vec![]),
+            joined("u2", vec![Effect::JoinTeam(manual.clone())]),
+            joined("u3", vec![Effect::AssignPath(path.clone())]),
+            joined("u4", vec![]),
+        ],
+    );
+    apply_all(&conn, other, &[joined("u1", vec![])]);
+    let grants = |t: i64, id: &str| -> Vec<(String, String)> {
+        learner(&conn, t, id)
+            .unwrap()
+            .unwrap()
+            .grants
+            .into_iter()
+            .map(|(_, name, source)| (name, source))
+            .collect()
+    };
+    let rename = |to: Option<&str>, after: Option<&str>| -> Vec<String> {
+        rename_grants(&conn, tenant, GrantKind::Team, &source, to, after, 2)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.resource_id)
+            .collect()
+    };
+
+    assert_eq!(rename(Some("New"), None), ["u1", "u2"]);
+    assert_eq!(rename(Some("New"), Some("u2")), ["u3", "u4"]);
+    assert!(rename(Some("New"), Some("u4")).is_empty());
+    assert!(rename(Some("New"), None).is_empty(), "nothing left to move");
+    let new = (String::from("New"), source.clone());
+    assert_eq!(grants(tenant, "u1"), std::slice::from_ref(&new));
+    assert_eq!(
+        grants(tenant, "u2"),
+        [new.clone(), ("Old".into(), "manual".into())]
+    );
+    assert!(grants(tenant, "u3").contains(&(path.name.clone(), path.source.clone())));
+    assert_eq!(grants(other, "u1"), [("Old".into(), source.clone())]);
+    assert!(
+        known(&conn, tenant, GrantKind::Team, &["New".into()])
+            .unwrap()
+            .contains(&"New".to_string())
+    );
+
+    // What the sync log gets: the old item left, the new one joined.
+    let events = rename_grants(
+        &conn,
+        tenant,
+        GrantKind::Team,
+        &source,
+        Some("Newer"),
+        None,
+        10,
+    )
+    .unwrap();
+    assert_eq!(events.len(), 4);
+    let e = &events[0];
+    assert_eq!(
+        (e.action.as_str(), e.resource_name.as_deref()),
+        ("update", Some("u1@example.com"))
+    );
+    assert_eq!(
+        e.changes,
+        [
+            ("team".into(), item_json(&team("New")), None),
+            ("team".into(), None, item_json(&team("Newer"))),
+        ]
+    );
+
+    // `None` revokes them; the manual grant and the rule's path stay.
+    assert_eq!(rename(None, None), ["u1", "u2"]);
+    assert_eq!(rename(None, Some("u2")), ["u3", "u4"]);
+    assert_eq!(grants(tenant, "u2"), [("Old".into(), "manual".into())]);
+    assert_eq!(grants(tenant, "u3"), [(path.name, path.source)]);
+}

@@ -41,6 +41,7 @@ impl Guest for Component {
                 host_outbox::Work::Users(u) => prov::Work::Users(u),
                 host_outbox::Work::Everyone => prov::Work::Everyone,
                 host_outbox::Work::Members(g) => prov::Work::Members(g),
+                host_outbox::Work::Renamed(g) => prov::Work::Renamed(g),
             },
             cursor: task.cursor,
         };
@@ -561,6 +562,17 @@ impl prov::LmsHost for HostLms {
         host_lms::holders(source, after, limit).map_err(lms_err)
     }
 
+    fn rename_grants(
+        &mut self,
+        kind: prov::GrantKind,
+        source: &str,
+        to: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> prov::LmsResult<Vec<String>> {
+        host_lms::rename_grants(grant_kind(kind), source, to, after, limit).map_err(lms_err)
+    }
+
     fn enqueue(&mut self, task: prov::Task) {
         host_outbox::enqueue(&host_outbox::Task {
             work: match task.work {
@@ -568,6 +580,7 @@ impl prov::LmsHost for HostLms {
                 prov::Work::Users(u) => host_outbox::Work::Users(u),
                 prov::Work::Everyone => host_outbox::Work::Everyone,
                 prov::Work::Members(g) => host_outbox::Work::Members(g),
+                prov::Work::Renamed(g) => host_outbox::Work::Renamed(g),
             },
             cursor: task.cursor,
         });

@@ -119,7 +119,8 @@ pub struct Policy {
 /// Background work (see the WIT `outbox`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
-    /// Every learner holding a grant from this source.
+    /// Every learner holding a grant from this source (queued before 0.6.0
+    /// for a renamed group; still drained).
     Source(String),
     /// These users.
     Users(Vec<String>),
@@ -128,6 +129,9 @@ pub enum Work {
     /// The members of this group (a renamed group under rules that test
     /// group names).
     Members(String),
+    /// The team this group produces, renamed to the group's current name
+    /// (a renamed group under a mapping that reads no group names).
+    Renamed(String),
 }
 
 /// A queued unit of background work and how far it got.
@@ -184,6 +188,14 @@ pub trait LmsHost {
     fn policy(&mut self) -> LmsResult<Policy>;
     fn mapping(&mut self) -> LmsResult<Option<String>>;
     fn holders(&mut self, source: &str, after: Option<&str>, limit: u32) -> LmsResult<Vec<String>>;
+    fn rename_grants(
+        &mut self,
+        kind: GrantKind,
+        source: &str,
+        to: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> LmsResult<Vec<String>>;
     fn enqueue(&mut self, task: Task);
     fn append(&mut self, events: Vec<Event>);
     /// The plugin in force for this call, and a way to run it.

@@ -174,6 +174,41 @@ impl LmsHost for MemLms {
             .collect())
     }
 
+    fn rename_grants(
+        &mut self,
+        kind: GrantKind,
+        source: &str,
+        to: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> LmsResult<Vec<String>> {
+        let stale = |g: &Grant| g.kind == kind && g.source == source && Some(g.name.as_str()) != to;
+        let ids: Vec<String> = self
+            .learners
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|a| id.as_str() > a))
+            .filter(|(_, l)| l.grants.iter().chain(&l.withdrawn).any(stale))
+            .map(|(id, _)| id.clone())
+            .take(limit as usize)
+            .collect();
+        for id in &ids {
+            let l = self.learners.get_mut(id).expect("listed above");
+            for set in [&mut l.grants, &mut l.withdrawn] {
+                let old: Vec<Grant> = set.iter().filter(|g| stale(g)).cloned().collect();
+                for g in old {
+                    set.remove(&g);
+                    if let Some(to) = to {
+                        set.insert(Grant {
+                            name: to.to_string(),
+                            ..g
+                        });
+                    }
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     fn enqueue(&mut self, task: Task) {
         self.outbox.push(task);
     }

@@ -12,7 +12,7 @@ use super::host::{
     Change, Drift, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState,
     LearnerStatus, LmsHost, MANUAL, OnDelete, Policy, Profile, Task, Work,
 };
-use super::mapper::{Facts, GroupFact, Mapper, group_key};
+use super::mapper::{Facts, GroupFact, Mapper, group_source};
 use crate::error::ScimResult;
 use crate::schema::ENTERPRISE_USER_SCHEMA;
 use crate::schema::{GROUP_TYPE, USER_TYPE};
@@ -84,15 +84,16 @@ pub fn after_writes(
                 .map(str::to_string)
         };
         let renamed = g.before.is_some() && g.after.is_some() && name(&g.before) != name(&g.after);
-        // A renamed group's members are re-mapped when rules test group
-        // names; otherwise only the holders of its grants are affected (in
-        // id order, which writes the LMS's tables sequentially). A deleted
-        // group's former members are among the users who moved.
+        // A renamed group's members are re-mapped when the mapping reads
+        // group names. Otherwise the name shows only in the team
+        // `groups-as-teams` makes of the group, and the LMS renames that
+        // team's grants as a set, in id order. A deleted group's former
+        // members are among the users who moved.
         if renamed {
             let work = if mapper.reads_group_names() {
                 Work::Members(g.id.clone())
             } else {
-                Work::Source(group_key(&g.id))
+                Work::Renamed(g.id.clone())
             };
             lms.enqueue(Task { work, cursor: None });
         }
@@ -115,6 +116,19 @@ pub fn drain(
         Work::Source(source) => {
             let ids = lms.holders(source, task.cursor.as_deref(), batch)?;
             provision(&ids, &HashMap::new(), &HashSet::new(), store, lms, mapper)?;
+            Ok((ids.len() >= batch as usize)
+                .then(|| ids.last().cloned())
+                .flatten())
+        }
+        Work::Renamed(group) => {
+            let to = group_name(store, group)?;
+            let ids = lms.rename_grants(
+                GrantKind::Team,
+                &group_source(group),
+                to.as_deref(),
+                task.cursor.as_deref(),
+                batch,
+            )?;
             Ok((ids.len() >= batch as usize)
                 .then(|| ids.last().cloned())
                 .flatten())
@@ -160,6 +174,21 @@ pub fn drain(
             Ok((end < users.len()).then(|| end.to_string()))
         }
     }
+}
+
+/// A group's current team name: its `displayName` unless blank; `None`
+/// when it has none or the group is gone (its team goes with it).
+fn group_name(store: &mut dyn Store, id: &str) -> ScimResult<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Name {
+        #[serde(rename = "displayName")]
+        display_name: Option<String>,
+    }
+    Ok(store
+        .get(GROUP_TYPE.name, id)?
+        .and_then(|d| serde_json::from_str::<Name>(&d.body).ok())
+        .and_then(|n| n.display_name)
+        .filter(|n| !n.trim().is_empty()))
 }
 
 /// Users by id with their parsed resources.

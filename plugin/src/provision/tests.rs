@@ -5,6 +5,7 @@ use serde_json::json;
 use super::host::{
     Drift, Effect, EventStatus, Grant, GrantKind, LearnerStatus, MANUAL, OnDelete, Task, Work,
 };
+use super::mapper::group_source;
 use super::sync::INLINE_USERS;
 use crate::testkit::Fixture;
 
@@ -180,7 +181,7 @@ fn a_group_rename_remaps_its_members_through_the_outbox() {
     assert_eq!(f.lms.holds(&users[0], GrantKind::Team), ["Old"]);
     assert_eq!(f.lms.outbox.len(), 1);
     // Under the default mapping, the holders of its grants.
-    assert_eq!(f.lms.outbox[0].work, Work::Source(format!("group:{g}")));
+    assert_eq!(f.lms.outbox[0].work, Work::Renamed(g.clone()));
     drain_all(&mut f, 3);
     for u in &users {
         assert_eq!(f.lms.holds(u, GrantKind::Team), ["New"], "{u}");
@@ -192,6 +193,90 @@ fn a_group_rename_remaps_its_members_through_the_outbox() {
         assert!(f.lms.holds(u, GrantKind::Team).is_empty(), "{u}");
         assert_eq!(f.lms.holds(u, GrantKind::Role), ["learner"]);
     }
+}
+
+/// A renamed group's team is renamed as a set: to the group's latest name,
+/// for every learner of it, and nothing else a learner holds moves.
+#[test]
+fn a_renamed_groups_team_follows_its_latest_name_and_nothing_else() {
+    let mut f = Fixture::new();
+    let users: Vec<String> = (0..5)
+        .map(|i| f.user(&format!("u{i}"), json!({})))
+        .collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let g = f.group("Old", &refs);
+    let team = |name: &str, source: &str| Grant {
+        kind: GrantKind::Team,
+        name: name.into(),
+        source: source.into(),
+    };
+    // u0 also holds the old name by hand; u1 had the team withdrawn by hand.
+    f.lms
+        .learners
+        .get_mut(&users[0])
+        .unwrap()
+        .grants
+        .insert(team("Old", MANUAL));
+    f.lms.withdraw(&users[1], GrantKind::Team, "Old");
+    let rename = |f: &mut Fixture, name: &str| {
+        f.ok(
+            "PATCH",
+            &format!("/Groups/{g}"),
+            patch(json!([{"op": "replace", "path": "displayName", "value": name}])),
+        );
+    };
+    rename(&mut f, "Mid");
+    // u4 leaves, then the group is renamed again, all before the drain.
+    f.ok(
+        "PATCH",
+        &format!("/Groups/{g}"),
+        patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", users[4])}])),
+    );
+    rename(&mut f, "New");
+    assert_eq!(f.lms.outbox.len(), 2);
+    drain_all(&mut f, 2);
+    let source = group_source(&g);
+    for u in [&users[0], &users[2], &users[3]] {
+        assert!(
+            f.lms.learners[u].grants.contains(&team("New", &source)),
+            "{u}"
+        );
+    }
+    assert!(
+        f.lms.learners[&users[0]]
+            .grants
+            .contains(&team("Old", MANUAL))
+    );
+    let u1 = &f.lms.learners[&users[1]];
+    assert!(
+        u1.withdrawn.contains(&team("New", &source)),
+        "stays withdrawn"
+    );
+    assert!(!u1.grants.iter().any(|g| g.kind == GrantKind::Team));
+    assert!(f.lms.holds(&users[4], GrantKind::Team).is_empty());
+    for u in &users {
+        assert_eq!(f.lms.holds(u, GrantKind::Role), ["learner"], "{u}");
+    }
+
+    // Renamed and then deleted before the drain: the team goes.
+    rename(&mut f, "Last");
+    f.ok("DELETE", &format!("/Groups/{g}"), None);
+    drain_all(&mut f, 2);
+    for u in &users {
+        let l = &f.lms.learners[u];
+        assert!(
+            !l.grants
+                .iter()
+                .chain(&l.withdrawn)
+                .any(|x| x.source == source),
+            "{u}"
+        );
+    }
+    assert!(
+        f.lms.learners[&users[0]]
+            .grants
+            .contains(&team("Old", MANUAL))
+    );
 }
 
 /// The default mapping reads no attributes, so a re-mapping reads only a
@@ -771,7 +856,7 @@ fn a_rename_re_maps_every_member_only_when_rules_test_group_names() {
     );
     assert_eq!(work, Work::Members(g));
     let (work, g) = rename("groups_as_teams = true\n");
-    assert_eq!(work, Work::Source(format!("group:{g}")));
+    assert_eq!(work, Work::Renamed(g));
 }
 
 /// Entra ID's custom extension attributes: kept as sent, returned, patched
