@@ -223,6 +223,8 @@ pub fn status(
                 json!({"remap": "everyone", "done": done, "total": total})
             } else if let Some(g) = work.get("members") {
                 json!({"remap": "members", "group": g})
+            } else if let Some(g) = work.get("renamed") {
+                json!({"remap": "renamed", "group": g})
             } else {
                 Value::Null
             };

@@ -658,6 +658,11 @@ fn background_remapping_survives_kill_9() {
         "the re-mapping finished before the kill, so the crash was not \
          exercised: {status}"
     );
+    assert_eq!(
+        status["tasks"][0]["work"],
+        json!({"remap": "renamed", "group": g}),
+        "{status}"
+    );
 
     s.restart();
     wait_synced(&s);
