@@ -129,8 +129,9 @@ struct ServeArgs {
     /// Token `/metrics` requires; without it, `/metrics` is off.
     #[arg(long, env = "SCIM_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
-    /// Users re-mapped per background batch (one transaction each).
-    #[arg(long, default_value_t = 500)]
+    /// Users re-mapped per background batch (one transaction each), 1 to
+    /// 10,000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     drain_batch: u32,
     /// Pause between background batches, in milliseconds.
     #[arg(long, default_value_t = 0)]

@@ -144,6 +144,26 @@ fn the_admin_api_refuses_garbled_input_and_changes_nothing() {
     );
 }
 
+/// A background batch is at most what the LMS answers at once; a larger one
+/// is refused at start rather than draining part of each task.
+#[test]
+fn a_drain_batch_past_the_maximum_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scim-host"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", "t"])
+        .args(["--drain-batch", "20000", "--db"])
+        .arg(dir.path().join("scim.db"))
+        .output()
+        .expect("run scim-host");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--drain-batch") && stderr.contains("10000"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("scim.db").exists(), "nothing was created");
+}
+
 #[test]
 fn a_second_server_on_the_same_database_is_refused() {
     let s = Server::start();

@@ -25,6 +25,10 @@ pub const INLINE_USERS: usize = 1000;
 /// Users per outbox task written for a large membership change.
 pub const TASK_USERS: usize = 1000;
 
+/// The largest batch a drain runs (and asks the LMS for at once); a larger
+/// one counts as this.
+pub const MAX_BATCH: u32 = 10_000;
+
 /// Everything that follows a request's writes: the sync log, suspensions,
 /// mapping, and the outbox for work too large for the request.
 pub fn after_writes(
@@ -111,7 +115,7 @@ pub fn drain(
     lms: &mut dyn LmsHost,
     mapper: &dyn Mapper,
 ) -> ScimResult<Option<String>> {
-    let batch = batch.max(1);
+    let batch = batch.clamp(1, MAX_BATCH);
     match &task.work {
         Work::Source(source) => {
             let ids = lms.holders(source, task.cursor.as_deref(), batch)?;
