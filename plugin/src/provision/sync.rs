@@ -120,9 +120,7 @@ pub fn drain(
         Work::Source(source) => {
             let ids = lms.holders(source, task.cursor.as_deref(), batch)?;
             provision(&ids, &HashMap::new(), &HashSet::new(), store, lms, mapper)?;
-            Ok((ids.len() >= batch as usize)
-                .then(|| ids.last().cloned())
-                .flatten())
+            Ok(resume_after(&ids, batch))
         }
         Work::Renamed(group) => {
             let to = group_name(store, group)?;
@@ -133,9 +131,7 @@ pub fn drain(
                 task.cursor.as_deref(),
                 batch,
             )?;
-            Ok((ids.len() >= batch as usize)
-                .then(|| ids.last().cloned())
-                .flatten())
+            Ok(resume_after(&ids, batch))
         }
         Work::Everyone => {
             let (users, next) = users_page(store, seq_cursor(task)?, batch)?;
@@ -178,6 +174,14 @@ pub fn drain(
             Ok((end < users.len()).then(|| end.to_string()))
         }
     }
+}
+
+/// Where the next batch starts after a full batch of learners in id order;
+/// `None` after a short one, which means the LMS has no more.
+fn resume_after(ids: &[String], batch: u32) -> Option<String> {
+    (ids.len() >= batch as usize)
+        .then(|| ids.last().cloned())
+        .flatten()
 }
 
 /// A group's current team name: its `displayName` unless blank; `None`
