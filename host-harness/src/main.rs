@@ -131,7 +131,7 @@ struct ServeArgs {
     metrics_token: Option<String>,
     /// Users re-mapped per background batch (one transaction each), 1 to
     /// 10,000.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=i64::from(scim_host::lms::MAX_LEARNERS_PER_CALL)))]
     drain_batch: u32,
     /// Pause between background batches, in milliseconds.
     #[arg(long, default_value_t = 0)]

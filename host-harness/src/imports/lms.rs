@@ -14,12 +14,21 @@ fn effect_name(e: &Effect) -> &'static str {
         Effect::Suspend => "suspend",
         Effect::Reactivate => "reactivate",
         Effect::Remove => "remove",
-        Effect::SetRole(_) => "set-role",
-        Effect::ClearRole(_) => "clear-role",
-        Effect::JoinTeam(_) => "join-team",
-        Effect::LeaveTeam(_) => "leave-team",
-        Effect::AssignPath(_) => "assign-path",
-        Effect::UnassignPath(_) => "unassign-path",
+        Effect::SetRole(_) => grant_effect_names(GrantKind::Role).0,
+        Effect::ClearRole(_) => grant_effect_names(GrantKind::Role).1,
+        Effect::JoinTeam(_) => grant_effect_names(GrantKind::Team).0,
+        Effect::LeaveTeam(_) => grant_effect_names(GrantKind::Team).1,
+        Effect::AssignPath(_) => grant_effect_names(GrantKind::LearningPath).0,
+        Effect::UnassignPath(_) => grant_effect_names(GrantKind::LearningPath).1,
+    }
+}
+
+/// The names of the effects that grant and revoke an item of `kind`.
+fn grant_effect_names(kind: GrantKind) -> (&'static str, &'static str) {
+    match kind {
+        GrantKind::Role => ("set-role", "clear-role"),
+        GrantKind::Team => ("join-team", "leave-team"),
+        GrantKind::LearningPath => ("assign-path", "unassign-path"),
     }
 }
 
@@ -118,16 +127,12 @@ impl Host for SqlStore {
             &source,
             to.as_deref(),
             after.as_deref(),
-            limit.min(10_000),
+            limit.min(crate::lms::MAX_LEARNERS_PER_CALL),
         )
         .map_err(unavailable)?;
         let ids: Vec<String> = rows.iter().map(|r| r.resource_id.clone()).collect();
         let n = ids.len() as u64;
-        let (left, joined) = match kind {
-            GrantKind::Role => ("clear-role", "set-role"),
-            GrantKind::Team => ("leave-team", "join-team"),
-            GrantKind::LearningPath => ("unassign-path", "assign-path"),
-        };
+        let (joined, left) = grant_effect_names(kind);
         *self.journal.effects.entry(left).or_default() += n;
         if to.is_some() {
             *self.journal.effects.entry(joined).or_default() += n;
@@ -145,7 +150,7 @@ impl Host for SqlStore {
             self.tenant(),
             &via,
             after.as_deref(),
-            limit.min(10_000),
+            limit.min(crate::lms::MAX_LEARNERS_PER_CALL),
         )
         .map_err(unavailable)
     }

@@ -13,6 +13,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::bindings::lms::scim::lms::{Change, Effect, GrantKind, Item, LearnerStatus, Profile};
 use crate::events::EventRow;
 
+/// The most learners `holders` and `rename_grants` answer in one call, as
+/// the WIT contract promises the engine (which never asks for more).
+pub const MAX_LEARNERS_PER_CALL: u32 = 10_000;
+
 /// A kind as stored and shown (`role`, `team`, `learningPath`).
 pub fn kind_name(kind: GrantKind) -> &'static str {
     match kind {
