@@ -102,6 +102,13 @@ pub fn group_source(group_id: &str) -> String {
     format!("default:groups-as-teams@{}", group_key(group_id))
 }
 
+/// The team `groups-as-teams` makes of a group with this `displayName`:
+/// none for a blank name. The mappers and a rename's drain share it, so a
+/// renamed team lands where mapping would put it.
+pub fn group_team(display_name: Option<&str>) -> Option<&str> {
+    display_name.filter(|n| !n.trim().is_empty())
+}
+
 /// How a group is named in sources, so its grants can be found again
 /// (`lms.holders`) when it is renamed or deleted.
 pub fn group_key(group_id: &str) -> String {
@@ -119,7 +126,7 @@ impl Mapper for DefaultMapper {
             source: LEARNER_SOURCE.to_string(),
         }];
         for g in facts.groups {
-            if let Some(name) = g.display_name.as_deref().filter(|n| !n.trim().is_empty()) {
+            if let Some(name) = group_team(g.display_name.as_deref()) {
                 out.push(Grant {
                     kind: GrantKind::Team,
                     name: name.to_string(),

@@ -12,7 +12,7 @@ use super::host::{
     Change, Drift, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState,
     LearnerStatus, LmsHost, MANUAL, OnDelete, Policy, Profile, Task, Work,
 };
-use super::mapper::{Facts, GroupFact, Mapper, group_source};
+use super::mapper::{Facts, GroupFact, Mapper, group_source, group_team};
 use crate::error::ScimResult;
 use crate::schema::ENTERPRISE_USER_SCHEMA;
 use crate::schema::{GROUP_TYPE, USER_TYPE};
@@ -184,8 +184,8 @@ fn resume_after(ids: &[String], batch: u32) -> Option<String> {
         .flatten()
 }
 
-/// A group's current team name: its `displayName` unless blank; `None`
-/// when it has none or the group is gone (its team goes with it).
+/// A group's current team ([`group_team`]); `None` when the group is gone
+/// (its team goes with it).
 fn group_name(store: &mut dyn Store, id: &str) -> ScimResult<Option<String>> {
     #[derive(serde::Deserialize)]
     struct Name {
@@ -195,8 +195,7 @@ fn group_name(store: &mut dyn Store, id: &str) -> ScimResult<Option<String>> {
     Ok(store
         .get(GROUP_TYPE.name, id)?
         .and_then(|d| serde_json::from_str::<Name>(&d.body).ok())
-        .and_then(|n| n.display_name)
-        .filter(|n| !n.trim().is_empty()))
+        .and_then(|n| group_team(n.display_name.as_deref()).map(str::to_string)))
 }
 
 /// Users by id with their parsed resources.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Rules;
 use super::model::{Condition, Op, Part, Template, Test};
 use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{Facts, group_key, group_source};
+use crate::provision::mapper::{Facts, group_key, group_source, group_team};
 
 /// The most names one template may expand to (one per attribute value).
 const MAX_EXPANSION: usize = 100;
@@ -164,7 +164,7 @@ impl Rules {
         }
         if self.doc.groups_as_teams {
             for g in facts.groups {
-                if let Some(name) = g.display_name.as_deref().filter(|n| !n.trim().is_empty()) {
+                if let Some(name) = group_team(g.display_name.as_deref()) {
                     out.grants.push(Grant {
                         kind: GrantKind::Team,
                         name: name.to_string(),
