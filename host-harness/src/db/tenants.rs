@@ -69,11 +69,17 @@ pub fn new_token(kind: TokenKind) -> String {
 /// The tenant a token of `kind` belongs to.
 pub fn authenticate(conn: &Connection, kind: TokenKind, token: &str) -> Result<Option<Tenant>> {
     let hash = hash_token(token);
-    let col = kind.column();
+    // One fixed statement per kind: every request runs it.
+    let sql = match kind {
+        TokenKind::Scim => {
+            "SELECT id, name, signing_key, token_hash FROM tenants WHERE token_hash = ?1"
+        }
+        TokenKind::Admin => {
+            "SELECT id, name, signing_key, admin_token_hash FROM tenants WHERE admin_token_hash = ?1"
+        }
+    };
     let row = conn
-        .prepare_cached(&format!(
-            "SELECT id, name, signing_key, {col} FROM tenants WHERE {col} = ?1"
-        ))?
+        .prepare_cached(sql)?
         .query_row([&hash[..]], |r| {
             Ok((
                 Tenant {

@@ -1030,6 +1030,28 @@ impl wit::Host for SqlStore {
         members: Vec<String>,
     ) -> R<Vec<(String, MemberEntry)>> {
         self.stats.calls += 1;
+        // One member (a user's `GET`): a fixed statement that walks the
+        // member's index entries in group order, so SQLite needs no sort.
+        if let [member] = members.as_slice() {
+            let mut stmt = db(&self.conn)?
+                .prepare_cached(
+                    "SELECT d.id, d.kind, d.label, d.seq
+                     FROM members m JOIN documents d ON d.seq = m.group_seq
+                     WHERE m.member_seq =
+                           (SELECT seq FROM documents WHERE tenant = ?1 AND id = ?3 LIMIT 1)
+                       AND d.kind = ?2
+                     ORDER BY m.group_seq",
+                )
+                .map_err(unavailable)?;
+            let out = stmt
+                .query_map(params![self.tenant, group_kind, member], |r| {
+                    Ok((member.clone(), member_entry(r, 0)?))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(unavailable)?;
+            self.stats.rows += out.len() as u64;
+            return Ok(out);
+        }
         let mut out = Vec::new();
         for chunk in members.chunks(crate::db::IN_LIST_CHUNK) {
             let marks = crate::db::placeholders(chunk.len());
