@@ -94,10 +94,15 @@ pub struct Response {
 impl Response {
     /// A SCIM JSON response.
     pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self::json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+    }
+
+    /// A SCIM JSON response from a body already written.
+    pub fn json_bytes(status: u16, body: Vec<u8>) -> Self {
         Response {
             status,
             headers: vec![("content-type".into(), SCIM_CONTENT_TYPE.into())],
-            body: serde_json::to_vec(body).unwrap_or_default(),
+            body,
             log: Vec::new(),
         }
     }

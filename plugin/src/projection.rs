@@ -34,6 +34,12 @@ impl Projection {
         Self::default()
     }
 
+    /// Whether this is the default view (no `attributes`, no
+    /// `excludedAttributes`).
+    pub fn is_all(&self) -> bool {
+        self.include.is_none() && self.exclude.is_empty()
+    }
+
     /// Parses comma-separated `attributes` / `excludedAttributes` values.
     /// When both are given, `attributes` wins (RFC 7644 §3.9: they are
     /// alternatives). A well-formed name the schema does not know is

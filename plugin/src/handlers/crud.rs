@@ -7,7 +7,7 @@ use crate::error::{ScimError, ScimResult};
 use crate::http::{Request, Response};
 use crate::projection::Projection;
 use crate::resource::normalize::{Input, normalize_resource};
-use crate::resource::render::{parse_body, render};
+use crate::resource::render::{parse_body, render, render_default};
 use crate::resource::{assemble, created, etag, location, new_id, now, to_new_document};
 use crate::schema::{Attribute, Mutability, Relation, ResourceType, Schema};
 use crate::store::{Document, Store, StoreError};
@@ -35,8 +35,15 @@ pub fn resource_response(
     doc: &Document,
     status: u16,
 ) -> ScimResult<Response> {
-    let body = render(store, &req.context.base_url, rt, doc, &projection(req, rt)?)?;
-    let mut resp = Response::json(status, &body).with_header("etag", etag(doc.version));
+    let projection = projection(req, rt)?;
+    let base = &req.context.base_url;
+    let body = if projection.is_all() {
+        render_default(store, base, rt, doc)?
+    } else {
+        let body = render(store, base, rt, doc, &projection)?;
+        serde_json::to_vec(&body).map_err(|e| ScimError::internal(e.to_string()))?
+    };
+    let mut resp = Response::json_bytes(status, body).with_header("etag", etag(doc.version));
     if status == 201 {
         resp = resp.with_header("location", location(&req.context.base_url, rt, &doc.id));
     }

@@ -4,6 +4,7 @@
 pub mod normalize;
 pub mod render;
 pub mod terms;
+pub mod verbatim;
 
 use serde_json::{Map, Value, json};
 

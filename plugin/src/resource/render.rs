@@ -11,7 +11,7 @@ use crate::projection::Projection;
 use crate::schema::{Attribute, GROUP_TYPE, Relation, ResourceType};
 use crate::store::{Document, MemberEntry, Store};
 
-use super::{etag, location, type_of_kind};
+use super::{etag, location, type_of_kind, verbatim};
 
 /// Parses a stored body.
 pub fn parse_body(doc: &Document) -> ScimResult<Value> {
@@ -31,6 +31,37 @@ pub fn render(
     let mut body = parse_body(doc)?;
     render_value(store, base_url, rt, doc, &mut body, projection)?;
     Ok(body)
+}
+
+/// The response body under the default projection (no `attributes` or
+/// `excludedAttributes`): copied from the stored JSON when
+/// [`verbatim::default_view`] can, rendered as [`render`] does otherwise.
+pub fn render_default(
+    store: &mut dyn Store,
+    base_url: &str,
+    rt: &ResourceType,
+    doc: &Document,
+) -> ScimResult<Vec<u8>> {
+    let relation = relation_values(store, base_url, rt, &doc.id)?;
+    let copied = verbatim::default_view(
+        &doc.body,
+        rt,
+        &relation,
+        &location(base_url, rt, &doc.id),
+        &etag(doc.version),
+    );
+    if let Some(body) = copied {
+        return Ok(body);
+    }
+    let mut body = parse_body(doc)?;
+    if let Value::Object(map) = &mut body {
+        let name = relation_attribute(rt).name;
+        if !map.contains_key(name) {
+            map.insert(name.into(), Value::Array(relation));
+        }
+    }
+    render_value(store, base_url, rt, doc, &mut body, &Projection::all())?;
+    serde_json::to_vec(&body).map_err(|e| ScimError::internal(e.to_string()))
 }
 
 /// Like [`render`], for a body the caller already parsed.
