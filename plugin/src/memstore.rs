@@ -410,4 +410,20 @@ impl Store for MemStore {
         }
         Ok(out)
     }
+
+    fn groups_of_nested(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+    ) -> StoreResult<Vec<(String, MemberEntry, bool)>> {
+        let direct = self.groups_of(group_kind, members)?;
+        let st = &self.state;
+        Ok(direct
+            .into_iter()
+            .map(|(m, g)| {
+                let nested = st.members.values().any(|set| set.contains(&g.seq));
+                (m, g, nested)
+            })
+            .collect())
+    }
 }

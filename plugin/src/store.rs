@@ -193,6 +193,21 @@ pub trait Store {
         members: &[String],
     ) -> StoreResult<Vec<(String, MemberEntry)>>;
 
+    /// Like [`Store::groups_of`], with whether each group is itself a
+    /// member of any group. The default says every group may be, so a
+    /// caller walking up nested groups looks further as it would without.
+    fn groups_of_nested(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+    ) -> StoreResult<Vec<(String, MemberEntry, bool)>> {
+        Ok(self
+            .groups_of(group_kind, members)?
+            .into_iter()
+            .map(|(m, g)| (m, g, true))
+            .collect())
+    }
+
     /// The groups that directly contain one document.
     fn groups_of_one(&mut self, group_kind: &str, member: &str) -> StoreResult<Vec<MemberEntry>> {
         Ok(self

@@ -112,6 +112,7 @@ fn nested_groups_show_as_indirect() {
     let u = s.create_user("nested");
     let inner = s.create_group("Inner", &[&u]);
     let outer = s.create_group("Outer", &[&inner]);
+    let top = s.create_group("Top", &[&outer]);
     let outer_json = s.get(&format!("/Groups/{outer}")).expect(200);
     assert_eq!(outer_json.json["members"][0]["type"], "Group");
     let groups = s.get(&format!("/Users/{u}")).json["groups"].clone();
@@ -119,6 +120,10 @@ fn nested_groups_show_as_indirect() {
     assert_eq!(groups[0]["type"], "direct");
     assert_eq!(groups[1]["value"], outer);
     assert_eq!(groups[1]["type"], "indirect");
+    // Two levels up: each level is read only when the one below is nested.
+    assert_eq!(groups[2]["value"], top);
+    assert_eq!(groups[2]["type"], "indirect");
+    assert_eq!(groups.as_array().unwrap().len(), 3);
 }
 
 #[test]

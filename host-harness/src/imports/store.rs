@@ -1029,34 +1029,75 @@ impl wit::Host for SqlStore {
         group_kind: String,
         members: Vec<String>,
     ) -> R<Vec<(String, MemberEntry)>> {
+        let rows = self.containing(&group_kind, &members, false)?;
+        Ok(rows.into_iter().map(|(m, g, _)| (m, g)).collect())
+    }
+
+    fn groups_of_nested(
+        &mut self,
+        group_kind: String,
+        members: Vec<String>,
+    ) -> R<Vec<(String, MemberEntry, bool)>> {
+        self.containing(&group_kind, &members, true)
+    }
+}
+
+/// The select list's last column when asked: whether the group `d` is
+/// itself in a group (an index probe per row).
+macro_rules! nested_column {
+    () => {
+        "EXISTS (SELECT 1 FROM members p WHERE p.member_seq = d.seq)"
+    };
+}
+
+/// The groups of one member. A fixed statement that walks the member's
+/// index entries in group order, so SQLite needs no sort.
+macro_rules! groups_of_one {
+    ($nested:expr) => {
+        concat!(
+            "SELECT d.id, d.kind, d.label, d.seq, ",
+            $nested,
+            " FROM members m JOIN documents d ON d.seq = m.group_seq
+             WHERE m.member_seq =
+                   (SELECT seq FROM documents WHERE tenant = ?1 AND id = ?3 LIMIT 1)
+               AND d.kind = ?2
+             ORDER BY m.group_seq"
+        )
+    };
+}
+
+impl SqlStore {
+    /// `groups-of` and `groups-of-nested`: (member, group, whether the group
+    /// is itself in a group; false unless `nested` was asked for).
+    fn containing(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+        nested: bool,
+    ) -> R<Vec<(String, MemberEntry, bool)>> {
         self.stats.calls += 1;
-        // One member (a user's `GET`): a fixed statement that walks the
-        // member's index entries in group order, so SQLite needs no sort.
-        if let [member] = members.as_slice() {
-            let mut stmt = db(&self.conn)?
-                .prepare_cached(
-                    "SELECT d.id, d.kind, d.label, d.seq
-                     FROM members m JOIN documents d ON d.seq = m.group_seq
-                     WHERE m.member_seq =
-                           (SELECT seq FROM documents WHERE tenant = ?1 AND id = ?3 LIMIT 1)
-                       AND d.kind = ?2
-                     ORDER BY m.group_seq",
-                )
-                .map_err(unavailable)?;
+        if let [member] = members {
+            let sql = if nested {
+                groups_of_one!(nested_column!())
+            } else {
+                groups_of_one!("0")
+            };
+            let mut stmt = db(&self.conn)?.prepare_cached(sql).map_err(unavailable)?;
             let out = stmt
                 .query_map(params![self.tenant, group_kind, member], |r| {
-                    Ok((member.clone(), member_entry(r, 0)?))
+                    Ok((member.clone(), member_entry(r, 0)?, r.get(4)?))
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(unavailable)?;
             self.stats.rows += out.len() as u64;
             return Ok(out);
         }
+        let flag = if nested { nested_column!() } else { "0" };
         let mut out = Vec::new();
         for chunk in members.chunks(crate::db::IN_LIST_CHUNK) {
             let marks = crate::db::placeholders(chunk.len());
             let sql = format!(
-                "SELECT dm.id, d.id, d.kind, d.label, d.seq
+                "SELECT dm.id, d.id, d.kind, d.label, d.seq, {flag}
                  FROM documents dm
                  JOIN members m ON m.member_seq = dm.seq
                  JOIN documents d ON d.seq = m.group_seq
@@ -1067,7 +1108,9 @@ impl wit::Host for SqlStore {
             args.extend(chunk.iter().map(|id| id as &dyn ToSql));
             let mut stmt = db(&self.conn)?.prepare_cached(&sql).map_err(unavailable)?;
             let rows = stmt
-                .query_map(args.as_slice(), |r| Ok((r.get(0)?, member_entry(r, 1)?)))
+                .query_map(args.as_slice(), |r| {
+                    Ok((r.get(0)?, member_entry(r, 1)?, r.get(5)?))
+                })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(unavailable)?;
             out.extend(rows);

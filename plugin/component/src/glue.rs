@@ -422,6 +422,16 @@ impl core::Store for HostStore {
             .map(|es| es.into_iter().map(|(m, e)| (m, entry(e))).collect())
             .map_err(err)
     }
+
+    fn groups_of_nested(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+    ) -> core::StoreResult<Vec<(String, core::MemberEntry, bool)>> {
+        host::groups_of_nested(group_kind, members)
+            .map(|es| es.into_iter().map(|(m, e, n)| (m, entry(e), n)).collect())
+            .map_err(err)
+    }
 }
 
 /// The host's LMS, outbox and sync log, reached through the WIT imports.

@@ -277,6 +277,14 @@ impl Store for Recorder<'_> {
     ) -> StoreResult<Vec<(String, MemberEntry)>> {
         self.inner.groups_of(group_kind, members)
     }
+
+    fn groups_of_nested(
+        &mut self,
+        group_kind: &str,
+        members: &[String],
+    ) -> StoreResult<Vec<(String, MemberEntry, bool)>> {
+        self.inner.groups_of_nested(group_kind, members)
+    }
 }
 
 #[cfg(test)]

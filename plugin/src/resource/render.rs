@@ -166,15 +166,22 @@ fn groups(store: &mut dyn Store, base_url: &str, id: &str) -> ScimResult<Vec<Val
 }
 
 /// `groups` of many users at once: one store call for the direct
-/// memberships of all of them, then one per level of group nesting.
+/// memberships of all of them, then one per level of group nesting, none
+/// when the store says no group reached is itself in a group.
 pub fn groups_many(
     store: &mut dyn Store,
     base_url: &str,
     ids: &[String],
 ) -> ScimResult<HashMap<String, Vec<Value>>> {
-    let direct = store.groups_of(GROUP_TYPE.name, ids)?;
+    let direct = store.groups_of_nested(GROUP_TYPE.name, ids)?;
     let mut parents: HashMap<String, Vec<MemberEntry>> = HashMap::new();
-    let mut frontier: Vec<String> = direct.iter().map(|(_, g)| g.id.clone()).collect();
+    let nested = |rows: &[(String, MemberEntry, bool)]| -> Vec<String> {
+        rows.iter()
+            .filter(|(_, _, nested)| *nested)
+            .map(|(_, g, _)| g.id.clone())
+            .collect()
+    };
+    let mut frontier = nested(&direct);
     loop {
         frontier.retain(|g| !parents.contains_key(g));
         frontier.sort();
@@ -185,14 +192,14 @@ pub fn groups_many(
         for g in &frontier {
             parents.insert(g.clone(), Vec::new());
         }
-        let rows = store.groups_of(GROUP_TYPE.name, &frontier)?;
-        frontier = rows.iter().map(|(_, p)| p.id.clone()).collect();
-        for (child, parent) in rows {
+        let rows = store.groups_of_nested(GROUP_TYPE.name, &frontier)?;
+        frontier = nested(&rows);
+        for (child, parent, _) in rows {
             parents.entry(child).or_default().push(parent);
         }
     }
     let mut by_user: HashMap<String, Vec<MemberEntry>> = HashMap::new();
-    for (user, group) in direct {
+    for (user, group, _) in direct {
         by_user.entry(user).or_default().push(group);
     }
     let mut out = HashMap::with_capacity(ids.len());

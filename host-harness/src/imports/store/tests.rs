@@ -313,3 +313,53 @@ fn a_first_release_database_is_migrated() {
         .unwrap();
     assert_eq!(denied, "[]");
 }
+
+#[test]
+fn groups_of_nested_says_which_groups_are_themselves_in_a_group() {
+    let Fixture { mut store, _dir } = fixture();
+    let group = |store: &mut SqlStore, id: &str| {
+        let mut d = doc(0, 0);
+        d.id = id.into();
+        d.terms.clear();
+        store.insert("Group".into(), d).unwrap();
+    };
+    group(&mut store, "g1");
+    group(&mut store, "g2");
+    group(&mut store, "g3");
+    let add = |store: &mut SqlStore, g: &str, id: &str, kind: &str| {
+        let member = MemberRef {
+            id: id.into(),
+            kind: kind.into(),
+        };
+        store
+            .members_add("Group".into(), g.into(), vec![member])
+            .unwrap();
+    };
+    // id0 is in g1 and g3; g1 is in g2.
+    add(&mut store, "g1", "id0", "User");
+    add(&mut store, "g3", "id0", "User");
+    add(&mut store, "g2", "g1", "Group");
+    let nested = |store: &mut SqlStore, members: &[&str]| {
+        let members = members.iter().map(|m| m.to_string()).collect();
+        store
+            .groups_of_nested("Group".into(), members)
+            .unwrap()
+            .into_iter()
+            .map(|(m, g, n)| (m, g.id, n))
+            .collect::<Vec<_>>()
+    };
+    let t = |m: &str, g: &str, n: bool| (m.to_string(), g.to_string(), n);
+    // One member (its own statement) and several (the IN list) agree.
+    let direct = vec![t("id0", "g1", true), t("id0", "g3", false)];
+    assert_eq!(nested(&mut store, &["id0"]), direct);
+    assert_eq!(nested(&mut store, &["id0", "id1"]), direct);
+    assert_eq!(nested(&mut store, &["g1"]), vec![t("g1", "g2", false)]);
+    assert_eq!(nested(&mut store, &["id1"]), vec![]);
+    // groups-of lists the same pairs.
+    let plain = store.groups_of("Group".into(), vec!["id0".into()]).unwrap();
+    let plain: Vec<_> = plain.into_iter().map(|(m, g)| (m, g.id)).collect();
+    assert_eq!(
+        plain,
+        vec![("id0".into(), "g1".into()), ("id0".into(), "g3".into())]
+    );
+}
