@@ -136,9 +136,17 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     to_http(outcome.response, &request_id)
 }
 
+/// The headers the engine sees: all but credentials, which the host has
+/// already checked and the sandbox has no use for.
 fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
+        .filter(|(n, _)| {
+            !matches!(
+                n.as_str(),
+                "authorization" | "proxy-authorization" | "cookie"
+            )
+        })
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect()
 }
@@ -163,4 +171,21 @@ fn to_http(resp: HttpResponse, request_id: &str) -> Response {
         headers.insert("x-request-id", v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_stay_out_of_the_sandbox() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer secret"));
+        h.insert("cookie", HeaderValue::from_static("s=1"));
+        h.insert("if-match", HeaderValue::from_static("W/\"1\""));
+        assert_eq!(
+            header_list(&h),
+            vec![("if-match".to_string(), "W/\"1\"".to_string())]
+        );
+    }
 }
