@@ -69,7 +69,7 @@ pub fn default_view(
             };
             let computed =
                 |k: &&str| k.eq_ignore_ascii_case("location") || k.eq_ignore_ascii_case("version");
-            if keys.iter().any(computed) || !subs_shown(meta_attr, &keys) {
+            if keys.iter().any(computed) || !subs_shown(meta_attr, keys.iter().copied()) {
                 return None;
             }
             let body = raw.get().trim_end();
@@ -111,19 +111,12 @@ fn push_member(out: &mut Vec<u8>, key: &str, raw: &str) {
 
 /// Whether the default projection keeps the relation's values as they are.
 fn relation_whole(attr: &Attribute, values: &[Value]) -> bool {
-    if matches!(attr.returned, Returned::Never | Returned::Request) {
-        return false;
-    }
-    attr.returned == Returned::Always
-        || values.iter().all(|v| {
-            v.as_object().is_none_or(|o| {
-                !o.is_empty()
-                    && o.keys().all(|k| {
-                        attr.sub(k)
-                            .is_some_and(|sub| sub.returned != Returned::Never)
-                    })
-            })
-        })
+    shown(attr)
+        && (attr.returned == Returned::Always
+            || values.iter().all(|v| {
+                v.as_object()
+                    .is_none_or(|o| object_whole(attr, o.keys().map(String::as_str)))
+            }))
 }
 
 /// Whether the default projection keeps a top-level member exactly as
@@ -155,7 +148,7 @@ fn extension_whole(schema: &Schema, raw: &RawValue) -> bool {
 /// Mirrors `Projection::keep` for the default projection: the attribute is
 /// shown, and none of its sub-attributes or values is trimmed.
 fn attr_whole(attr: &Attribute, raw: &RawValue) -> bool {
-    if matches!(attr.returned, Returned::Never | Returned::Request) {
+    if !shown(attr) {
         return false;
     }
     if !attr.is_complex() || attr.returned == Returned::Always {
@@ -164,16 +157,15 @@ fn attr_whole(attr: &Attribute, raw: &RawValue) -> bool {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'{') => match serde_json::from_str::<Keys>(text) {
-            Ok(Keys(Some(keys))) => !keys.is_empty() && subs_shown(attr, &keys),
+            Ok(Keys(Some(keys))) => object_whole(attr, keys.into_iter()),
             _ => false,
         },
         Some(b'[') => match serde_json::from_str::<Vec<Keys>>(text) {
             Ok(items) => {
                 !items.is_empty()
-                    && items.iter().all(|Keys(keys)| {
-                        keys.as_ref()
-                            .is_none_or(|k| !k.is_empty() && subs_shown(attr, k))
-                    })
+                    && items
+                        .into_iter()
+                        .all(|Keys(keys)| keys.is_none_or(|k| object_whole(attr, k.into_iter())))
             }
             Err(_) => false,
         },
@@ -181,8 +173,19 @@ fn attr_whole(attr: &Attribute, raw: &RawValue) -> bool {
     }
 }
 
-fn subs_shown(attr: &Attribute, keys: &[&str]) -> bool {
-    keys.iter().all(|k| {
+/// Whether the default projection shows the attribute at all.
+fn shown(attr: &Attribute) -> bool {
+    !matches!(attr.returned, Returned::Never | Returned::Request)
+}
+
+/// Whether an object value of a complex attribute is kept as it is: not
+/// empty, and every key a sub-attribute that is shown.
+fn object_whole<'k>(attr: &Attribute, keys: impl ExactSizeIterator<Item = &'k str>) -> bool {
+    keys.len() > 0 && subs_shown(attr, keys)
+}
+
+fn subs_shown<'k>(attr: &Attribute, mut keys: impl Iterator<Item = &'k str>) -> bool {
+    keys.all(|k| {
         attr.sub(k)
             .is_some_and(|sub| sub.returned != Returned::Never)
     })
