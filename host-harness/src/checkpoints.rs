@@ -1,5 +1,6 @@
-//! Background checkpoints of SQLite's write-ahead log, and the bound on its
-//! size.
+//! Background checkpoints of SQLite's write-ahead log, the bound on its
+//! size, and its flush to disk every [`FLUSH_EVERY`] (see
+//! [`Checkpointer::flush_log`]).
 //!
 //! A PASSIVE checkpoint copies the log into the database file alongside
 //! requests. But only a writer that *starts* after a checkpoint reached the
@@ -36,8 +37,8 @@ const EVERY: Duration = Duration::from_millis(200);
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Writers are held back once no more than this many frames arrived
-/// during the last pass alongside them (about a millisecond of `POST /Users`
-/// at full speed here): the pass that holds them back copies about as many.
+/// during the last pass alongside them (about two milliseconds of `POST
+/// /Users` at full speed here): the pass that holds them back copies about as many.
 const TAIL_FRAMES: i64 = 128;
 
 /// Most passes alongside writers before holding them back: a write load too
