@@ -33,7 +33,7 @@ const EVERY: Duration = Duration::from_millis(200);
 
 /// How often the log is flushed to disk when something was committed (see
 /// [`Checkpointer::flush_log`]): 20 ms took the 8-connection maximum of
-/// `POST /Users` from 35 ms to 10 ms here, where 50 ms left it at 17 ms.
+/// `POST /Users` from 29–36 ms to 12–14 ms here; 50 ms left it at 17 ms.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Writers are held back once no more than this many frames arrived
