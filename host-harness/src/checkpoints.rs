@@ -33,7 +33,8 @@ const EVERY: Duration = Duration::from_millis(200);
 
 /// How often the log is flushed to disk when something was committed (see
 /// [`Checkpointer::flush_log`]): 20 ms took the 8-connection maximum of
-/// `POST /Users` from 29–36 ms to 12–14 ms here; 50 ms left it at 17 ms.
+/// `POST /Users` from 29–36 ms to 12–14 ms here, where checkpointing every
+/// 50 ms instead (which syncs the log as often) left it at 17 ms.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Writers are held back once no more than this many frames arrived
@@ -128,24 +129,24 @@ async fn flush_log(checkpointer: Arc<Checkpointer>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let c = checkpointer.clone();
-        match tokio::task::spawn_blocking(move || c.flush_log()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "flushing the write-ahead log skipped"),
-            Err(e) => tracing::error!(error = %e, "flushing the write-ahead log failed"),
-        }
+        blocking(
+            &checkpointer,
+            "flushing the write-ahead log",
+            Checkpointer::flush_log,
+        )
+        .await;
     }
 }
 
 /// One PASSIVE checkpoint on the blocking pool.
 async fn pass(checkpointer: &Arc<Checkpointer>) -> Option<WalState> {
-    blocking(checkpointer, Checkpointer::passive).await
+    blocking(checkpointer, "background checkpoint", Checkpointer::passive).await
 }
 
 /// A PASSIVE checkpoint, then a sync of what it (and the passes before it)
 /// wrote to the database file, on the blocking pool.
 async fn catch_up(checkpointer: &Arc<Checkpointer>) -> Option<WalState> {
-    blocking(checkpointer, |c| {
+    blocking(checkpointer, "background checkpoint", |c| {
         let wal = c.passive()?;
         c.sync_database()?;
         Ok(wal)
@@ -153,19 +154,22 @@ async fn catch_up(checkpointer: &Arc<Checkpointer>) -> Option<WalState> {
     .await
 }
 
-async fn blocking(
+/// Runs `f` on the blocking pool; a failure (`what` names the work) is
+/// logged and skipped, to be tried again on the next tick.
+async fn blocking<T: Send + 'static>(
     checkpointer: &Arc<Checkpointer>,
-    f: fn(&Checkpointer) -> anyhow::Result<WalState>,
-) -> Option<WalState> {
+    what: &'static str,
+    f: fn(&Checkpointer) -> anyhow::Result<T>,
+) -> Option<T> {
     let c = checkpointer.clone();
     match tokio::task::spawn_blocking(move || f(&c)).await {
-        Ok(Ok(wal)) => Some(wal),
+        Ok(Ok(done)) => Some(done),
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "background checkpoint skipped");
+            tracing::debug!(error = %e, "{what} skipped");
             None
         }
         Err(e) => {
-            tracing::error!(error = %e, "background checkpoint failed");
+            tracing::error!(error = %e, "{what} failed");
             None
         }
     }

@@ -298,14 +298,21 @@ impl Checkpointer {
 mod tests {
     use super::*;
 
-    /// The log restarts only for a writer that begins after a checkpoint
-    /// reached its end; `checkpoints::run` relies on that.
-    #[test]
-    fn a_writer_after_a_complete_checkpoint_restarts_the_log() {
+    /// A new database in write-ahead-log mode, with a one-connection pool
+    /// and its checkpointer (the directory lives as long as the first).
+    fn logged_database() -> (tempfile::TempDir, Pool, Checkpointer) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let pool = open(&path, 1, Checkpoints::Background).unwrap();
         let checkpointer = Checkpointer::open(&path).unwrap();
+        (dir, pool, checkpointer)
+    }
+
+    /// The log restarts only for a writer that begins after a checkpoint
+    /// reached its end; `checkpoints::run` relies on that.
+    #[test]
+    fn a_writer_after_a_complete_checkpoint_restarts_the_log() {
+        let (_dir, pool, checkpointer) = logged_database();
         let conn = pool.get().unwrap();
         conn.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
         let write = || {
@@ -327,10 +334,7 @@ mod tests {
     /// log only when something was committed since it last did.
     #[test]
     fn the_database_file_and_the_log_sync_through_sqlites_handles() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let pool = open(&path, 1, Checkpoints::Background).unwrap();
-        let checkpointer = Checkpointer::open(&path).unwrap();
+        let (_dir, pool, checkpointer) = logged_database();
         let conn = pool.get().unwrap();
         conn.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('a');")
             .unwrap();
