@@ -50,6 +50,8 @@ pub struct App {
     pub metrics_token: Option<[u8; 32]>,
     /// Each tenant's share of the server.
     pub gates: crate::gate::Gates,
+    /// Previews, installs and the other mapping work of every tenant.
+    pub mapping_work: crate::gate::MappingWork,
     /// Errors whose body never changes (401), rendered once.
     pub rendered: std::sync::Mutex<std::collections::HashMap<(u16, &'static str), HttpResponse>>,
 }
@@ -74,6 +76,9 @@ pub struct Outcome {
     pub response: HttpResponse,
     pub tenant: Option<String>,
 }
+
+/// SQLite virtual-machine steps between checks of a request's deadline.
+const SQL_PROGRESS_STEPS: i32 = 10_000;
 
 /// Runs a transaction statement, prepared once per connection.
 pub fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
@@ -149,6 +154,12 @@ impl App {
                 );
             }
         };
+        // SQL run for the engine counts toward the request's timeout: past
+        // it, SQLite interrupts the statement (the pool clears the handler
+        // when the connection comes back).
+        let deadline =
+            inc.started + std::time::Duration::from_millis(self.request_timeout_ms as u64);
+        conn.progress_handler(SQL_PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
         // A read runs in a deferred (snapshot) transaction; a write takes
         // the write lock at once.
         let read_only = is_read_only(&inc.method);
@@ -191,6 +202,8 @@ impl App {
                 "The database connection was lost",
             );
         };
+        // Commit and rollback are never interrupted.
+        conn.progress_handler(0, None::<fn() -> bool>);
         let stamp = |started: Instant| Stamp {
             request_id: request_id.clone(),
             change_id: request_id.clone(),
@@ -232,7 +245,14 @@ impl App {
                 let _ = run(&conn, "ROLLBACK");
                 if let Some(why) = &journal.failed {
                     tracing::error!(error = %why, "a host import failed; rolled back");
-                    let detail = format!("{why}; nothing was changed, retry later");
+                    let detail = if Instant::now() >= deadline {
+                        format!(
+                            "The request took longer than {} ms and was cancelled; nothing was changed (request id {})",
+                            self.request_timeout_ms, inc.context.request_id
+                        )
+                    } else {
+                        format!("{why}; nothing was changed, retry later")
+                    };
                     let o = self.error(Some(name.clone()), &inc.context, 503, &detail);
                     response = o.response;
                 }

@@ -176,6 +176,83 @@ impl Gates {
     }
 }
 
+/// Mapping work of every tenant (previews, installs, replays, explains and
+/// checks, each seconds of CPU over a large tenant, or a compile of a large
+/// plugin): a bounded number at once on the blocking pool, and one per
+/// tenant, so one tenant's previews cannot queue everyone's behind them or
+/// take every core from SCIM requests.
+pub struct MappingWork {
+    running: Arc<Semaphore>,
+    tenants: Arc<Mutex<std::collections::HashSet<i64>>>,
+}
+
+/// Why mapping work was not started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WorkRefused {
+    /// The tenant already runs mapping work.
+    TenantBusy,
+    /// Other tenants' mapping work filled the server for too long.
+    ServerBusy,
+}
+
+/// A tenant's turn at mapping work; ends on drop.
+pub struct MappingTurn {
+    _permit: OwnedSemaphorePermit,
+    tenant: i64,
+    tenants: Arc<Mutex<std::collections::HashSet<i64>>>,
+}
+
+impl Drop for MappingTurn {
+    fn drop(&mut self) {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.tenant);
+    }
+}
+
+/// Longest mapping work waits for a free slot.
+const WORK_WAIT: Duration = Duration::from_secs(30);
+
+impl MappingWork {
+    /// At most `at_once` pieces of mapping work at a time.
+    pub fn new(at_once: usize) -> MappingWork {
+        MappingWork {
+            running: Arc::new(Semaphore::new(at_once.max(1))),
+            tenants: Arc::default(),
+        }
+    }
+
+    /// The tenant's turn, waiting (asynchronously) for a free slot.
+    pub async fn begin(&self, tenant: i64) -> Result<MappingTurn, WorkRefused> {
+        if !self
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant)
+        {
+            return Err(WorkRefused::TenantBusy);
+        }
+        let release = || {
+            self.tenants
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&tenant);
+        };
+        match tokio::time::timeout(WORK_WAIT, self.running.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(MappingTurn {
+                _permit: permit,
+                tenant,
+                tenants: self.tenants.clone(),
+            }),
+            _ => {
+                release();
+                Err(WorkRefused::ServerBusy)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +294,20 @@ mod tests {
             waiting.admit(3, full).await.err(),
             Some(Refused::Busy { max_concurrent: 1 })
         );
+    }
+
+    #[tokio::test]
+    async fn mapping_work_is_one_per_tenant_and_bounded_in_all() {
+        let work = MappingWork::new(1);
+        let a = work.begin(1).await.unwrap();
+        assert_eq!(work.begin(1).await.err(), Some(WorkRefused::TenantBusy));
+        let work = Arc::new(work);
+        let w = work.clone();
+        let b = tokio::spawn(async move { w.begin(2).await.is_ok() });
+        tokio::task::yield_now().await;
+        drop(a);
+        assert!(b.await.unwrap(), "tenant 2 ran once tenant 1 was done");
+        assert!(work.begin(1).await.is_ok(), "tenant 1 may start again");
     }
 
     #[tokio::test]

@@ -614,6 +614,8 @@ fn run_server(args: ServeArgs) -> Result<()> {
             Some(args.tenant_rate),
         ),
         rendered: Default::default(),
+        // One core stays for SCIM requests.
+        mapping_work: scim_host::gate::MappingWork::new(cores.saturating_sub(1).max(1)),
     });
     // Requests run on the workers themselves (see `server`): one per core
     // keeps the cores busy, and one more is free for other tenants while a

@@ -39,6 +39,8 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
+        // A request's deadline ends with the request.
+        conn.progress_handler(0, None::<fn() -> bool>);
         if !conn.is_autocommit() {
             tracing::warn!("a database connection came back inside a transaction; closed");
             return true;
@@ -143,6 +145,10 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
         // file, which every request notices anyway (or in a transaction,
         // which `Manager` sees when they come back).
         .test_on_check_out(false)
+        // Every holder of a connection is bounded (requests by the server's
+        // concurrency, mapping work by its slots), so a wait means trouble:
+        // answer 503 soon rather than hold a worker for r2d2's 30 s.
+        .connection_timeout(std::time::Duration::from_secs(5))
         .build(Manager(manager))
         .context("creating the connection pool")
 }

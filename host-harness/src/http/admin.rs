@@ -105,6 +105,8 @@ pub struct ApiError {
     detail: String,
     /// More members of the error body (diagnostics, a preview).
     extra: Option<Value>,
+    /// Seconds for `Retry-After` (429, 503).
+    retry_after: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
@@ -114,6 +116,10 @@ impl IntoResponse for ApiError {
             obj.extend(extra);
         }
         let mut r = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 "www-authenticate",
@@ -129,12 +135,18 @@ pub(super) fn error(status: StatusCode, detail: impl Into<String>) -> ApiError {
         status,
         detail: detail.into(),
         extra: None,
+        retry_after: None,
     }
 }
 
 impl ApiError {
     pub(super) fn with(mut self, extra: Value) -> Self {
         self.extra = Some(extra);
+        self
+    }
+
+    pub(super) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 }

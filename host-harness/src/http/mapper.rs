@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::admin::{ApiError, Reply, authenticate, db_error, error};
-use super::mapping::{blocking, flag, number};
+use super::mapping::{blocking, flag, mapping_turn, number};
 use crate::app::App;
 use crate::db::Tenant;
 use crate::mapper::{self, Upload};
@@ -102,6 +102,7 @@ pub async fn put_mapper(
     let opts = options(&params)?;
     let confirm = flag(&params, "confirm")?;
     let app2 = app.clone();
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let outcome = blocking(move || {
         mapper::install(
             &app2.runtime,
@@ -130,6 +131,7 @@ pub async fn delete_mapper(
     let tenant = tenant_of(&app, &headers)?;
     let confirm = flag(&params, "confirm")?;
     let app2 = app.clone();
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let outcome = blocking(move || {
         mapper::remove(
             &app2.runtime,
@@ -157,6 +159,7 @@ pub async fn rollback(
     let tenant = tenant_of(&app, &headers)?;
     let confirm = flag(&params, "confirm")?;
     let app2 = app.clone();
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let outcome = blocking(move || {
         mapper::rollback(
             &app2.runtime,
@@ -186,6 +189,7 @@ pub async fn preview(
     let bytes = component(body).await?;
     let opts = options(&params)?;
     let keep = number::<usize>(&params, "limit", "a number")?.unwrap_or(KEEP);
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let report = blocking(move || {
         let c = mapper::candidate(&app.runtime, &opts.upload(&bytes))?;
         mapper::preview(&app.runtime, &app.pool, &tenant, &c, keep, &mut |_| {})
@@ -204,6 +208,7 @@ pub async fn replay(
     let bytes = component(body).await?;
     let opts = options(&params)?;
     let own = opts.settings.is_some();
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let runs = blocking(move || {
         let c = mapper::candidate(&app.runtime, &opts.upload(&bytes))?;
         mapper::replay(&app.runtime, &app.pool, &tenant, &c, own)

@@ -76,6 +76,27 @@ fn document(body: String) -> Result<String, ApiError> {
     Ok(body)
 }
 
+/// The tenant's turn at mapping work ([`crate::gate::MappingWork`]): 429
+/// while the tenant already runs some, 503 when the server is full.
+pub(super) async fn mapping_turn(
+    app: &App,
+    tenant: i64,
+) -> Result<crate::gate::MappingTurn, ApiError> {
+    use crate::gate::WorkRefused;
+    app.mapping_work.begin(tenant).await.map_err(|r| match r {
+        WorkRefused::TenantBusy => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "This tenant's previous preview, install, replay, explain or check is still running; retry when it ends",
+        )
+        .retry_after(2),
+        WorkRefused::ServerBusy => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is busy with other tenants' mapping work; retry in a minute",
+        )
+        .retry_after(60),
+    })
+}
+
 /// Runs blocking mapping work off the async threads. A panic in it is a
 /// 500 (its transaction was rolled back as the panic dropped it).
 pub(super) async fn blocking<T: Send + 'static>(
@@ -140,6 +161,7 @@ async fn change(
     let confirm = flag(params, "confirm")?;
     let threshold = number::<f64>(params, "threshold", "a percentage")?;
     let app2 = app.clone();
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let outcome = blocking(move || {
         mapping::install(
             &app2.runtime,
@@ -176,6 +198,7 @@ pub async fn rollback(
 pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: String) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
     let text = document(body)?;
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let report =
         blocking(move || mapping::check(&app.runtime, Some((&app.pool, &tenant)), &text)).await?;
     Ok(Json(report).into_response())
@@ -196,6 +219,7 @@ pub async fn preview(
     } else {
         Choice::Document(body)
     };
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let report = blocking(move || {
         mapping::preview(&app.runtime, &app.pool, &tenant, &choice, keep, &mut |_| {})
     })
@@ -225,6 +249,7 @@ pub async fn explain_candidate(
 }
 
 async fn explain_with(app: Arc<App>, tenant: Tenant, choice: Choice, id: String) -> Reply {
+    let _turn = mapping_turn(&app, tenant.id).await?;
     let v =
         blocking(move || mapping::explain(&app.runtime, &app.pool, &tenant, &choice, &id)).await?;
     Ok(Json(v).into_response())
