@@ -8,6 +8,7 @@ mod discovery;
 mod groups;
 mod lms;
 mod mapper;
+mod mapper_wasi;
 mod mapping;
 mod operations;
 mod protocol;
