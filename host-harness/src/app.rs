@@ -47,6 +47,10 @@ pub struct App {
     pub background: Background,
     /// SHA-256 of the token `/metrics` requires; `None` disables it.
     pub metrics_token: Option<[u8; 32]>,
+    /// Each tenant's share of the server.
+    pub gates: crate::gate::Gates,
+    /// Errors whose body never changes (401), rendered once.
+    pub rendered: std::sync::Mutex<std::collections::HashMap<(u16, &'static str), HttpResponse>>,
 }
 
 /// What the engine needs to know about a request, before auth.
@@ -57,7 +61,8 @@ pub struct Incoming {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub context: RequestContext,
-    pub authorization: Option<String>,
+    /// Who sent it ([`App::authenticate`]).
+    pub tenant: Tenant,
     /// Set when the host already knows the answer (413).
     pub reject: Option<(u16, String)>,
     pub started: Instant,
@@ -110,89 +115,46 @@ impl App {
     /// Authenticate, open the transaction, run the engine, record the sync
     /// log, commit or roll back.
     pub fn execute(&self, mut inc: Incoming) -> Outcome {
-        if inc.path.is_empty() {
-            let (status, detail) = inc.reject.take().unwrap_or((404, "Not found".into()));
-            return self.error(None, &inc.context, status, &detail);
+        let Tenant {
+            id,
+            name,
+            signing_key,
+            ..
+        } = inc.tenant;
+        inc.context.tenant = name.clone();
+        inc.context.subject = Some(name.clone());
+        inc.context.signing_key = signing_key;
+        if let Some((status, detail)) = inc.reject.take() {
+            return self.error(Some(name), &inc.context, status, &detail);
         }
         let conn = match self.pool.get() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "no database connection");
                 return self.error(
-                    None,
+                    Some(name),
                     &inc.context,
                     503,
                     "The database is unavailable; retry later",
                 );
             }
         };
-        // A read checks the token inside its own (deferred) transaction, so
-        // it opens one read transaction rather than two; a write checks it
-        // before taking the write lock.
+        // A read runs in a deferred (snapshot) transaction; a write takes
+        // the write lock at once.
         let read_only = is_read_only(&inc.method);
-        let begin = |conn: &rusqlite::Connection| {
-            let sql = if read_only {
-                "BEGIN DEFERRED"
-            } else {
-                "BEGIN IMMEDIATE"
-            };
-            run(conn, sql).map_err(|e| {
-                tracing::error!(error = %e, "could not begin a transaction");
-                "The database is busy; retry later"
-            })
+        let sql = if read_only {
+            "BEGIN DEFERRED"
+        } else {
+            "BEGIN IMMEDIATE"
         };
-        if read_only && let Err(detail) = begin(&conn) {
-            return self.error(None, &inc.context, 503, detail);
-        }
-        // Before returning early, a read ends the transaction it opened.
-        let abandon = |conn: &rusqlite::Connection| {
-            if read_only {
-                let _ = run(conn, "ROLLBACK");
-            }
-        };
-        let tenant = match bearer(inc.authorization.as_deref()) {
-            None => None,
-            Some(token) => match db::authenticate(&conn, TokenKind::Scim, token) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!(error = %e, "authentication lookup failed");
-                    abandon(&conn);
-                    return self.error(
-                        None,
-                        &inc.context,
-                        503,
-                        "The database is unavailable; retry later",
-                    );
-                }
-            },
-        };
-        let Some(Tenant {
-            id,
-            name,
-            signing_key,
-        }) = tenant
-        else {
-            abandon(&conn);
-            let detail = if inc.authorization.is_none() {
-                "Authentication required: send 'Authorization: Bearer <token>'"
-            } else {
-                "The bearer token is not valid for SCIM (an admin token only opens /admin/v1)"
-            };
-            let mut o = self.error(None, &inc.context, 401, detail);
-            o.response
-                .headers
-                .push(("www-authenticate".into(), "Bearer realm=\"scim\"".into()));
-            return o;
-        };
-        inc.context.tenant = name.clone();
-        inc.context.subject = Some(name.clone());
-        inc.context.signing_key = signing_key;
-        if let Some((status, detail)) = inc.reject.take() {
-            abandon(&conn);
-            return self.error(Some(name), &inc.context, status, &detail);
-        }
-        if !read_only && let Err(detail) = begin(&conn) {
-            return self.error(Some(name), &inc.context, 503, detail);
+        if let Err(e) = run(&conn, sql) {
+            tracing::error!(error = %e, "could not begin a transaction");
+            return self.error(
+                Some(name),
+                &inc.context,
+                503,
+                "The database is busy; retry later",
+            );
         }
         let request_id = inc.context.request_id.clone();
         let store = SqlStore::new(conn, id)
@@ -326,6 +288,67 @@ impl App {
         };
         if let Err(e) = events::insert(conn, tenant, &stamp, &[row]) {
             tracing::warn!(error = %e, "could not record a failed request in the sync log");
+        }
+    }
+
+    /// The tenant whose SCIM token the `Authorization` header carries, or
+    /// the 401 (or 503) to answer. Neither needs an engine instance: a
+    /// flood of requests without a valid token costs a hash and a lookup.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        context: &RequestContext,
+    ) -> Result<Tenant, Outcome> {
+        let unauthorized = |detail: &'static str| {
+            let mut o = self.fixed_error(context, 401, detail);
+            o.response
+                .headers
+                .push(("www-authenticate".into(), "Bearer realm=\"scim\"".into()));
+            o
+        };
+        let Some(token) = bearer(authorization) else {
+            return Err(unauthorized(
+                "Authentication required: send 'Authorization: Bearer <token>'",
+            ));
+        };
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "authentication lookup failed");
+            self.fixed_error(context, 503, "The database is unavailable; retry later")
+        };
+        let conn = self.pool.get().map_err(|e| unavailable(&e))?;
+        match db::authenticate(&conn, TokenKind::Scim, token) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(unauthorized(
+                "The bearer token is not valid for SCIM (an admin token only opens /admin/v1)",
+            )),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    /// The 429 for a request its tenant's share did not let in.
+    pub fn too_many(
+        &self,
+        tenant: &str,
+        context: &RequestContext,
+        refused: &crate::gate::Refused,
+    ) -> Outcome {
+        let mut o = self.error(Some(tenant.to_string()), context, 429, &refused.detail());
+        o.response
+            .headers
+            .push(("retry-after".into(), refused.retry_after_secs().to_string()));
+        o
+    }
+
+    /// An error whose body never changes, rendered by the engine once.
+    fn fixed_error(&self, context: &RequestContext, status: u16, detail: &'static str) -> Outcome {
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let response = rendered
+            .entry((status, detail))
+            .or_insert_with(|| self.error(None, context, status, detail).response)
+            .clone();
+        Outcome {
+            response,
+            tenant: None,
         }
     }
 

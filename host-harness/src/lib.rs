@@ -16,6 +16,7 @@ pub mod app;
 pub mod checkpoints;
 pub mod db;
 pub mod events;
+pub mod gate;
 pub mod http;
 pub mod imports;
 pub mod lms;

@@ -167,10 +167,19 @@ struct ServeArgs {
     /// then grows for as long as writes never pause).
     #[arg(long, default_value_t = 1024)]
     wal_limit_mib: u64,
-    /// Threads that serve HTTP and run the engine (default: one per core;
-    /// raise it when long queries should not delay short ones).
+    /// Threads that serve HTTP and run the engine (default: one per core,
+    /// and one more so that a tenant at its --tenant-concurrency leaves a
+    /// thread to the others).
     #[arg(long, env = "SCIM_WORKERS")]
     workers: Option<usize>,
+    /// SCIM requests of one tenant that run at once unless `tenant limits`
+    /// says otherwise (default: one per core).
+    #[arg(long, env = "SCIM_TENANT_CONCURRENCY")]
+    tenant_concurrency: Option<u32>,
+    /// SCIM requests of one tenant started per second unless `tenant
+    /// limits` says otherwise; 0: no limit.
+    #[arg(long, env = "SCIM_TENANT_RATE", default_value_t = 0.0)]
+    tenant_rate: f64,
     /// Where compiled engine code is cached between starts.
     #[arg(long, env = "SCIM_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -235,11 +244,43 @@ enum TenantCommand {
         #[command(flatten)]
         db: DbArg,
     },
+    /// Set a tenant's share of the server, so that its load cannot starve
+    /// other tenants: SCIM requests at once and per second (beyond them it
+    /// gets 429 with Retry-After). Prints it (`--json` for tools); a server
+    /// applies it from the tenant's next request.
+    Limits {
+        name: String,
+        /// Requests of the tenant that run at once (a few more wait their
+        /// turn), or `default` (the server's `--tenant-concurrency`).
+        #[arg(long, value_parser = parse_limit::<u32>)]
+        max_concurrent: Option<Limit<u32>>,
+        /// Requests of the tenant started per second (0: no limit), or
+        /// `default` (the server's `--tenant-rate`).
+        #[arg(long, value_parser = parse_limit::<f64>)]
+        rate: Option<Limit<f64>>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
     /// List tenants.
     List {
         #[command(flatten)]
         db: DbArg,
     },
+}
+
+/// A limit given on the command line: a value, or `default` (`None`).
+#[derive(Debug, Clone, Copy)]
+struct Limit<T>(Option<T>);
+
+fn parse_limit<T: std::str::FromStr>(s: &str) -> std::result::Result<Limit<T>, String> {
+    if s.eq_ignore_ascii_case("default") {
+        return Ok(Limit(None));
+    }
+    s.parse()
+        .map(|v| Limit(Some(v)))
+        .map_err(|_| format!("'{s}' is neither a number nor 'default'"))
 }
 
 fn main() -> Result<()> {
@@ -441,6 +482,35 @@ fn tenant(cmd: TenantCommand) -> Result<()> {
                 );
             }
         }
+        TenantCommand::Limits {
+            name,
+            max_concurrent,
+            rate,
+            json,
+            db,
+        } => {
+            let pool = open_db(&db)?;
+            let share = db::set_share(
+                &*pool.get()?,
+                &name,
+                max_concurrent.map(|l| l.0),
+                rate.map(|l| l.0),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&share)?);
+            } else {
+                let show = |v: Option<String>| v.unwrap_or_else(|| "the server's default".into());
+                println!(
+                    "max-concurrent: {}\nrate: {}",
+                    show(share.max_concurrent.map(|m| m.to_string())),
+                    show(share.rate_per_sec.map(|r| if r > 0.0 {
+                        format!("{r} requests/s")
+                    } else {
+                        "no limit".into()
+                    }))
+                );
+            }
+        }
         TenantCommand::List { db } => {
             let pool = open_db(&db)?;
             for name in db::tenant_names(&*pool.get()?)? {
@@ -511,7 +581,17 @@ fn run_server(args: ServeArgs) -> Result<()> {
         bytes = wasm.len(),
         "engine ready"
     );
+    let started = std::time::Instant::now();
+    let plugins = scim_host::mapper::compile_installed(&runtime, &pool)?;
+    if plugins > 0 {
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            plugins,
+            "installed mapping plugins compiled"
+        );
+    }
 
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
         runtime,
         pool,
@@ -529,12 +609,17 @@ fn run_server(args: ServeArgs) -> Result<()> {
             retention_days: args.event_retention_days.max(1),
         },
         metrics_token: args.metrics_token.as_deref().map(db::hash_token),
+        gates: scim_host::gate::Gates::new(
+            args.tenant_concurrency.unwrap_or(cores as u32),
+            Some(args.tenant_rate),
+        ),
+        rendered: Default::default(),
     });
     // Requests run on the workers themselves (see `server`): one per core
-    // measured fastest; more let long queries overlap short ones.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // keeps the cores busy, and one more is free for other tenants while a
+    // tenant runs as many requests as it may (`gate`).
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers.unwrap_or(cores).max(1))
+        .worker_threads(args.workers.unwrap_or(cores + 1).max(1))
         .enable_all()
         .build()?;
     rt.block_on(async move {

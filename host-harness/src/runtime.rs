@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
@@ -203,6 +203,8 @@ impl Runtime {
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
             "linking WASI",
         )?;
+        crate::sandbox::engine_wasi::restrict(&mut linker, &engine, &component)
+            .context("restricting the engine's WASI")?;
         ctx(
             EngineWorld::add_to_linker::<_, HasSelf<SqlStore>>(
                 &mut linker,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hostile::{Plugin, build};
 use scim_host::sandbox::plugin::{
     Failure, Grant, GrantKind, Group, Loaded, MAX_COMPONENT_BYTES, MAX_FUEL, PluginLimits, Plugins,
-    Refusal, User,
+    Refusal, User, sha256,
 };
 
 /// One sandbox for the whole test binary, as the host has one per process,
@@ -198,22 +198,44 @@ fn the_same_bytes_load_once_by_content_hash() {
     assert!(!Arc::ptr_eq(&first, &other));
 }
 
+/// The same component with a custom section of `n` appended: other bytes,
+/// another plugin to the cache.
+fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"variant";
+    let payload = n.to_le_bytes();
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn cached_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("plugin-") && n.ends_with(".cwasm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
-fn a_cache_directory_serves_a_second_sandbox() {
+fn an_installed_plugin_is_cached_on_disk_and_serves_a_second_sandbox() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bytes = build(Plugin::Teams);
     let a = Plugins::new(Some(dir.path()), 4).expect("sandbox");
-    a.load(&bytes).expect("Teams loads");
-    let cached: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("cache dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        cached
-            .iter()
-            .any(|n| n.starts_with("plugin-") && n.ends_with(".cwasm")),
-        "{cached:?}"
+    let loaded = a.load(&bytes).expect("Teams loads");
+    assert_eq!(
+        cached_files(dir.path()),
+        Vec::<String>::new(),
+        "an upload never installed is not written"
     );
+    a.keep(&loaded, &bytes);
+    assert_eq!(cached_files(dir.path()).len(), 1, "an installed one is");
     // A new process (sandbox) loads the compiled code and it runs.
     let b = Plugins::new(Some(dir.path()), 4).expect("sandbox");
     let loaded = b.load(&bytes).expect("Teams loads from the cache");
@@ -221,6 +243,32 @@ fn a_cache_directory_serves_a_second_sandbox() {
         .run(&loaded, &PluginLimits::default(), &user(), "{}")
         .expect("Teams runs");
     assert_eq!(grants.len(), 3);
+}
+
+#[test]
+fn uploads_never_installed_are_kept_within_a_budget_and_installed_ones_stay() {
+    let sandbox = Plugins::new(None, 4).expect("sandbox");
+    let teams = build(Plugin::Teams);
+    let installed = sandbox.load(&teams).expect("loads");
+    sandbox.keep(&installed, &teams);
+    for n in 0..40 {
+        let l = sandbox.load(&variant(&teams, n)).expect("a variant loads");
+        assert_ne!(l.sha256, installed.sha256);
+    }
+    let (count, _) = sandbox.recent();
+    assert!(count <= 16, "{count} uploads kept compiled");
+    assert!(
+        sandbox.get(&installed.sha256).is_some(),
+        "the installed plugin stays compiled"
+    );
+    assert!(
+        sandbox.get(&sha256(&variant(&teams, 0))).is_none(),
+        "the oldest upload was let go"
+    );
+    assert!(
+        sandbox.get(&sha256(&variant(&teams, 39))).is_some(),
+        "the newest is kept"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -317,9 +365,22 @@ fn a_memory_bomb_hits_the_cap() {
     assert!(f.detail.contains("2 MiB"), "{f:?}");
 }
 
+/// An output past what the host copies is refused before it is copied
+/// (wasmtime's host-call fuel); a smaller one that is still too large is
+/// measured and refused.
 #[test]
 fn a_huge_output_is_refused() {
     let f = failure(Plugin::HugeOutput, run(Plugin::HugeOutput));
+    assert_eq!(f.reason, "plugin-output-too-large", "{f:?}");
+    assert!(f.detail.contains("refused uncopied"), "{f:?}");
+    let limits = PluginLimits {
+        max_output: hostile::HUGE_OUTPUT_GRANTS as usize * 2,
+        ..PluginLimits::default()
+    };
+    let f = failure(
+        Plugin::HugeOutput,
+        run_with(Plugin::HugeOutput, &limits, &user()),
+    );
     assert_eq!(f.reason, "plugin-output-too-large", "{f:?}");
     assert!(
         f.detail

@@ -228,6 +228,12 @@ INSERT OR IGNORE INTO event_names (tenant, name, resource_type, resource_id)
     WHERE resource_name IS NOT NULL AND resource_type <> 'Learner';
 DROP INDEX events_by_name;
 "#,
+    // 6: each tenant's share of the server: requests at once and per
+    // second (NULL: the server's defaults).
+    r#"
+ALTER TABLE tenants ADD COLUMN max_concurrent INTEGER;
+ALTER TABLE tenants ADD COLUMN rate_per_sec REAL;
+"#,
 ];
 
 /// Applies the migrations a database has not seen yet, each in its own

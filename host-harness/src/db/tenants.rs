@@ -9,12 +9,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::gate::Share;
+
 /// A tenant as the host knows it.
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: i64,
     pub name: String,
     pub signing_key: Vec<u8>,
+    /// Its share of the server (read with its token, so a change applies
+    /// to the next request).
+    pub share: Share,
 }
 
 /// Which of a tenant's two tokens.
@@ -72,10 +77,12 @@ pub fn authenticate(conn: &Connection, kind: TokenKind, token: &str) -> Result<O
     // One fixed statement per kind: every request runs it.
     let sql = match kind {
         TokenKind::Scim => {
-            "SELECT id, name, signing_key, token_hash FROM tenants WHERE token_hash = ?1"
+            "SELECT id, name, signing_key, token_hash, max_concurrent, rate_per_sec
+               FROM tenants WHERE token_hash = ?1"
         }
         TokenKind::Admin => {
-            "SELECT id, name, signing_key, admin_token_hash FROM tenants WHERE admin_token_hash = ?1"
+            "SELECT id, name, signing_key, admin_token_hash, max_concurrent, rate_per_sec
+               FROM tenants WHERE admin_token_hash = ?1"
         }
     };
     let row = conn
@@ -86,6 +93,10 @@ pub fn authenticate(conn: &Connection, kind: TokenKind, token: &str) -> Result<O
                     id: r.get(0)?,
                     name: r.get(1)?,
                     signing_key: r.get(2)?,
+                    share: Share {
+                        max_concurrent: r.get(4)?,
+                        rate_per_sec: r.get(5)?,
+                    },
                 },
                 r.get::<_, Vec<u8>>(3)?,
             ))
@@ -271,6 +282,48 @@ pub fn policy(conn: &Connection, tenant: i64) -> rusqlite::Result<PolicyRow> {
             plugin_denied_roles: serde_json::from_str(&denied).unwrap_or_default(),
         })
     })
+}
+
+/// Sets a tenant's share of the server (`None` leaves a field as it is;
+/// `Some(None)` returns it to the server's default) and returns it.
+pub fn set_share(
+    conn: &Connection,
+    name: &str,
+    max_concurrent: Option<Option<u32>>,
+    rate_per_sec: Option<Option<f64>>,
+) -> Result<Share> {
+    if max_concurrent.flatten() == Some(0) {
+        bail!("--max-concurrent must be at least 1 (or 'default')");
+    }
+    if rate_per_sec
+        .flatten()
+        .is_some_and(|r| !r.is_finite() || r < 0.0)
+    {
+        bail!("--rate must be a number of requests per second, 0 for none (or 'default')");
+    }
+    let id = tenant_id(conn, name)?;
+    if let Some(m) = max_concurrent {
+        conn.execute(
+            "UPDATE tenants SET max_concurrent = ?2 WHERE id = ?1",
+            params![id, m],
+        )?;
+    }
+    if let Some(r) = rate_per_sec {
+        conn.execute(
+            "UPDATE tenants SET rate_per_sec = ?2 WHERE id = ?1",
+            params![id, r],
+        )?;
+    }
+    Ok(conn.query_row(
+        "SELECT max_concurrent, rate_per_sec FROM tenants WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(Share {
+                max_concurrent: r.get(0)?,
+                rate_per_sec: r.get(1)?,
+            })
+        },
+    )?)
 }
 
 /// The id of the tenant called `name`.

@@ -46,11 +46,35 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         max_payload_bytes: app.max_body_bytes as u64,
         signing_key: Vec::new(),
     };
+    let finish = |outcome: crate::app::Outcome| {
+        app.metrics.request(
+            outcome.tenant.as_deref().unwrap_or("-"),
+            &method,
+            log_value(&outcome.response.log, "resource").unwrap_or("-"),
+            outcome.response.status,
+            started.elapsed().as_secs_f64(),
+        );
+        to_http(outcome.response, &request_id)
+    };
+    if path.is_empty() {
+        let detail = format!("Not found: SCIM is served under {BASE_PATH}");
+        return finish(app.error(None, &context, 404, &detail));
+    }
+    // Who is asking comes first: nothing is read, queued or run for a
+    // request without a valid token, and a tenant past its share of the
+    // server waits its turn (off the worker threads) or gets 429.
     let authorization = parts
         .headers
         .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string);
+        .and_then(|h| h.to_str().ok());
+    let tenant = match app.authenticate(authorization, &context) {
+        Ok(t) => t,
+        Err(outcome) => return finish(outcome),
+    };
+    let _share = match app.gates.admit(tenant.id, tenant.share).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return finish(app.too_many(&tenant.name, &context, &refused)),
+    };
 
     let declared = parts
         .headers
@@ -79,21 +103,17 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     };
     let query = parts.uri.query().unwrap_or("").to_string();
-    let mut incoming = Incoming {
+    let incoming = Incoming {
         method: method.clone(),
         path: path.clone(),
         query,
         headers,
         body,
         context,
-        authorization,
+        tenant,
         reject,
         started,
     };
-
-    if path.is_empty() {
-        incoming.reject = Some((404, format!("Not found: SCIM is served under {BASE_PATH}")));
-    }
     let Ok(_permit) = app.permits.clone().acquire_owned().await else {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
@@ -108,13 +128,6 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     // blocking pool would cost two thread switches per request (`--workers`
     // sets how many requests run at once).
     let outcome = app.execute(incoming);
-    app.metrics.request(
-        outcome.tenant.as_deref().unwrap_or("-"),
-        &method,
-        log_value(&outcome.response.log, "resource").unwrap_or("-"),
-        outcome.response.status,
-        started.elapsed().as_secs_f64(),
-    );
     if tracing::enabled!(tracing::Level::INFO) {
         let engine_log: Vec<String> = outcome
             .response
@@ -133,7 +146,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             "request"
         );
     }
-    to_http(outcome.response, &request_id)
+    finish(outcome)
 }
 
 /// The headers the engine sees: all but credentials, which the host has

@@ -104,9 +104,11 @@ impl SqlStore {
                         let loaded = match ctx.plugins.get(&sha) {
                             Some(l) => Ok(l),
                             None => match store::component(conn, &sha) {
-                                Ok(Some(bytes)) => {
-                                    ctx.plugins.load(&bytes).map_err(|e| e.to_string())
-                                }
+                                Ok(Some(bytes)) => ctx
+                                    .plugins
+                                    .load(&bytes)
+                                    .inspect(|l| ctx.plugins.keep(l, &bytes))
+                                    .map_err(|e| e.to_string()),
                                 Ok(None) => Err("its component is missing".to_string()),
                                 Err(e) => Err(e.to_string()),
                             },

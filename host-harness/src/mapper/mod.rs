@@ -336,11 +336,43 @@ fn put_in_force(
         }],
     )?;
     tx.commit()?;
+    if let Next::Plugin {
+        candidate,
+        component,
+        ..
+    } = &next
+    {
+        // Compiled now, so that no SCIM write compiles it.
+        runtime.plugins().keep(&candidate.loaded, component);
+    }
     Ok(Outcome {
         installed,
         preview,
         change_id,
     })
+}
+
+/// Compiles every tenant's installed plugin (from the disk cache when it is
+/// there), so that no SCIM write compiles one; run before serving.
+pub fn compile_installed(runtime: &Runtime, pool: &Pool) -> anyhow::Result<usize> {
+    let conn = pool.get()?;
+    let mut compiled = 0;
+    for (tenant, sha) in store::installed(&conn)? {
+        let Some(bytes) = store::component(&conn, &sha)? else {
+            tracing::warn!(tenant, sha256 = %sha, "an installed plugin's component is missing");
+            continue;
+        };
+        match runtime.plugins().load(&bytes) {
+            Ok(loaded) => {
+                runtime.plugins().keep(&loaded, &bytes);
+                compiled += 1;
+            }
+            Err(e) => {
+                tracing::error!(tenant, sha256 = %sha, error = %e, "an installed plugin cannot be compiled")
+            }
+        }
+    }
+    Ok(compiled)
 }
 
 /// What `mapper show` reports.

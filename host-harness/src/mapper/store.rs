@@ -99,6 +99,17 @@ pub fn history(conn: &Connection, tenant: i64, limit: u32) -> rusqlite::Result<V
     stmt.query_map(params![tenant, limit], row)?.collect()
 }
 
+/// Every tenant whose version in force runs a plugin, with its hash.
+pub fn installed(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.tenant, m.sha256 FROM mappers m
+          WHERE m.sha256 IS NOT NULL AND m.disabled_at IS NULL
+            AND m.version = (SELECT MAX(version) FROM mappers WHERE tenant = m.tenant)",
+    )?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
 /// A stored component.
 pub fn component(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.prepare_cached("SELECT component FROM mapper_components WHERE sha256 = ?1")?

@@ -303,6 +303,7 @@ pub fn check(
                 id: 0,
                 name: String::new(),
                 signing_key: Vec::new(),
+                share: Default::default(),
             };
             let ctx = context(&nobody);
             let (r, _) = runtime.call(state, |s, e| {
@@ -613,5 +614,6 @@ pub fn tenant(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<Tenant>
         id,
         name: name.to_string(),
         signing_key,
+        share: Default::default(),
     })
 }

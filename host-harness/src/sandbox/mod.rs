@@ -3,7 +3,10 @@
 //! the on-disk cache of compiled code, and the check of what a component
 //! imports. An LMS vendor embedding the engine uses the same pieces.
 
+mod capture;
+pub mod engine_wasi;
 pub mod plugin;
+mod threads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,47 +97,73 @@ pub fn ctx<T>(r: wasmtime::Result<T>, what: &'static str) -> Result<T> {
 
 /// Compiles a component, or loads the compiled code a previous start
 /// cached under a key of the component bytes, the host's version and the
-/// engine's configuration. `kind` names the cache file and the errors.
+/// engine's configuration, and caches what it compiled. `kind` names the
+/// cache file and the errors.
 pub fn load_component(
     engine: &wasmtime::Engine,
     kind: &str,
     wasm: &[u8],
     cache_dir: Option<&Path>,
 ) -> Result<Component> {
-    let what = || format!("compiling the {kind} component");
-    let Some(dir) = cache_dir else {
-        return Component::new(engine, wasm)
-            .map_err(anyhow::Error::from)
-            .with_context(what);
-    };
+    let component = read_or_compile(engine, kind, wasm, cache_dir)?;
+    if let Some(dir) = cache_dir {
+        write_cached(&component, &cached_path(engine, kind, wasm, dir));
+    }
+    Ok(component)
+}
+
+/// The compiled code a previous start cached (see [`load_component`]), or
+/// the component compiled now, which is not cached.
+pub fn read_or_compile(
+    engine: &wasmtime::Engine,
+    kind: &str,
+    wasm: &[u8],
+    cache_dir: Option<&Path>,
+) -> Result<Component> {
+    if let Some(dir) = cache_dir {
+        let path = cached_path(engine, kind, wasm, dir);
+        if path.exists() {
+            // SAFETY: the file was written by `write_cached` into the host's
+            // own cache directory; wasmtime also checks its version and config.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "ignoring unusable compiled cache")
+                }
+            }
+        }
+    }
+    Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling the {kind} component"))
+}
+
+/// Where the compiled code of `wasm` is cached in `dir`.
+pub fn cached_path(engine: &wasmtime::Engine, kind: &str, wasm: &[u8], dir: &Path) -> PathBuf {
     let mut h = Sha256::new();
     h.update(wasm);
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     let mut compat = std::hash::DefaultHasher::new();
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
     h.update(std::hash::Hasher::finish(&compat).to_le_bytes());
-    let path: PathBuf = dir.join(format!("{kind}-{}.cwasm", hex::encode(&h.finalize()[..16])));
+    dir.join(format!("{kind}-{}.cwasm", hex::encode(&h.finalize()[..16])))
+}
+
+/// Writes compiled code to `path` (atomically), unless it is there already.
+pub fn write_cached(component: &Component, path: &Path) {
     if path.exists() {
-        // SAFETY: the file was written by `serialize` below into the host's
-        // own cache directory; wasmtime also checks its version and config.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok(c),
-            Err(e) => {
-                tracing::warn!(error = %e, path = %path.display(), "ignoring unusable compiled cache")
-            }
-        }
+        return;
     }
-    let component = Component::new(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .with_context(what)?;
+    let Some(dir) = path.parent() else {
+        return;
+    };
     if let Ok(bytes) = component.serialize() {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let written = std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::write(&tmp, bytes))
-            .and_then(|_| std::fs::rename(&tmp, &path));
+            .and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not cache a compiled component");
         }
     }
-    Ok(component)
 }

@@ -3,6 +3,11 @@
 //! compiling it once per content hash, and running calls under hard limits.
 //! An instance serves at most the users of one engine call (a request or a
 //! background batch) of one tenant, and is discarded after any failure.
+//!
+//! Calls run as futures on the sandbox's own threads ([`CallThreads`]), with
+//! WASI's async host functions: whatever a plugin imports (a write to
+//! stderr, a sleep, a read of stdin) works or fails as that call, on
+//! whichever thread asked, and the call's deadline holds across host calls.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +16,17 @@ use std::time::Duration;
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::{Func, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{Ticker, disallowed, exports, imports, load_component, ticks};
+use super::capture::Capture;
+use super::threads::CallThreads;
+use super::{
+    Ticker, cached_path, disallowed, exports, imports, read_or_compile, ticks, write_cached,
+};
 
 /// Host-side bindings of the plugin world (`wit/mapper`).
 pub mod bindings {
@@ -75,8 +83,16 @@ const KEEP_RESIDENT: usize = 1 << 20;
 /// Users one instance serves before it is replaced by a fresh one, which
 /// bounds what a plugin's leaks or caches can grow to.
 const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
-/// Plugin stderr kept for a failure's detail.
-const STDERR_BYTES: usize = 2048;
+/// Compiled code of uploads never installed (previews, replays) kept in
+/// memory, most recently used first; installed plugins do not count.
+const RECENT_CODE_BYTES: usize = 256 << 20;
+/// Uploads never installed kept compiled in memory, at most.
+const RECENT_MAX: usize = 16;
+/// Compiled installed plugins kept on disk, at most (the least recently
+/// written go first; one evicted is compiled again at the next start).
+const DISK_CACHE_BYTES: u64 = 1 << 30;
+/// Bytes of a plugin's stdout and of its stderr kept for a failure's detail.
+const OUTPUT_KEPT: usize = 2048;
 
 /// Limits of one plugin call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +155,41 @@ pub struct Failure {
 pub struct Loaded {
     pub sha256: String,
     pub size: usize,
-    pre: bindings::MapperPre<PluginState>,
+    /// Bytes of compiled code held in memory.
+    code_bytes: usize,
+    pre: InstancePre<PluginState>,
+}
+
+/// Compiled plugins in memory: the installed ones for as long as the
+/// process runs, so that no SCIM write compiles, and the most recently used
+/// uploads within [`RECENT_CODE_BYTES`] and [`RECENT_MAX`].
+#[derive(Default)]
+struct Compiled {
+    installed: HashMap<String, Arc<Loaded>>,
+    /// Most recently used last.
+    recent: Vec<Arc<Loaded>>,
+}
+
+impl Compiled {
+    fn get(&mut self, sha256: &str) -> Option<Arc<Loaded>> {
+        if let Some(l) = self.installed.get(sha256) {
+            return Some(l.clone());
+        }
+        let i = self.recent.iter().position(|l| l.sha256 == sha256)?;
+        let l = self.recent.remove(i);
+        self.recent.push(l.clone());
+        Some(l)
+    }
+
+    fn add_recent(&mut self, l: Arc<Loaded>) {
+        self.recent.push(l);
+        while self.recent.len() > RECENT_MAX
+            || (self.recent.len() > 1
+                && self.recent.iter().map(|l| l.code_bytes).sum::<usize>() > RECENT_CODE_BYTES)
+        {
+            self.recent.remove(0);
+        }
+    }
 }
 
 /// One call's store data.
@@ -147,8 +197,12 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     cap: Cap,
-    stderr: MemoryOutputPipe,
+    stdout: Capture,
+    stderr: Capture,
 }
+
+/// `assign` as the host calls it.
+type Assign = (Result<Vec<Grant>, MappingError>,);
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -207,8 +261,9 @@ impl ResourceLimiter for Cap {
 pub struct Plugins {
     engine: wasmtime::Engine,
     linker: Linker<PluginState>,
-    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    compiled: Mutex<Compiled>,
     cache_dir: Option<PathBuf>,
+    threads: CallThreads,
     _ticker: Ticker,
 }
 
@@ -236,7 +291,9 @@ impl Plugins {
             .max_tables_per_component(MAX_TABLES)
             .pagemap_scan(wasmtime::Enabled::Auto)
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(64 << 10);
+            .table_keep_resident(64 << 10)
+            // Async calls run on fiber stacks, pooled like the rest.
+            .total_stacks(slots);
         let mut config = Config::new();
         config
             .consume_fuel(true)
@@ -244,22 +301,32 @@ impl Plugins {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker = Ticker::start(&engine, "plugin-epoch")?;
+        // Callers block while their call runs, so about as many threads as
+        // cores keep the cores busy; a call's deadline bounds any wait.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Plugins {
             engine,
             linker,
-            loaded: Mutex::new(HashMap::new()),
+            compiled: Mutex::default(),
             cache_dir: cache_dir.map(Path::to_path_buf),
+            threads: CallThreads::start(cores.max(2))?,
             _ticker: ticker,
         })
     }
 
-    /// Checks an upload and compiles it (or finds it compiled already).
+    fn compiled(&self) -> std::sync::MutexGuard<'_, Compiled> {
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks an upload and compiles it (or finds it compiled already). It
+    /// stays in memory among the recent uploads until [`Plugins::keep`]
+    /// makes it an installed one.
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<Loaded>, Refusal> {
         let hash = sha256(wasm);
-        if let Some(l) = self.loaded.lock().expect("plugin cache").get(&hash) {
-            return Ok(l.clone());
+        if let Some(l) = self.compiled().get(&hash) {
+            return Ok(l);
         }
         if wasm.len() > MAX_COMPONENT_BYTES {
             return Err(Refusal::TooLarge(wasm.len()));
@@ -272,7 +339,7 @@ impl Plugins {
             };
             return Err(Refusal::NotAComponent(what.into()));
         }
-        let component = load_component(&self.engine, "plugin", wasm, self.cache_dir.as_deref())
+        let component = read_or_compile(&self.engine, "plugin", wasm, self.cache_dir.as_deref())
             .map_err(|e| Refusal::Compile(format!("{e:#}")))?;
         let bad = disallowed(&imports(&self.engine, &component), ALLOWED_IMPORTS);
         if !bad.is_empty() {
@@ -289,27 +356,46 @@ impl Plugins {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(bindings::MapperPre::new)
+            .and_then(|pre| bindings::MapperPre::new(pre.clone()).map(|_| pre))
             .map_err(|e| Refusal::WrongWorld(format!("{e:#}")))?;
+        let range = component.image_range();
         let loaded = Arc::new(Loaded {
-            sha256: hash.clone(),
+            sha256: hash,
             size: wasm.len(),
+            code_bytes: (range.end as usize).saturating_sub(range.start as usize),
             pre,
         });
-        self.loaded
-            .lock()
-            .expect("plugin cache")
-            .insert(hash, loaded.clone());
+        self.compiled().add_recent(loaded.clone());
         Ok(loaded)
+    }
+
+    /// Keeps an installed plugin compiled in memory for as long as the
+    /// process runs and on disk for the next start (within
+    /// [`DISK_CACHE_BYTES`]); `wasm` is its component.
+    pub fn keep(&self, loaded: &Arc<Loaded>, wasm: &[u8]) {
+        let mut compiled = self.compiled();
+        compiled.recent.retain(|l| l.sha256 != loaded.sha256);
+        compiled
+            .installed
+            .insert(loaded.sha256.clone(), loaded.clone());
+        drop(compiled);
+        if let Some(dir) = &self.cache_dir {
+            let path = cached_path(&self.engine, "plugin", wasm, dir);
+            write_cached(loaded.pre.component(), &path);
+            prune_disk_cache(dir, &path);
+        }
     }
 
     /// The compiled plugin with this hash, if it was loaded before.
     pub fn get(&self, sha256: &str) -> Option<Arc<Loaded>> {
-        self.loaded
-            .lock()
-            .expect("plugin cache")
-            .get(sha256)
-            .cloned()
+        self.compiled().get(sha256)
+    }
+
+    /// Compiled uploads never installed that are held in memory: their
+    /// number and bytes of code.
+    pub fn recent(&self) -> (usize, usize) {
+        let c = self.compiled();
+        (c.recent.len(), c.recent.iter().map(|l| l.code_bytes).sum())
     }
 
     /// Runs the plugin for one user, in a fresh instance, within `limits`.
@@ -327,10 +413,11 @@ impl Plugins {
     /// `session` holds when it is this plugin's, else in a fresh one. A call
     /// that fails in any way but the plugin's own refusal discards the
     /// instance, and is run again in a fresh one if the instance had served
-    /// other users, so reuse never fails a user a fresh instance would map;
-    /// otherwise the instance stays in `session` for the next user of the
-    /// same tenant and engine call, so a plugin that is costly to start
-    /// (Python) starts once per batch rather than once per user.
+    /// other users (unless it ran out of time), so reuse never fails a user
+    /// a fresh instance would map; otherwise the instance stays in `session`
+    /// for the next user of the same tenant and engine call, so a plugin
+    /// that is costly to start (Python) starts once per batch rather than
+    /// once per user.
     pub fn run_in(
         &self,
         session: &mut Option<Session>,
@@ -349,77 +436,124 @@ impl Plugins {
                 ),
             });
         }
-        let mut current = match session.take() {
-            Some(s) if s.sha256 == plugin.sha256 && s.calls < MAX_CALLS_PER_INSTANCE => s,
-            _ => self.start(plugin, limits)?,
+        let kept = session
+            .take()
+            .filter(|s| s.sha256 == plugin.sha256 && s.calls < MAX_CALLS_PER_INSTANCE);
+        let served_others = kept.as_ref().is_some_and(|s| s.calls > 0);
+        let call = Call {
+            engine: self.engine.clone(),
+            pre: plugin.pre.clone(),
+            sha256: plugin.sha256.clone(),
+            limits: limits.clone(),
+            user: user.clone(),
+            settings: settings.to_string(),
         };
-        let store = &mut current.store;
-        store.data_mut().cap = Cap {
+        let (back, outcome) = self
+            .threads
+            .run(move |rt| rt.block_on(call.run(kept)))
+            .unwrap_or_else(|| {
+                (
+                    None,
+                    Err(Failure {
+                        reason: "plugin-busy",
+                        detail: "the host failed while running the plugin; see the server log"
+                            .into(),
+                    }),
+                )
+            });
+        match &outcome {
+            Err(f)
+                if served_others
+                    && !matches!(
+                        f.reason,
+                        "plugin-refused" | "plugin-timeout" | "plugin-busy"
+                    ) =>
+            {
+                // What an earlier user left in the instance (a leak, a stale
+                // cache) must not fail this one: it gets a fresh instance.
+                self.run_in(session, plugin, limits, user, settings)
+            }
+            _ => {
+                *session = back;
+                outcome
+            }
+        }
+    }
+}
+
+/// One plugin call, moved to a plugin thread.
+struct Call {
+    engine: wasmtime::Engine,
+    pre: InstancePre<PluginState>,
+    sha256: String,
+    limits: PluginLimits,
+    user: User,
+    settings: String,
+}
+
+impl Call {
+    /// Runs the call in `kept` or a fresh instance; the instance comes back
+    /// when it may serve the next user.
+    async fn run(self, kept: Option<Session>) -> (Option<Session>, Result<Vec<Grant>, Failure>) {
+        let limits = &self.limits;
+        let mut current = match kept {
+            Some(s) => s,
+            None => match tokio::time::timeout(limits.deadline, self.start()).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(f)) => return (None, Err(f)),
+                Err(_) => return (None, Err(timed_out(limits))),
+            },
+        };
+        let state = current.store.data_mut();
+        state.cap = Cap {
             memory: limits.memory_bytes,
             hit: false,
         };
-        store
+        state.stdout.clear();
+        state.stderr.clear();
+        current
+            .store
             .set_fuel(limits.fuel)
             .expect("fuel is enabled on the plugin engine");
-        store.set_epoch_deadline(ticks(limits.deadline));
+        current.store.set_epoch_deadline(ticks(limits.deadline));
+        current.store.set_hostcall_fuel(copy_budget(limits));
         current.calls += 1;
-        let result = current
-            .mapper
-            .call_assign(&mut current.store, user, settings);
-        let outcome = match result {
-            Ok(Ok(grants)) => {
-                let size = output_size(&grants);
-                if size > limits.max_output {
-                    Err(Failure {
-                        reason: "plugin-output-too-large",
-                        detail: format!(
-                            "the plugin returned {} grants in {size} bytes; at most {} bytes are accepted",
-                            grants.len(),
-                            limits.max_output
-                        ),
-                    })
-                } else {
-                    Ok(grants)
-                }
-            }
-            Ok(Err(e)) => Err(Failure {
-                reason: "plugin-refused",
-                detail: format!(
-                    "the plugin refused the user: {}: {}",
-                    clip(&e.code, 100),
-                    clip(&e.message, 500)
-                ),
-            }),
-            Err(e) => Err(classify(&e, current.store.data(), limits)),
+        let outcome = match tokio::time::timeout(
+            limits.deadline,
+            current.assign(&self.user, &self.settings, limits),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            // The plugin waited (a sleep, a poll) past its deadline; the
+            // instance was left mid-call and is dropped.
+            Err(_) => return (None, Err(timed_out(limits))),
         };
-        // A clean instance is kept; one that failed, or wrote to stderr
-        // (whose buffer is bounded), is dropped and its slot reset.
-        let clean = match &outcome {
+        let keep = match &outcome {
             Ok(_) => true,
             Err(f) => f.reason == "plugin-refused",
         };
-        if clean && current.store.data().stderr.contents().is_empty() {
-            *session = Some(current);
-        } else if !clean && current.calls > 1 {
-            // What an earlier user left in the instance (a leak, a stale
-            // cache) must not fail this one: it gets a fresh instance.
-            return self.run_in(session, plugin, limits, user, settings);
-        }
-        outcome
+        (keep.then_some(current), outcome)
     }
 
-    /// A fresh instance of `plugin`: a new store whose limits the first
-    /// call sets, instantiated from the pre-linked template (this runs the
-    /// plugin's start function, under the same fuel and deadline).
-    fn start(&self, plugin: &Loaded, limits: &PluginLimits) -> Result<Session, Failure> {
-        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+    /// A fresh instance: a new store whose limits the first call sets,
+    /// instantiated from the pre-linked template (this runs the plugin's
+    /// start function, under the same fuel and deadline).
+    async fn start(&self) -> Result<Session, Failure> {
+        let limits = &self.limits;
+        let (stdout, stderr) = (Capture::new(OUTPUT_KEPT), Capture::new(OUTPUT_KEPT));
         let state = PluginState {
-            wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
+            // stdin is empty; no variables, arguments, files or sockets.
+            wasi: WasiCtxBuilder::new()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .build(),
             table: ResourceTable::new(),
             cap: Cap {
                 memory: limits.memory_bytes,
                 hit: false,
             },
+            stdout,
             stderr,
         };
         let mut store = Store::new(&self.engine, state);
@@ -429,13 +563,21 @@ impl Plugins {
             .expect("fuel is enabled on the plugin engine");
         store.set_epoch_deadline(ticks(limits.deadline));
         store.epoch_deadline_trap();
-        match plugin.pre.instantiate(&mut store) {
-            Ok(mapper) => Ok(Session {
-                store,
-                mapper,
-                sha256: plugin.sha256.clone(),
-                calls: 0,
-            }),
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => {
+                let func = instance
+                    .get_func(&mut store, "assign")
+                    .ok_or_else(|| Failure {
+                        reason: "plugin-output-invalid",
+                        detail: "the plugin exports no function `assign`".into(),
+                    })?;
+                Ok(Session {
+                    store,
+                    func,
+                    sha256: self.sha256.clone(),
+                    calls: 0,
+                })
+            }
             Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().cap.hit => {
                 // Not the plugin's doing: every instance slot is in use.
                 Err(Failure {
@@ -452,7 +594,7 @@ impl Plugins {
 /// one of the sandbox's instance slots until dropped.
 pub struct Session {
     store: Store<PluginState>,
-    mapper: bindings::Mapper,
+    func: Func,
     sha256: String,
     calls: u32,
 }
@@ -461,6 +603,118 @@ impl Session {
     /// The users this instance has served.
     pub fn calls(&self) -> u32 {
         self.calls
+    }
+
+    /// Calls `assign`; what the host copies of its output is bounded by
+    /// [`copy_budget`] (wasmtime's host-call fuel), then measured.
+    async fn assign(
+        &mut self,
+        user: &User,
+        settings: &str,
+        limits: &PluginLimits,
+    ) -> Result<Vec<Grant>, Failure> {
+        let typed = self
+            .func
+            .typed::<(&User, &str), Assign>(&self.store)
+            .map_err(|e| Failure {
+                reason: "plugin-output-invalid",
+                detail: format!("the plugin's `assign` has the wrong type: {e:#}"),
+            })?;
+        match typed.call_async(&mut self.store, (user, settings)).await {
+            Ok((Ok(grants),)) => {
+                let size = output_size(&grants);
+                if size > limits.max_output {
+                    return Err(too_large(
+                        &format!("{} grants in {size} bytes", grants.len()),
+                        limits,
+                    ));
+                }
+                Ok(grants)
+            }
+            Ok((Err(e),)) => Err(Failure {
+                reason: "plugin-refused",
+                detail: format!(
+                    "the plugin refused the user: {}: {}",
+                    clip(&e.code, 100),
+                    clip(&e.message, 500)
+                ),
+            }),
+            Err(e) if format!("{e:#}").contains("fuel allocated for hostcalls") => Err(too_large(
+                &format!(
+                    "more than the {} bytes the host copies of an output (it was refused uncopied)",
+                    copy_budget(limits)
+                ),
+                limits,
+            )),
+            Err(e) => Err(classify(&e, self.store.data(), limits)),
+        }
+    }
+}
+
+fn too_large(what: &str, limits: &PluginLimits) -> Failure {
+    Failure {
+        reason: "plugin-output-too-large",
+        detail: format!(
+            "the plugin returned {what}; at most {} bytes are accepted",
+            limits.max_output
+        ),
+    }
+}
+
+/// Bytes of output the host copies out of the plugin at most: the largest
+/// accepted output in its host form (a grant's two strings and kind, each
+/// grant at least one byte), so that a plugin cannot make the host copy
+/// more than that before the output is measured.
+fn copy_budget(limits: &PluginLimits) -> usize {
+    limits
+        .max_output
+        .saturating_mul(std::mem::size_of::<Grant>() + 1)
+}
+
+fn output_size(grants: &[Grant]) -> usize {
+    grants
+        .iter()
+        .map(|g| g.name.len() + g.reason.len() + 1)
+        .sum()
+}
+
+fn timed_out(limits: &PluginLimits) -> Failure {
+    Failure {
+        reason: "plugin-timeout",
+        detail: format!(
+            "the plugin ran past its {} ms deadline",
+            limits.deadline.as_millis()
+        ),
+    }
+}
+
+/// Removes the least recently written compiled plugins from `dir` until
+/// they fit [`DISK_CACHE_BYTES`], keeping `just_written`.
+fn prune_disk_cache(dir: &Path, just_written: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("plugin-") && name.ends_with(".cwasm")
+        })
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    files.sort();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    for (_, len, path) in files {
+        if total <= DISK_CACHE_BYTES {
+            break;
+        }
+        if path != just_written && std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
     }
 }
 
@@ -482,14 +736,13 @@ fn classify(e: &wasmtime::Error, state: &PluginState, limits: &PluginLimits) -> 
             ),
         };
     }
-    let stderr = String::from_utf8_lossy(&state.stderr.contents())
-        .trim()
-        .to_string();
-    let said = if stderr.is_empty() {
-        String::new()
-    } else {
-        format!("; it wrote: {}", clip(&stderr, 500))
-    };
+    let said = said(state);
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return Failure {
+            reason: "plugin-trap",
+            detail: format!("the plugin exited with status {}{said}", exit.0),
+        };
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Failure {
             reason: "plugin-fuel",
@@ -498,13 +751,7 @@ fn classify(e: &wasmtime::Error, state: &PluginState, limits: &PluginLimits) -> 
                 limits.fuel
             ),
         },
-        Some(Trap::Interrupt) => Failure {
-            reason: "plugin-timeout",
-            detail: format!(
-                "the plugin ran past its {} ms deadline",
-                limits.deadline.as_millis()
-            ),
-        },
+        Some(Trap::Interrupt) => timed_out(limits),
         Some(Trap::StackOverflow) => Failure {
             reason: "plugin-trap",
             detail: format!("the plugin overflowed its stack (unbounded recursion?){said}"),
@@ -523,6 +770,26 @@ fn classify(e: &wasmtime::Error, state: &PluginState, limits: &PluginLimits) -> 
     }
 }
 
+/// What the plugin wrote to stderr (else stdout), for a failure's detail.
+fn said(state: &PluginState) -> String {
+    let (err, err_total) = state.stderr.text();
+    let (out, out_total) = state.stdout.text();
+    let (text, total, stream) = if err_total > 0 {
+        (err, err_total, "stderr")
+    } else {
+        (out, out_total, "stdout")
+    };
+    if total == 0 {
+        return String::new();
+    }
+    let more = if total as usize > OUTPUT_KEPT {
+        format!(" ({total} bytes in all)")
+    } else {
+        String::new()
+    };
+    format!("; it wrote to {stream}{more}: {}", clip(&text, 500))
+}
+
 fn input_size(u: &User) -> usize {
     let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
     u.id.len()
@@ -533,13 +800,6 @@ fn input_size(u: &User) -> usize {
             .iter()
             .map(|g| g.id.len() + opt(&g.display_name) + opt(&g.external_id))
             .sum::<usize>()
-}
-
-fn output_size(grants: &[Grant]) -> usize {
-    grants
-        .iter()
-        .map(|g| g.name.len() + g.reason.len() + 1)
-        .sum()
 }
 
 /// At most `n` characters of untrusted text, without control characters.

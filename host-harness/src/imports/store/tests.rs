@@ -268,6 +268,8 @@ fn a_first_release_database_is_migrated() {
              ALTER TABLE tenants DROP COLUMN drift;
              ALTER TABLE tenants DROP COLUMN confirm_threshold;
              ALTER TABLE tenants DROP COLUMN plugin_denied_roles;
+             ALTER TABLE tenants DROP COLUMN max_concurrent;
+             ALTER TABLE tenants DROP COLUMN rate_per_sec;
              DROP TABLE mappings; DROP TABLE mapper_components; DROP TABLE mappers;
              DROP TABLE mapper_failures;
              DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
@@ -293,7 +295,7 @@ fn a_first_release_database_is_migrated() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     // Migrations 2 and 3 gave the existing tenant its LMS catalogue and a
     // policy.
     let (role, policy, drift): (String, String, String) = conn
@@ -312,6 +314,15 @@ fn a_first_release_database_is_migrated() {
         .query_row("SELECT plugin_denied_roles FROM tenants", [], |r| r.get(0))
         .unwrap();
     assert_eq!(denied, "[]");
+    // Migration 6: the server's default share.
+    let share: (Option<i64>, Option<f64>) = conn
+        .query_row(
+            "SELECT max_concurrent, rate_per_sec FROM tenants",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(share, (None, None));
 }
 
 #[test]
