@@ -34,7 +34,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use std::hint::black_box;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -48,8 +48,10 @@ use lms::mapping::types::GrantKind;
 
 /// The team every mode that returns grants.
 pub const TEAM: &str = "Misbehaving";
-/// What `print-megabytes` writes to stdout, and again to stderr.
-pub const MEGABYTES: usize = 4 << 20;
+/// What `print-megabytes` writes to stdout, and again to stderr: far more
+/// than a host keeps, and little enough to be written well within the
+/// host's 100 ms deadline (Rust's stdio hands WASI 4 KiB per call).
+pub const MEGABYTES: usize = 1 << 20;
 /// How long `sleep` sleeps: far past any deadline of the host.
 pub const SLEEP: Duration = Duration::from_secs(30);
 
@@ -74,10 +76,18 @@ impl Guest for Plugin {
             "println" => println!("mapping user {}", user.user_name),
             "eprintln" => eprintln!("mapping user {}", user.user_name),
             "print-megabytes" => {
-                let chunk = "x".repeat(64 << 10);
-                for _ in 0..MEGABYTES / chunk.len() {
-                    print!("{chunk}");
-                    eprint!("{chunk}");
+                // Lines of 64 KiB written whole. (`println!` of a line that
+                // long would cost some 5 fuel units a byte: stdout's line
+                // buffering scans the text for a newline before the `\n`
+                // is written, and the budget, not the output, would stop it.)
+                let line = format!("{}\n", "x".repeat((64 << 10) - 1));
+                for _ in 0..MEGABYTES / line.len() {
+                    std::io::stdout()
+                        .write_all(line.as_bytes())
+                        .expect("write stdout");
+                    std::io::stderr()
+                        .write_all(line.as_bytes())
+                        .expect("write stderr");
                 }
             }
             "sleep" => std::thread::sleep(SLEEP),
