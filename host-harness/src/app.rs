@@ -9,6 +9,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
 use crate::db::{self, Pool, Tenant, TokenKind};
 use crate::events::{self, EventRow, Stamp};
+use crate::fault;
 use crate::imports::SqlStore;
 use crate::imports::plugin::PluginMode;
 use crate::metrics::Metrics;
@@ -100,6 +101,15 @@ pub fn log_value<'a>(log: &'a [(String, String)], key: &str) -> Option<&'a str> 
     log.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// What a caught panic said (its `&str` or `String` payload).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
 /// The sync-log action of a failed request's method.
 fn action_of(method: &str) -> &'static str {
     match method {
@@ -189,7 +199,12 @@ impl App {
         match result {
             Ok(mut response) if response.status < 400 && journal.failed.is_none() => {
                 let committed = events::insert(&conn, id, &stamp(inc.started), &journal.events)
-                    .and_then(|_| run(&conn, "COMMIT"));
+                    .and_then(|_| {
+                        if !read_only {
+                            fault::hit(fault::Point::BeforeCommit, &name);
+                        }
+                        run(&conn, "COMMIT")
+                    });
                 if let Err(e) = committed {
                     tracing::error!(error = %e, "commit failed");
                     let _ = run(&conn, "ROLLBACK");
@@ -258,6 +273,58 @@ impl App {
                 o
             }
         }
+    }
+
+    /// The answer to a request whose [`App::execute`] panicked (`why` is
+    /// the panic's message). Its transaction is gone: the connection that
+    /// held it was dropped while unwinding and the pool closed it (see
+    /// `db::Manager`). The tenant is looked up again from the token on a
+    /// fresh connection, and when there is one the failure goes to its
+    /// sync log, in a transaction of its own.
+    pub fn panicked(
+        &self,
+        mut context: RequestContext,
+        tenant: Tenant,
+        method: &str,
+        why: &str,
+        started: Instant,
+    ) -> Outcome {
+        let request_id = context.request_id.clone();
+        tracing::error!(request_id, panic = why, "request panicked; rolled back");
+        let detail = format!(
+            "The request failed inside the server; nothing was changed (request id {request_id})"
+        );
+        let conn = self.pool.get().ok();
+        context.tenant = tenant.name.clone();
+        context.subject = Some(tenant.name.clone());
+        context.signing_key = tenant.signing_key;
+        let mut o = self.error(Some(tenant.name), &context, 500, &detail);
+        o.response.log.push(("trap".into(), "panic".into()));
+        if let Some(conn) = conn {
+            let row = EventRow {
+                action: action_of(method).into(),
+                resource_type: "-".into(),
+                resource_id: String::new(),
+                resource_name: None,
+                status: "failure",
+                reason: Some("panic".into()),
+                detail: Some(format!("{detail}: {why}")),
+                changes: Vec::new(),
+            };
+            let stamp = Stamp {
+                request_id: request_id.clone(),
+                change_id: request_id,
+                duration_us: started.elapsed().as_micros() as u64,
+            };
+            let recorded = run(&conn, "BEGIN IMMEDIATE")
+                .and_then(|_| events::insert(&conn, tenant.id, &stamp, &[row]))
+                .and_then(|_| run(&conn, "COMMIT"));
+            if let Err(e) = recorded {
+                let _ = run(&conn, "ROLLBACK");
+                tracing::warn!(error = %e, "could not record a failed request in the sync log");
+            }
+        }
+        o
     }
 
     /// Records a failed request in the sync log after its rollback, in a

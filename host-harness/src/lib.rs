@@ -10,12 +10,14 @@
 //! request's transaction; [`imports`] implements the WIT interfaces the
 //! engine imports; [`lms`] is the reference LMS model; [`db`] holds the
 //! schema and tenants; [`outbox`] and [`worker`] are the background work;
-//! [`events`] is the sync log; [`metrics`] the Prometheus registry.
+//! [`events`] is the sync log; [`metrics`] the Prometheus registry;
+//! [`fault`] the panics tests inject (debug builds only).
 
 pub mod app;
 pub mod checkpoints;
 pub mod db;
 pub mod events;
+pub mod fault;
 pub mod gate;
 pub mod http;
 pub mod imports;

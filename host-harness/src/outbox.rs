@@ -83,13 +83,16 @@ pub struct Queued {
     pub task: Task,
 }
 
-/// The oldest task that may still be tried.
+/// The task to try next: the oldest of those that failed least since they
+/// last progressed. A failing task so backs off behind every task that did
+/// not fail (of any tenant) rather than being retried before them, until
+/// it stalls at [`MAX_ATTEMPTS`]; tasks that do not fail go in queue order.
 pub fn next(conn: &Connection) -> rusqlite::Result<Option<Queued>> {
     let row = conn
         .prepare_cached(
             "SELECT o.id, o.tenant, t.name, t.signing_key, o.change_id, o.task, o.cursor
              FROM outbox o JOIN tenants t ON t.id = o.tenant
-             WHERE o.attempts < ?1 ORDER BY o.id LIMIT 1",
+             WHERE o.attempts < ?1 ORDER BY o.attempts, o.id LIMIT 1",
         )?
         .query_row([MAX_ATTEMPTS], |r| {
             Ok((
@@ -303,6 +306,48 @@ mod tests {
             left,
             [(a, work_json(&users.work)), (b, work_json(&everyone.work))]
         );
+    }
+
+    /// A failing task is tried again only after the tasks queued behind
+    /// it, and once stalled no more; a task that progresses is back in
+    /// queue order.
+    #[test]
+    fn a_failing_task_backs_off_behind_the_others_and_stalls() {
+        let (_dir, pool) = db::scratch();
+        let conn = pool.get().unwrap();
+        let a = db::add_tenant(&conn, "a").unwrap();
+        let b = db::add_tenant(&conn, "b").unwrap();
+        let (a, b) = (
+            db::tenant_id(&conn, &a.name).unwrap(),
+            db::tenant_id(&conn, &b.name).unwrap(),
+        );
+        let task = |u: &str| Task {
+            work: Work::Users(vec![u.into()]),
+            cursor: None,
+        };
+        enqueue(&conn, a, "ca", &task("a1")).unwrap();
+        enqueue(&conn, b, "cb", &task("b1")).unwrap();
+        enqueue(&conn, b, "cb", &task("b2")).unwrap();
+        let next_id = || next(&conn).unwrap().map(|q| q.id);
+        let (first, second, third) = (1, 2, 3);
+        assert_eq!(next_id(), Some(first));
+
+        fail(&conn, first, "boom").unwrap();
+        assert_eq!(next_id(), Some(second), "retried before the others");
+        advance(&conn, second, "1").unwrap();
+        assert_eq!(next_id(), Some(second), "progress keeps queue order");
+        finish(&conn, second).unwrap();
+        assert_eq!(next_id(), Some(third));
+        finish(&conn, third).unwrap();
+        for _ in 1..MAX_ATTEMPTS {
+            assert_eq!(next_id(), Some(first));
+            fail(&conn, first, "boom").unwrap();
+        }
+        assert_eq!(next_id(), None, "a stalled task is set aside");
+        let s = status(&conn, Some(a), &Progress::default()).unwrap();
+        assert_eq!(s["tasks"][0]["stalled"], true, "{s}");
+        assert_eq!(s["tasks"][0]["lastError"], "boom", "{s}");
+        assert_eq!(s["tasks"][0]["attempts"], MAX_ATTEMPTS, "{s}");
     }
 
     #[test]

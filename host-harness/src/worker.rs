@@ -6,10 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::app::{App, run};
+use crate::app::{App, panic_message, run};
 use crate::bindings::exports::lms::scim::handler::DrainStep;
 use crate::bindings::lms::scim::types::RequestContext;
+use crate::db::Conn;
 use crate::events::{self, Stamp};
+use crate::fault;
 use crate::imports::SqlStore;
 use crate::outbox;
 
@@ -53,7 +55,14 @@ pub async fn run_worker(app: Arc<App>) {
         if purged.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             purged = Some(Instant::now());
             let _turn = app.writers.lock().await;
-            app.purge_events();
+            // A panic here must not end the worker either.
+            let purge = std::panic::AssertUnwindSafe(|| app.purge_events());
+            if let Err(panic) = std::panic::catch_unwind(purge) {
+                tracing::error!(
+                    panic = panic_message(&*panic),
+                    "purging old events panicked"
+                );
+            }
         }
         tokio::select! {
             _ = app.outbox.notified() => {}
@@ -81,6 +90,37 @@ impl App {
                 return Step::Failed;
             }
         };
+        // A panic in the batch (in the host, or in a host import the engine
+        // called) fails this attempt like any error: unwinding dropped the
+        // batch's connection, which the pool closes since it is inside the
+        // transaction (see `db::Manager`), so the batch is rolled back; the
+        // failure is recorded on a fresh connection, and the task is retried
+        // after the others until it stalls (`outbox::next`).
+        let id = queued.id;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.batch(conn, &queued, started)
+        })) {
+            Ok(step) => step,
+            Err(panic) => {
+                let error = format!("the batch panicked: {}", panic_message(&*panic));
+                tracing::error!(task = id, error, "background batch panicked; rolled back");
+                match self.pool.get() {
+                    Ok(conn) => {
+                        if let Err(e) = outbox::fail(&conn, id, &error) {
+                            tracing::error!(error = %e, "background: cannot record the failure");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "background: cannot record the failure");
+                    }
+                }
+                Step::Failed
+            }
+        }
+    }
+
+    /// Runs one batch of `queued` in a transaction on `conn`.
+    fn batch(&self, conn: Conn, queued: &outbox::Queued, started: Instant) -> Step {
         if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             tracing::warn!(error = %e, "background: database busy");
             return Step::Failed;
@@ -112,6 +152,7 @@ impl App {
             Ok(Ok(step)) => match &journal.failed {
                 Some(why) => why.clone(),
                 None => {
+                    fault::hit(fault::Point::DrainBatch, &queued.tenant_name);
                     let stamp = Stamp {
                         request_id: batch_id,
                         change_id: queued.change_id.clone(),

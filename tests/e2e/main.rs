@@ -5,6 +5,7 @@ mod support;
 
 mod dialects;
 mod discovery;
+mod faults;
 mod groups;
 mod lms;
 mod mapper;

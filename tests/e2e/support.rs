@@ -81,6 +81,12 @@ impl Server {
 
     /// Starts the server with extra `serve` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_env(extra, &[])
+    }
+
+    /// Starts the server with extra `serve` arguments and environment
+    /// variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("scim.db");
         let token = format!("test-{:x}", std::process::id() as u64 * 7919 + rand_u64());
@@ -93,6 +99,7 @@ impl Server {
             .arg("--cache-dir")
             .arg(&cache)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -350,6 +357,8 @@ pub struct LmsServer {
     pub admin_token: String,
     /// The `serve` arguments after the common ones, kept for restarts.
     extra: Vec<String>,
+    /// The server's extra environment variables, kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl std::ops::Deref for LmsServer {
@@ -366,14 +375,24 @@ impl LmsServer {
 
     /// Starts the server with an admin token and extra `serve` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_env(extra, &[])
+    }
+
+    /// Starts the server with an admin token, extra `serve` arguments and
+    /// environment variables.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let admin_token = format!("admin-{:x}", rand_u64());
         let mut args = vec!["--admin-token".to_string(), admin_token.clone()];
         args.extend(extra.iter().map(|a| a.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         LmsServer {
-            scim: Server::start_with(&refs),
+            scim: Server::start_env(&refs, env),
             admin_token,
             extra: args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -418,6 +437,7 @@ impl LmsServer {
             .arg("--cache-dir")
             .arg(&cache)
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

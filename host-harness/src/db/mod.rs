@@ -14,8 +14,38 @@ use anyhow::{Context as _, Result};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+pub type Pool = r2d2::Pool<Manager>;
+pub type Conn = r2d2::PooledConnection<Manager>;
+
+/// The pool's connection manager: SQLite's, except that a connection that
+/// comes back to the pool inside a transaction counts as broken, so r2d2
+/// closes it (SQLite rolls the transaction back) instead of handing it out
+/// again. Only a panic returns one so (every path that returns rolls back
+/// or commits); without this, that connection's open `BEGIN` refused every
+/// later transaction on it ("cannot start a transaction within a
+/// transaction").
+pub struct Manager(SqliteConnectionManager);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<Connection, rusqlite::Error> {
+        self.0.connect()
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
+        self.0.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        if !conn.is_autocommit() {
+            tracing::warn!("a database connection came back inside a transaction; closed");
+            return true;
+        }
+        self.0.has_broken(conn)
+    }
+}
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
@@ -110,9 +140,10 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
     r2d2::Pool::builder()
         .max_size(max_connections)
         // A checkout must not cost a query: connections only break with the
-        // file, which every request notices anyway.
+        // file, which every request notices anyway (or in a transaction,
+        // which `Manager` sees when they come back).
         .test_on_check_out(false)
-        .build(manager)
+        .build(Manager(manager))
         .context("creating the connection pool")
 }
 
@@ -306,6 +337,48 @@ mod tests {
         let pool = open(&path, 1, Checkpoints::Background).unwrap();
         let checkpointer = Checkpointer::open(&path).unwrap();
         (dir, pool, checkpointer)
+    }
+
+    /// A connection dropped inside a transaction (a panic unwinding past
+    /// its `ROLLBACK`) is closed, not handed out again: the next one is in
+    /// autocommit mode and the transaction's writes are gone. A connection
+    /// that comes back cleanly is reused.
+    #[test]
+    fn a_connection_dropped_inside_a_transaction_is_not_handed_out_again() {
+        let (_dir, pool) = scratch();
+        // A temporary table lives as long as its connection: it tells
+        // whether `get` handed out the same one.
+        let same_connection = |c: &Connection| {
+            c.query_row(
+                "SELECT count(*) FROM temp.sqlite_master WHERE name = 'marker'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 1
+        };
+        let conn = pool.get().unwrap();
+        conn.execute_batch("CREATE TEMP TABLE marker (x); CREATE TABLE t (v TEXT);")
+            .unwrap();
+        drop(conn);
+        let conn = pool.get().unwrap();
+        assert!(same_connection(&conn), "a clean connection is reused");
+
+        conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('lost');")
+            .unwrap();
+        assert!(!conn.is_autocommit());
+        drop(conn);
+
+        let conn = pool.get().unwrap();
+        assert!(conn.is_autocommit(), "handed out inside a transaction");
+        assert!(!same_connection(&conn), "the connection was reused");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "the abandoned transaction's write stayed");
+        // It can begin a transaction, as every request does.
+        conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('kept'); COMMIT;")
+            .unwrap();
     }
 
     /// The log restarts only for a writer that begins after a checkpoint

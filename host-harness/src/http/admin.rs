@@ -69,6 +69,33 @@ pub fn router() -> Router<Arc<App>> {
                 "No admin endpoint here; see the README's admin API section",
             )
         })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// The answer to an admin request whose handler panicked: a 500 in the
+/// admin API's error shape.
+///
+/// Every admin handler runs under `CatchPanicLayer` (one layer rather than
+/// a `catch_unwind` in each handler; the handlers are async and hold
+/// nothing shared that unwinding would leave half-changed). Unwinding
+/// dropped the handler's connection: a write transaction rolled back as
+/// its `rusqlite::Transaction` was dropped, and the pool closes a
+/// connection that would come back inside one (`db::Manager`), so nothing
+/// of the request stays. Work handed to the blocking pool
+/// (`mapping::blocking`) comes back as a join error and is answered the
+/// same way there.
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> Response {
+    let why = crate::app::panic_message(&*payload);
+    tracing::error!(panic = why, "admin request panicked; rolled back");
+    internal_error().into_response()
+}
+
+/// The 500 of an admin request that failed inside the server.
+pub(super) fn internal_error() -> ApiError {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The request failed inside the server; nothing was changed",
+    )
 }
 
 /// A refused admin request: its status and a detail for people.
@@ -196,9 +223,11 @@ fn stamp() -> Stamp {
     }
 }
 
-/// Runs `f` in a write transaction, queued behind SCIM writers.
+/// Runs `f` in a write transaction of `tenant`'s, queued behind SCIM
+/// writers.
 async fn write<T>(
     app: &App,
+    tenant: &str,
     conn: &mut Conn,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, AdminError>,
 ) -> Result<T, ApiError> {
@@ -207,6 +236,7 @@ async fn write<T>(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(db_error)?;
     let out = f(&tx).map_err(admin_error)?;
+    crate::fault::hit(crate::fault::Point::Admin, tenant);
     tx.commit().map_err(db_error)?;
     Ok(out)
 }
@@ -234,7 +264,7 @@ async fn post_grant(
     })?;
     let name = name_of(body.as_ref())?;
     let stamp = stamp();
-    let learner = write(&app, &mut conn, |c| {
+    let learner = write(&app, &tenant.name, &mut conn, |c| {
         grant_manual(c, tenant.id, &id, kind, &name, &stamp)
     })
     .await?;
@@ -254,7 +284,7 @@ async fn delete_grant(
         )
     })?;
     let stamp = stamp();
-    write(&app, &mut conn, |c| {
+    write(&app, &tenant.name, &mut conn, |c| {
         revoke_by_hand(c, tenant.id, &id, kind, &name, &stamp)
     })
     .await?;

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::admin::{ApiError, Reply, authenticate, db_error, error};
+use super::admin::{ApiError, Reply, authenticate, db_error, error, internal_error};
 use crate::app::App;
 use crate::db::Tenant;
 use crate::mapping::{self, Change, Choice, Refusal};
@@ -76,14 +76,21 @@ fn document(body: String) -> Result<String, ApiError> {
     Ok(body)
 }
 
-/// Runs blocking mapping work off the async threads.
+/// Runs blocking mapping work off the async threads. A panic in it is a
+/// 500 (its transaction was rolled back as the panic dropped it).
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| db_error(format!("mapping task failed: {e}")))?
-        .map_err(refusal)
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => done.map_err(refusal),
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let why = crate::app::panic_message(&*panic);
+            tracing::error!(panic = why, "admin mapping work panicked; rolled back");
+            Err(internal_error())
+        }
+        Err(e) => Err(db_error(format!("mapping task failed: {e}"))),
+    }
 }
 
 fn tenant_of(app: &App, headers: &HeaderMap) -> Result<Tenant, ApiError> {
@@ -221,4 +228,32 @@ async fn explain_with(app: Arc<App>, tenant: Tenant, choice: Choice, id: String)
     let v =
         blocking(move || mapping::explain(&app.runtime, &app.pool, &tenant, &choice, &id)).await?;
     Ok(Json(v).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work that panics on the blocking pool is a 500 in the admin API's
+    /// error shape, not a "database unavailable".
+    #[tokio::test]
+    async fn a_panic_in_blocking_work_is_a_500() {
+        let e = blocking(|| -> Result<(), Refusal> { panic!("boom") })
+            .await
+            .unwrap_err();
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], 500, "{body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("nothing was changed")),
+            "{body}"
+        );
+    }
 }

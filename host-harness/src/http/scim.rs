@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::app::{App, Incoming, is_read_only, log_value};
+use crate::app::{App, Incoming, is_read_only, log_value, panic_message};
 use crate::bindings::lms::scim::types::{HttpResponse, RequestContext};
 
 /// Where SCIM is served.
@@ -127,7 +127,20 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     // is CPU work bounded by the engine's deadline, and handing it to a
     // blocking pool would cost two thread switches per request (`--workers`
     // sets how many requests run at once).
-    let outcome = app.execute(incoming);
+    //
+    // A panic in it (in the host, or in a host import the engine called)
+    // is caught here and answered with a 500: unwinding dropped the
+    // request's connection, and the pool closes a connection that comes
+    // back inside a transaction, so nothing of the request stays and no
+    // later request inherits its `BEGIN`. Nothing the request shares with
+    // others is left half-changed by unwinding (the write turn above is
+    // released when this handler returns), hence `AssertUnwindSafe`.
+    let (context, tenant) = (incoming.context.clone(), incoming.tenant.clone());
+    let outcome =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.execute(incoming))) {
+            Ok(outcome) => outcome,
+            Err(panic) => app.panicked(context, tenant, &method, panic_message(&*panic), started),
+        };
     if tracing::enabled!(tracing::Level::INFO) {
         let engine_log: Vec<String> = outcome
             .response

@@ -75,6 +75,8 @@ impl Host for SqlStore {
             {
                 rows.push(row);
             }
+            // Tests inject a panic here, with the change half-applied.
+            crate::fault::hit_id(crate::fault::Point::LmsEffect, conn, tenant);
         }
         self.journal.reserve(rows.len());
         for row in rows {
