@@ -64,7 +64,7 @@ fn admin_wasm(s: &LmsServer, method: &str, path: &str, body: &[u8]) -> Resp {
 /// Installs `bytes` with the query's options (`confirm=true&fuel=…`);
 /// returns the outcome.
 #[track_caller]
-fn install_bytes(s: &LmsServer, bytes: &[u8], query: &str) -> Value {
+pub(crate) fn install_bytes(s: &LmsServer, bytes: &[u8], query: &str) -> Value {
     admin_wasm(s, "PUT", &format!("/admin/v1/mapper?{query}"), bytes)
         .expect(200)
         .json
@@ -77,11 +77,11 @@ fn install(s: &LmsServer, p: Plugin, query: &str) -> Value {
 
 /// `GET /admin/v1/mapper`.
 #[track_caller]
-fn mapper_state(s: &LmsServer) -> Value {
+pub(crate) fn mapper_state(s: &LmsServer) -> Value {
     s.admin_get("/admin/v1/mapper").expect(200).json
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -98,7 +98,7 @@ fn pending_as(s: &LmsServer, admin: &str) -> u64 {
 
 /// Polls the tenant's sync status until nothing is pending (60 s at most).
 #[track_caller]
-fn wait_synced(s: &LmsServer) {
+pub(crate) fn wait_synced(s: &LmsServer) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while pending_as(s, &s.admin_token) > 0 {
         assert!(
@@ -123,7 +123,7 @@ fn events(s: &LmsServer, query: &str) -> Vec<Value> {
 }
 
 /// The failed `map` events of one user, newest first.
-fn map_failures(s: &LmsServer, id: &str) -> Vec<Value> {
+pub(crate) fn map_failures(s: &LmsServer, id: &str) -> Vec<Value> {
     events(s, &format!("failed=true&user={id}&limit=1000"))
         .into_iter()
         .filter(|e| e["action"] == "map")
@@ -143,7 +143,7 @@ fn actions(s: &LmsServer, action: &str) -> Vec<Value> {
         .collect()
 }
 
-fn patch_ops(ops: Value) -> Value {
+pub(crate) fn patch_ops(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
@@ -169,7 +169,7 @@ fn catalogue_add(s: &LmsServer, kind: &str, name: &str) {
 }
 
 /// What a learner holds: status, roles, teams and learning paths.
-type Held = (
+pub(crate) type Held = (
     String,
     Vec<(String, Vec<String>)>,
     Vec<(String, Vec<String>)>,
@@ -177,7 +177,7 @@ type Held = (
 );
 
 #[track_caller]
-fn held(s: &LmsServer, id: &str) -> Held {
+pub(crate) fn held(s: &LmsServer, id: &str) -> Held {
     let l = learner(s, id);
     (
         l["status"].as_str().unwrap_or_default().to_string(),
@@ -232,7 +232,7 @@ fn assert_default_mapped(s: &LmsServer, ann: &str, g: &str) {
 }
 
 #[track_caller]
-fn healthz(s: &LmsServer) {
+pub(crate) fn healthz(s: &LmsServer) {
     let r = s
         .send_as(None, "GET", &format!("{}/healthz", s.origin()), None)
         .expect(200);
@@ -242,7 +242,7 @@ fn healthz(s: &LmsServer) {
 /// A second tenant, added on the same database while the first tenant's
 /// plugin misbehaves, provisions and maps as usual.
 #[track_caller]
-fn second_tenant_works(s: &LmsServer) {
+pub(crate) fn second_tenant_works(s: &LmsServer) {
     let t = s.cli_json(&["tenant", "add", "second", "--json"]);
     let scim = t["scimToken"].as_str().expect("scimToken").to_string();
     let admin = t["adminToken"].as_str().expect("adminToken").to_string();
@@ -1055,6 +1055,13 @@ fn samples() -> PathBuf {
 
 /// Builds the Rust example (seconds when warm, a minute or two cold).
 fn rust_example() -> Vec<u8> {
+    build_rust_plugin("example-rust-mapper", "example_rust_mapper.wasm")
+}
+
+/// Builds the workspace's Rust plugin `package` for wasm32-wasip2 with the
+/// `wasm` profile into `target/mappers`, and returns the component
+/// `wasm_name` (seconds when warm, a minute or two cold).
+pub(crate) fn build_rust_plugin(package: &str, wasm_name: &str) -> Vec<u8> {
     let root = workspace();
     let target = root.join("target/mappers");
     let started = Instant::now();
@@ -1063,7 +1070,7 @@ fn rust_example() -> Vec<u8> {
         .args([
             "build",
             "-p",
-            "example-rust-mapper",
+            package,
             "--target",
             "wasm32-wasip2",
             "--profile",
@@ -1082,11 +1089,11 @@ fn rust_example() -> Vec<u8> {
         .expect("run cargo");
     assert!(
         out.status.success(),
-        "building the Rust example plugin failed:\n{}",
+        "building the Rust plugin {package} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("Rust example built in {:?}", started.elapsed());
-    let wasm = target.join("wasm32-wasip2/wasm/example_rust_mapper.wasm");
+    eprintln!("Rust plugin {package} built in {:?}", started.elapsed());
+    let wasm = target.join("wasm32-wasip2/wasm").join(wasm_name);
     std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
 }
 
