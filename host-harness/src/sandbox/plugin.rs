@@ -303,15 +303,17 @@ impl Plugins {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker = Ticker::start(&engine, "plugin-epoch")?;
-        // Callers block while their call runs, so about as many threads as
-        // cores keep the cores busy; a call's deadline bounds any wait.
+        // One thread for every thread that can call a plugin at once (the
+        // HTTP workers, one core per mapping work and the background
+        // worker, about twice the cores), so a call never queues behind
+        // another's sleep: a waiting plugin holds its thread but no core.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Plugins {
             engine,
             linker,
             compiled: Mutex::default(),
             cache_dir: cache_dir.map(Path::to_path_buf),
-            threads: CallThreads::start(cores.max(2))?,
+            threads: CallThreads::start(2 * cores + 1)?,
             _ticker: ticker,
         })
     }
