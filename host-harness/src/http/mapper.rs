@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::admin::{ApiError, Reply, authenticate, db_error, error};
-use super::mapping::{blocking, flag, mapping_turn, number};
+use super::mapping::{flag, mapping_turn, number, work};
 use crate::app::App;
 use crate::db::Tenant;
 use crate::mapper::{self, Upload};
@@ -102,8 +102,8 @@ pub async fn put_mapper(
     let opts = options(&params)?;
     let confirm = flag(&params, "confirm")?;
     let app2 = app.clone();
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let outcome = work(turn, move || {
         mapper::install(
             &app2.runtime,
             &app2.pool,
@@ -131,8 +131,8 @@ pub async fn delete_mapper(
     let tenant = tenant_of(&app, &headers)?;
     let confirm = flag(&params, "confirm")?;
     let app2 = app.clone();
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let outcome = work(turn, move || {
         mapper::remove(
             &app2.runtime,
             &app2.pool,
@@ -159,8 +159,8 @@ pub async fn rollback(
     let tenant = tenant_of(&app, &headers)?;
     let confirm = flag(&params, "confirm")?;
     let app2 = app.clone();
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let outcome = work(turn, move || {
         mapper::rollback(
             &app2.runtime,
             &app2.pool,
@@ -189,8 +189,8 @@ pub async fn preview(
     let bytes = component(body).await?;
     let opts = options(&params)?;
     let keep = number::<usize>(&params, "limit", "a number")?.unwrap_or(KEEP);
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let report = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let report = work(turn, move || {
         let c = mapper::candidate(&app.runtime, &opts.upload(&bytes))?;
         mapper::preview(&app.runtime, &app.pool, &tenant, &c, keep, &mut |_| {})
     })
@@ -208,8 +208,8 @@ pub async fn replay(
     let bytes = component(body).await?;
     let opts = options(&params)?;
     let own = opts.settings.is_some();
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let runs = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let runs = work(turn, move || {
         let c = mapper::candidate(&app.runtime, &opts.upload(&bytes))?;
         mapper::replay(&app.runtime, &app.pool, &tenant, &c, own)
     })

@@ -97,6 +97,20 @@ pub(super) async fn mapping_turn(
     })
 }
 
+/// Runs mapping work off the async threads, holding the tenant's turn until
+/// the work ends: a client that goes away does not end the work, so it
+/// must not end the turn either.
+pub(super) async fn work<T: Send + 'static>(
+    turn: crate::gate::MappingTurn,
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(move || {
+        let _turn = turn;
+        f()
+    })
+    .await
+}
+
 /// Runs blocking mapping work off the async threads. A panic in it is a
 /// 500 (its transaction was rolled back as the panic dropped it).
 pub(super) async fn blocking<T: Send + 'static>(
@@ -161,8 +175,8 @@ async fn change(
     let confirm = flag(params, "confirm")?;
     let threshold = number::<f64>(params, "threshold", "a percentage")?;
     let app2 = app.clone();
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let outcome = work(turn, move || {
         mapping::install(
             &app2.runtime,
             &app2.pool,
@@ -198,9 +212,11 @@ pub async fn rollback(
 pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: String) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
     let text = document(body)?;
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let report =
-        blocking(move || mapping::check(&app.runtime, Some((&app.pool, &tenant)), &text)).await?;
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let report = work(turn, move || {
+        mapping::check(&app.runtime, Some((&app.pool, &tenant)), &text)
+    })
+    .await?;
     Ok(Json(report).into_response())
 }
 
@@ -219,8 +235,8 @@ pub async fn preview(
     } else {
         Choice::Document(body)
     };
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let report = blocking(move || {
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let report = work(turn, move || {
         mapping::preview(&app.runtime, &app.pool, &tenant, &choice, keep, &mut |_| {})
     })
     .await?;
@@ -249,9 +265,11 @@ pub async fn explain_candidate(
 }
 
 async fn explain_with(app: Arc<App>, tenant: Tenant, choice: Choice, id: String) -> Reply {
-    let _turn = mapping_turn(&app, tenant.id).await?;
-    let v =
-        blocking(move || mapping::explain(&app.runtime, &app.pool, &tenant, &choice, &id)).await?;
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let v = work(turn, move || {
+        mapping::explain(&app.runtime, &app.pool, &tenant, &choice, &id)
+    })
+    .await?;
     Ok(Json(v).into_response())
 }
 
