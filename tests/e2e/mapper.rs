@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 #[path = "../mappers/hostile.rs"]
-mod hostile;
+pub(crate) mod hostile;
 
 use hostile::{Plugin, build};
 
