@@ -136,7 +136,7 @@ fn all_failures(s: &LmsServer) -> Vec<Value> {
 }
 
 /// The tenant's events with this action (`mapper-install`, …).
-fn actions(s: &LmsServer, action: &str) -> Vec<Value> {
+pub(crate) fn actions(s: &LmsServer, action: &str) -> Vec<Value> {
     events(s, "limit=1000")
         .into_iter()
         .filter(|e| e["action"] == action)
