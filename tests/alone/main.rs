@@ -9,3 +9,8 @@
 mod support;
 
 mod wal;
+
+#[path = "../mappers/hostile.rs"]
+mod hostile;
+
+mod uploads;

@@ -11,6 +11,7 @@ mod lms;
 mod mapper;
 mod mapper_wasi;
 mod mapping;
+mod neighbours;
 mod operations;
 mod protocol;
 mod query;

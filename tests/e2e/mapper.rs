@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 #[path = "../mappers/hostile.rs"]
-mod hostile;
+pub(crate) mod hostile;
 
 use hostile::{Plugin, build};
 
@@ -136,7 +136,7 @@ fn all_failures(s: &LmsServer) -> Vec<Value> {
 }
 
 /// The tenant's events with this action (`mapper-install`, …).
-fn actions(s: &LmsServer, action: &str) -> Vec<Value> {
+pub(crate) fn actions(s: &LmsServer, action: &str) -> Vec<Value> {
     events(s, "limit=1000")
         .into_iter()
         .filter(|e| e["action"] == action)

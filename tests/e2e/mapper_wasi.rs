@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::mapper::{
-    Held, build_rust_plugin, healthz, held, install_bytes, map_failures, mapper_state, patch_ops,
-    second_tenant_works, sha256, wait_synced,
+    Held, actions, build_rust_plugin, healthz, held, install_bytes, map_failures, mapper_state,
+    patch_ops, second_tenant_works, sha256, wait_synced,
 };
 use crate::support::{LmsServer, encode, item};
 
@@ -309,4 +309,140 @@ fn mapper_wasi_loop_is_stopped_and_changes_nothing() {
             says: "",
         },
     );
+}
+
+// ---------------------------------------------------------------------------
+// A restart with a failing plugin installed
+
+/// Users of the tenant whose plugin panics.
+const RESTART_USERS: usize = 20;
+/// The plugin's failure limit: more than the re-mapping after install
+/// fails, so that the plugin is still in force when the server restarts.
+const RESTART_MAX_FAILURES: usize = RESTART_USERS + 5;
+
+/// `pending` of `GET /admin/v1/sync`.
+#[track_caller]
+fn pending(s: &LmsServer) -> u64 {
+    let r = s.admin_get("/admin/v1/sync").expect(200);
+    r.json["pending"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("sync status without pending: {}", r.text))
+}
+
+/// The plugin panics on every user. The server is killed right after the
+/// install, while the re-mapping of everyone runs, and started again: it
+/// compiles the installed plugin before serving, serves, goes on failing
+/// the plugin's calls until its failure limit disables it, and drains the
+/// outbox (everyone re-mapped by the default mapping).
+#[test]
+fn mapper_wasi_panicking_plugin_survives_a_restart_and_is_disabled() {
+    let mut s = LmsServer::start();
+    let users: Vec<String> = (0..RESTART_USERS)
+        .map(|i| s.create_user(&format!("user-{i:02}")))
+        .collect();
+    let settings = json!({ "mode": "panic" }).to_string();
+    let outcome = bounded("install with mode panic", || {
+        install_bytes(
+            &s,
+            misbehaving(),
+            &format!(
+                "settings={}&confirm=true&maxFailures={RESTART_MAX_FAILURES}",
+                encode(&settings)
+            ),
+        )
+    });
+    assert_eq!(outcome["preview"]["users"], RESTART_USERS, "{outcome}");
+    assert_eq!(outcome["preview"]["failed"], RESTART_USERS, "{outcome}");
+    assert_eq!(
+        outcome["installed"]["max_failures"], RESTART_MAX_FAILURES,
+        "{outcome}"
+    );
+    // Straight away: the re-mapping after install has just begun.
+    let pending_at_kill = pending(&s);
+    s.kill9();
+    eprintln!("killed with {pending_at_kill} pending change(s)");
+    s.restart();
+    let _log = LogOnFailure(&s);
+
+    // It serves.
+    let r = bounded("ServiceProviderConfig after restart", || {
+        s.get("/ServiceProviderConfig").expect(200)
+    });
+    assert_eq!(
+        r.json["schemas"][0], "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig",
+        "{}",
+        r.text
+    );
+    healthz(&s);
+    // The plugin, still in force, was compiled before serving (the first
+    // start had none to compile).
+    let log = s.log();
+    let compiled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("installed mapping plugins compiled"))
+        .collect();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+
+    // The re-mapping resumes and fails on every user; then changes fail,
+    // until the failure limit disables the plugin.
+    wait_synced(&s);
+    let m = mapper_state(&s);
+    let after_remap = m["current"]["failures"].as_u64().expect("failures");
+    eprintln!("failures after the re-mapping: {after_remap}; mapper: {m}");
+    assert!(after_remap >= RESTART_USERS as u64, "{m}");
+    let mut touched = 0;
+    while mapper_state(&s)["active"] == true {
+        assert!(touched < RESTART_MAX_FAILURES, "still active: {m}");
+        let id = &users[touched % users.len()];
+        bounded("PATCH with the plugin failing", || {
+            s.patch(
+                &format!("/Users/{id}"),
+                &patch_ops(json!([{"op": "replace", "path": "title", "value": "Physicist"}])),
+            )
+            .expect(200)
+        });
+        touched += 1;
+    }
+    let m = mapper_state(&s);
+    assert_eq!(m["active"], false, "{m}");
+    let current = &m["current"];
+    assert_eq!(current["failures"], RESTART_MAX_FAILURES, "{m}");
+    let why = current["disabled_reason"]
+        .as_str()
+        .expect("disabled_reason");
+    assert!(
+        why.contains(&format!("{RESTART_MAX_FAILURES} calls in a row failed"))
+            && why.contains("plugin-trap"),
+        "{why}"
+    );
+    let disabled = actions(&s, "mapper-disabled");
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(disabled[0]["reason"], "plugin-disabled", "{}", disabled[0]);
+    assert_eq!(
+        disabled[0]["resourceName"],
+        &sha256(misbehaving())[..12],
+        "{}",
+        disabled[0]
+    );
+
+    // The outbox drains: everyone is re-mapped by the default mapping.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending(&s) > 0 {
+        assert!(Instant::now() < deadline, "the outbox did not drain");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in &users {
+        let (status, roles, teams, _) = held(&s, id);
+        assert_eq!(status, "active");
+        assert_eq!(
+            roles,
+            [item("learner", &["default:learner-role@active"])],
+            "{id}"
+        );
+        assert!(teams.is_empty(), "{teams:?}");
+    }
+    eprintln!(
+        "after restart: {after_remap} failures from the re-mapping, {touched} PATCH(es) to the limit of {RESTART_MAX_FAILURES}"
+    );
+    second_tenant_works(&s);
 }

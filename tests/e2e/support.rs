@@ -90,14 +90,12 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("scim.db");
         let token = format!("test-{:x}", std::process::id() as u64 * 7919 + rand_u64());
-        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-cache");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
             .args(["serve", "--listen", "127.0.0.1:0", "--token", &token])
             .arg("--db")
             .arg(&db)
-            .arg("--cache-dir")
-            .arg(&cache)
+            .args(shared_cache(extra))
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -251,6 +249,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The cache of compiled code the tests share (`--cache-dir`), unless the
+/// `serve` arguments give one of their own.
+fn shared_cache(extra: &[impl AsRef<str>]) -> Vec<std::ffi::OsString> {
+    if extra.iter().any(|a| a.as_ref() == "--cache-dir") {
+        return Vec::new();
+    }
+    vec!["--cache-dir".into(), shared_cache_dir().into_os_string()]
+}
+
+/// Where the tests' servers cache compiled code by default.
+pub fn shared_cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-cache")
 }
 
 /// A response read whole, its body parsed as JSON when it is JSON.
@@ -429,13 +441,11 @@ impl LmsServer {
             .create(true)
             .open(&log_path)
             .expect("log file");
-        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("engine-cache");
         let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
             .args(["serve", "--listen", "127.0.0.1:0", "--token", &s.token])
             .arg("--db")
             .arg(&s.db)
-            .arg("--cache-dir")
-            .arg(&cache)
+            .args(shared_cache(&self.extra))
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
