@@ -279,3 +279,32 @@ fn a_noisy_tenant_gets_429s_and_its_neighbour_is_served() {
     assert!(p_ok > 0, "none of A's previews ran");
     assert!(p_429 > 0, "none of A's concurrent previews was refused");
 }
+
+/// A preview whose client went away still holds its tenant's turn until it
+/// ends: the next preview of the tenant gets 429 rather than running beside
+/// the abandoned one.
+#[test]
+fn an_abandoned_preview_keeps_its_tenants_turn() {
+    let s = LmsServer::start();
+    for i in 0..A_USERS {
+        s.post("/Users", &user(&format!("abandoned-{i:03}")))
+            .expect(201);
+    }
+    let plugin = build(Plugin::InfiniteLoop);
+    // Each user runs the plugin to its full fuel: seconds in all.
+    const PREVIEW: &str = "/admin/v1/mapper/preview?fuel=10000000&limit=10";
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(150))
+        .build()
+        .expect("client");
+    let gone = impatient
+        .post(s.admin_url(PREVIEW))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "application/wasm")
+        .body(plugin.clone())
+        .send();
+    assert!(gone.is_err(), "the impatient client gave up");
+    let next = Seen::from(post_wasm(&s, PREVIEW, &plugin));
+    assert_eq!(next.status, 429, "{next:?}");
+    assert_retry_after(&next);
+}
