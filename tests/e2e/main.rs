@@ -9,6 +9,7 @@ mod faults;
 mod groups;
 mod lms;
 mod mapper;
+mod mapper_python;
 mod mapper_wasi;
 mod mapping;
 mod neighbours;

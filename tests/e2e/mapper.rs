@@ -243,7 +243,14 @@ pub(crate) fn healthz(s: &LmsServer) {
 /// plugin misbehaves, provisions and maps as usual.
 #[track_caller]
 pub(crate) fn second_tenant_works(s: &LmsServer) {
-    let t = s.cli_json(&["tenant", "add", "second", "--json"]);
+    other_tenant_works(s, "second");
+}
+
+/// [`second_tenant_works`] with a tenant of this name, so that a server can
+/// check it more than once.
+#[track_caller]
+pub(crate) fn other_tenant_works(s: &LmsServer, name: &str) {
+    let t = s.cli_json(&["tenant", "add", name, "--json"]);
     let scim = t["scimToken"].as_str().expect("scimToken").to_string();
     let admin = t["adminToken"].as_str().expect("adminToken").to_string();
     let started = Instant::now();
@@ -1042,7 +1049,7 @@ fn mapper_replay_runs_failed_calls_against_a_new_build() {
 // ---------------------------------------------------------------------------
 // j. The example plugins
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
@@ -1097,7 +1104,7 @@ pub(crate) fn build_rust_plugin(package: &str, wasm_name: &str) -> Vec<u8> {
     std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
 }
 
-fn modified(p: &Path) -> SystemTime {
+pub(crate) fn modified(p: &Path) -> SystemTime {
     std::fs::metadata(p)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH)

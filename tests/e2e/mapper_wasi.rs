@@ -63,7 +63,7 @@ fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
 
 /// Prints the end of the server's log when the test fails (a server that
 /// died shows why).
-struct LogOnFailure<'a>(&'a LmsServer);
+pub(crate) struct LogOnFailure<'a>(pub(crate) &'a LmsServer);
 
 impl Drop for LogOnFailure<'_> {
     fn drop(&mut self) {
