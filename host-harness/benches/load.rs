@@ -24,37 +24,18 @@
 //! - `compound`: `title eq "Manager" and (name.familyName eq "F7" or active
 //!   eq false)`, half the users being managers.
 //!
-//! The client is a minimal HTTP/1.1 client over `TcpStream` so that the
-//! generator costs little next to the server on the same two cores.
+//! The client is the minimal HTTP/1.1 client of `support` ([`Conn`]) so
+//! that the generator costs little next to the server on the same two cores.
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Loader, TOKEN, data_dir, enc, serve};
-
-/// Every user matches `userName sw "bench0"` below ten million users.
-fn user(i: usize) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
-                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
-        "userName": format!("bench{i:07}"),
-        "externalId": format!("ext-{i}"),
-        "name": {"givenName": format!("G{i}"), "familyName": format!("F{}", i % 10)},
-        "title": if i.is_multiple_of(2) { "Manager" } else { "Engineer" },
-        "active": !i.is_multiple_of(13),
-        "emails": [{"value": format!("bench{i}@work.example.com"), "type": "work", "primary": true}],
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
-            "department": format!("Dept {}", i % 40), "employeeNumber": format!("{i}")
-        }
-    })
-}
+use support::{Conn, Loader, data_dir, enc, percentile_ms as pct, serve, user};
 
 /// Creates the directory, unless it exists already: `users` users and 8
 /// groups of 1,000 members.
@@ -94,65 +75,6 @@ fn populate(path: &Path, users: usize) {
         "populated {users} users in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    host: String,
-}
-
-impl Conn {
-    fn open(base: &str) -> Conn {
-        let host = base
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
-        let stream = TcpStream::connect(&host).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
-            reader: BufReader::with_capacity(1 << 16, stream),
-            host,
-        }
-    }
-
-    /// Sends a request and reads the whole response: (status, body).
-    fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
-        let mut req = format!(
-            "{method} /scim/v2{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n",
-            self.host
-        );
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{b}",
-                b.len()
-            ));
-        } else {
-            req.push_str("\r\n");
-        }
-        self.reader.get_mut().write_all(req.as_bytes()).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).unwrap();
-        (status, body)
-    }
 }
 
 /// A request a scenario makes: method, path, body.
@@ -275,10 +197,6 @@ fn install_mapping(db: &Path) -> bool {
         eprintln!("plugin installed: {plugin}");
     }
     std::env::var_os("SCIM_LOAD_RULES").is_some() || std::env::var_os("SCIM_LOAD_MAPPER").is_some()
-}
-
-fn pct(sorted: &[u64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0
 }
 
 fn main() {

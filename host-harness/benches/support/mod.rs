@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use scim_host::bindings::lms::scim::types::{HttpRequest, RequestContext};
 use scim_host::db::{self, Pool};
 use scim_host::imports::SqlStore;
 use scim_host::runtime::{Limits, Runtime};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const TOKEN: &str = "bench-token";
 
@@ -41,10 +42,7 @@ impl Loader {
         let tmp = path.with_extension("partial");
         let _ = std::fs::remove_file(&tmp);
         let pool = db::open(&tmp, 2, db::Checkpoints::InCommit).unwrap();
-        db::set_tenant_token(&pool.get().unwrap(), "default", db::TokenKind::Scim, TOKEN).unwrap();
-        let tenant = db::authenticate(&pool.get().unwrap(), db::TokenKind::Scim, TOKEN)
-            .unwrap()
-            .unwrap();
+        let tenant = tenant_with_token(&pool, "default", TOKEN);
         let limits = Limits {
             timeout: Duration::from_secs(120),
             memory_bytes: 512 << 20,
@@ -71,6 +69,31 @@ impl Loader {
         };
         loader.begin();
         loader
+    }
+
+    /// Commits what was written so far and goes on as tenant `name`
+    /// (created if needed), whose SCIM token becomes `token`.
+    pub fn switch_tenant(&mut self, name: &str, token: &str) {
+        let conn = self.store.take().unwrap().into_conn().unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        drop(conn);
+        let tenant = tenant_with_token(&self.pool, name, token);
+        self.tenant = tenant.id;
+        self.context.tenant = tenant.name;
+        self.context.signing_key = tenant.signing_key;
+        self.begin();
+    }
+
+    /// Makes `token` the admin token (for `/admin/v1`) of the current tenant.
+    pub fn set_admin_token(&mut self, token: &str) {
+        let store = self.store.as_ref().unwrap();
+        db::set_tenant_token(
+            store.conn_ref().unwrap(),
+            &self.context.tenant,
+            db::TokenKind::Admin,
+            token,
+        )
+        .unwrap();
     }
 
     fn begin(&mut self) {
@@ -129,6 +152,14 @@ impl Loader {
             let _ = std::fs::remove_file(self.path.with_extension(ext));
         }
     }
+}
+
+/// Tenant `name` (created if needed) with SCIM token `token`.
+fn tenant_with_token(pool: &Pool, name: &str, token: &str) -> db::Tenant {
+    db::set_tenant_token(&pool.get().unwrap(), name, db::TokenKind::Scim, token).unwrap();
+    db::authenticate(&pool.get().unwrap(), db::TokenKind::Scim, token)
+        .unwrap()
+        .unwrap()
 }
 
 /// A `scim-host` serving a database on a free port.
@@ -240,4 +271,169 @@ pub fn python_example() -> Option<Vec<u8>> {
 pub fn example_settings() -> String {
     std::fs::read_to_string(root().join("plugin/mappers/example-rust/samples/settings.json"))
         .unwrap()
+}
+
+/// Latency percentile `q` of sorted microseconds, in milliseconds.
+pub fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    sorted_us[((sorted_us.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0
+}
+
+/// One keep-alive HTTP/1.1 connection: a minimal client over `TcpStream`,
+/// so that the load generator costs little next to the server on the same
+/// two cores.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    host: String,
+    /// The server said it closes the connection after its last response.
+    pub closed: bool,
+    /// The last response's `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
+}
+
+impl Conn {
+    /// Connects to the server at `base` (`http://host:port/...`).
+    pub fn open(base: &str) -> Conn {
+        Conn::try_open(base).unwrap()
+    }
+
+    /// Connects to the server at `base`, or says why not.
+    pub fn try_open(base: &str) -> io::Result<Conn> {
+        let host = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let stream = TcpStream::connect(&host)?;
+        stream.set_nodelay(true)?;
+        // A stuck server fails the benchmark instead of hanging it.
+        stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+        Ok(Conn {
+            reader: BufReader::with_capacity(1 << 16, stream),
+            host,
+            closed: false,
+            retry_after: None,
+        })
+    }
+
+    /// A SCIM request as the `default` tenant: `path` is under `/scim/v2`,
+    /// the body is SCIM JSON. Returns (status, body).
+    pub fn send(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+        self.request(
+            method,
+            &format!("/scim/v2{path}"),
+            Some(TOKEN),
+            body.map(|b| ("application/scim+json", b.as_bytes())),
+        )
+        .unwrap()
+    }
+
+    /// Any request: `target` is the path (and query) from the server's
+    /// root, `token` the bearer token, `body` its content type and bytes.
+    /// Returns (status, body), or the I/O error (the server closed the
+    /// connection, say).
+    pub fn request(
+        &mut self,
+        method: &str,
+        target: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> io::Result<(u16, Vec<u8>)> {
+        let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let stream = self.reader.get_mut();
+        match body {
+            Some((content_type, b)) => {
+                head.push_str(&format!(
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    b.len()
+                ));
+                if b.len() < 1 << 16 {
+                    // One write, so a small request is one segment.
+                    let mut all = head.into_bytes();
+                    all.extend_from_slice(b);
+                    stream.write_all(&all)?;
+                } else {
+                    stream.write_all(head.as_bytes())?;
+                    stream.write_all(b)?;
+                }
+            }
+            None => {
+                head.push_str("\r\n");
+                stream.write_all(head.as_bytes())?;
+            }
+        }
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let Some(status) = line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("no status line: {line:?}"),
+            ));
+        };
+        let (mut length, mut chunked) = (0usize, false);
+        self.retry_after = None;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                let v = v.trim();
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.parse().unwrap_or(0);
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.eq_ignore_ascii_case("chunked");
+                } else if k.eq_ignore_ascii_case("retry-after") {
+                    self.retry_after = v.parse().ok();
+                } else if k.eq_ignore_ascii_case("connection") {
+                    self.closed |= v.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.reader.read_exact(&mut body[start..])?;
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body)?;
+        }
+        Ok((status, body))
+    }
+}
+
+/// Every user matches `userName sw "bench0"` below ten million users.
+pub fn user(i: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+        "userName": format!("bench{i:07}"),
+        "externalId": format!("ext-{i}"),
+        "name": {"givenName": format!("G{i}"), "familyName": format!("F{}", i % 10)},
+        "title": if i.is_multiple_of(2) { "Manager" } else { "Engineer" },
+        "active": !i.is_multiple_of(13),
+        "emails": [{"value": format!("bench{i}@work.example.com"), "type": "work", "primary": true}],
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+            "department": format!("Dept {}", i % 40), "employeeNumber": format!("{i}")
+        }
+    })
 }
