@@ -8,6 +8,12 @@
 //! Requests` with `Retry-After`, on which Entra ID and Okta back off. The
 //! server runs one worker thread more than a tenant may use by default, so
 //! a tenant at its limit always leaves a thread to the others.
+//!
+//! The share is work-conserving: a tenant alone on the server may run its
+//! full `max_concurrent`, but while another tenant has been served within
+//! the last second, each runs one request fewer at once (at least one), so
+//! a tenant's CPU-heavy requests (a filter that scans every user) leave a
+//! core to the others rather than only a thread.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +25,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Requests that may wait for their tenant's turn, per request it may run.
 const QUEUE_PER_SLOT: u32 = 16;
+/// How recently another tenant must have been served for a tenant to give
+/// up a slot to it.
+const SHARING_WINDOW: Duration = Duration::from_secs(1);
 
 /// A tenant's share; `None` fields take the server's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
@@ -69,6 +78,7 @@ impl Refused {
 /// A request's place among its tenant's running requests; released on drop.
 pub struct Admitted {
     _permit: OwnedSemaphorePermit,
+    _sharing: Option<OwnedSemaphorePermit>,
 }
 
 /// The shares of every tenant seen so far.
@@ -76,12 +86,18 @@ pub struct Gates {
     default_concurrent: u32,
     default_rate: Option<f64>,
     gates: Mutex<HashMap<i64, Arc<Gate>>>,
+    /// The two tenants admitted most recently, and when: whether another
+    /// tenant than the one asking is being served, in O(1).
+    recent: Mutex<[(i64, Option<Instant>); 2]>,
 }
 
 struct Gate {
     max_concurrent: u32,
     rate: Option<f64>,
     running: Arc<Semaphore>,
+    /// One slot fewer than `running`, taken as well while other tenants
+    /// are served.
+    sharing: Arc<Semaphore>,
     /// Requests waiting for a permit.
     waiting: Mutex<u32>,
     bucket: Mutex<Bucket>,
@@ -100,7 +116,23 @@ impl Gates {
             default_concurrent: max_concurrent.max(1),
             default_rate: rate_per_sec.filter(|r| *r > 0.0),
             gates: Mutex::new(HashMap::new()),
+            recent: Mutex::new([(0, None), (0, None)]),
         }
+    }
+
+    /// Records that `tenant` is served now, and says whether another tenant
+    /// was served within [`SHARING_WINDOW`].
+    fn others_served(&self, tenant: i64) -> bool {
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let other = recent.iter().any(|(t, at)| {
+            *t != tenant && at.is_some_and(|at| now.duration_since(at) < SHARING_WINDOW)
+        });
+        if recent[0].0 != tenant {
+            recent[1] = recent[0];
+        }
+        recent[0] = (tenant, Some(now));
+        other
     }
 
     /// The gate of `tenant` for `share`, made anew when the share changed
@@ -126,6 +158,7 @@ impl Gates {
             max_concurrent,
             rate,
             running: Arc::new(Semaphore::new(max_concurrent as usize)),
+            sharing: Arc::new(Semaphore::new((max_concurrent as usize - 1).max(1))),
             waiting: Mutex::new(0),
             bucket: Mutex::new(Bucket {
                 tokens: rate.map_or(0.0, |r| r.max(1.0)),
@@ -154,12 +187,25 @@ impl Gates {
             }
             b.tokens -= 1.0;
         }
-        if let Ok(p) = gate.running.clone().try_acquire_owned() {
-            return Ok(Admitted { _permit: p });
-        }
+        let sharing = self.others_served(tenant);
         let busy = Refused::Busy {
             max_concurrent: gate.max_concurrent,
         };
+        let try_now = || -> Option<Admitted> {
+            let shared = if sharing {
+                Some(gate.sharing.clone().try_acquire_owned().ok()?)
+            } else {
+                None
+            };
+            let permit = gate.running.clone().try_acquire_owned().ok()?;
+            Some(Admitted {
+                _permit: permit,
+                _sharing: shared,
+            })
+        };
+        if let Some(a) = try_now() {
+            return Ok(a);
+        }
         {
             let mut waiting = gate.waiting.lock().unwrap_or_else(|e| e.into_inner());
             if *waiting >= gate.max_concurrent.saturating_mul(QUEUE_PER_SLOT) {
@@ -167,10 +213,22 @@ impl Gates {
             }
             *waiting += 1;
         }
-        let got = tokio::time::timeout(QUEUE_WAIT, gate.running.clone().acquire_owned()).await;
+        let wait = async {
+            let shared = if sharing {
+                Some(gate.sharing.clone().acquire_owned().await?)
+            } else {
+                None
+            };
+            let permit = gate.running.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>(Admitted {
+                _permit: permit,
+                _sharing: shared,
+            })
+        };
+        let got = tokio::time::timeout(QUEUE_WAIT, wait).await;
         *gate.waiting.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         match got {
-            Ok(Ok(p)) => Ok(Admitted { _permit: p }),
+            Ok(Ok(a)) => Ok(a),
             _ => Err(busy),
         }
     }
@@ -294,6 +352,27 @@ mod tests {
             waiting.admit(3, full).await.err(),
             Some(Refused::Busy { max_concurrent: 1 })
         );
+    }
+
+    /// A tenant alone runs its full share; beside another, one fewer.
+    #[tokio::test]
+    async fn a_tenant_gives_up_a_slot_while_another_is_served() {
+        let gates = Arc::new(Gates::new(2, None));
+        let share = Share::default();
+        let a1 = gates.admit(1, share).await.unwrap();
+        let a2 = gates.admit(1, share).await.unwrap();
+        drop((a1, a2));
+        let _b = gates.admit(2, share).await.unwrap();
+        let a1 = gates.admit(1, share).await.unwrap();
+        let g = gates.clone();
+        let second = tokio::spawn(async move { g.admit(1, share).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !second.is_finished(),
+            "the second waits while tenant 2 is served"
+        );
+        drop(a1);
+        assert!(second.await.unwrap(), "and runs when the first ends");
     }
 
     #[tokio::test]

@@ -295,6 +295,10 @@ impl Plugins {
             // Async calls run on fiber stacks, pooled like the rest.
             .total_stacks(slots);
         let mut config = Config::new();
+        // A plugin compiles on one thread: wasmtime's parallel compilation
+        // would take every core for the seconds an 18 MB Python plugin
+        // takes, from every tenant's requests.
+        config.parallel_compilation(false);
         config
             .consume_fuel(true)
             .epoch_interruption(true)
