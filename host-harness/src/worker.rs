@@ -40,7 +40,14 @@ pub async fn run_worker(app: Arc<App>) {
         loop {
             let step = {
                 let _turn = app.writers.lock().await;
-                app.drain_step()
+                // On the blocking pool, where a batch's plugin calls run
+                // on the thread itself (no hand-over per user).
+                let app = app.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::sandbox::threads::inline(|| app.drain_step())
+                })
+                .await
+                .unwrap_or(Step::Failed)
             };
             match step {
                 Step::Idle => break,

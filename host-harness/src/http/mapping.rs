@@ -116,7 +116,8 @@ pub(super) async fn work<T: Send + 'static>(
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
+    // Its plugin calls run on the blocking thread itself.
+    match tokio::task::spawn_blocking(move || crate::sandbox::threads::inline(f)).await {
         Ok(done) => done.map_err(refusal),
         Err(e) if e.is_panic() => {
             let panic = e.into_panic();

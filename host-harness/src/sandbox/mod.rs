@@ -6,7 +6,7 @@
 mod capture;
 pub mod engine_wasi;
 pub mod plugin;
-mod threads;
+pub mod threads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
