@@ -1110,34 +1110,48 @@ pub(crate) fn modified(p: &Path) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// A Python plugin's component, built by `build.sh` in `dir` when missing
+/// or older than `sources`; `None` when the script says (status 3) that
+/// componentize-py cannot be installed here.
+pub(crate) fn build_python_plugin(dir: &Path, sources: &[PathBuf]) -> Option<Vec<u8>> {
+    let wasm = dir.join("mapper.wasm");
+    let built = wasm.exists().then(|| modified(&wasm));
+    if built.is_none_or(|b| sources.iter().any(|s| modified(s) > b)) {
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .current_dir(dir)
+            .output()
+            .expect("run build.sh");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(3) {
+            eprintln!("componentize-py cannot be installed here:\n{stderr}");
+            return None;
+        }
+        assert!(
+            out.status.success(),
+            "{}/build.sh failed:\n{}\n{stderr}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+        );
+        eprintln!("{} built in {:?}", dir.display(), started.elapsed());
+    }
+    Some(std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display())))
+}
+
 /// The Python example's component, built by its `build.sh` when missing or
 /// older than its sources.
 fn python_example() -> Vec<u8> {
     let dir = workspace().join("plugin/mappers/example-python");
-    let wasm = dir.join("mapper.wasm");
-    let built = wasm.exists().then(|| modified(&wasm));
     let sources = [
         dir.join("app.py"),
         dir.join("policy.py"),
         dir.join("build.sh"),
         workspace().join("wit/mapper/mapper.wit"),
     ];
-    if built.is_none_or(|b| sources.iter().any(|s| modified(s) > b)) {
-        let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(dir.join("build.sh"))
-            .current_dir(&dir)
-            .output()
-            .expect("run build.sh");
-        assert!(
-            out.status.success(),
-            "plugin/mappers/example-python/build.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("Python example built in {:?}", started.elapsed());
-    }
-    std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
+    build_python_plugin(&dir, &sources).expect(
+        "componentize-py could not be installed; see plugin/mappers/example-python/build.sh",
+    )
 }
 
 fn read_json(p: &Path) -> Value {

@@ -16,15 +16,14 @@
 //! Skipped, with a message, only where componentize-py cannot be installed
 //! (its `build.sh` exits with status 3).
 
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::mapper::{
-    Held, held, install_bytes, map_failures, mapper_state, modified, other_tenant_works, patch_ops,
-    sha256, wait_synced, workspace,
+    Held, build_python_plugin, held, install_bytes, map_failures, mapper_state, other_tenant_works,
+    patch_ops, sha256, wait_synced, workspace,
 };
 use crate::mapper_wasi::LogOnFailure;
 use crate::support::{LmsServer, encode, item};
@@ -48,36 +47,17 @@ fn misbehaving() -> Option<&'static [u8]> {
     static WASM: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     WASM.get_or_init(|| {
         let dir = workspace().join("tests/mappers/misbehaving-python");
-        let wasm = dir.join("mapper.wasm");
-        let built = wasm.exists().then(|| modified(&wasm));
         let sources = [
             dir.join("app.py"),
             dir.join("build.sh"),
             workspace().join("plugin/mappers/example-python/build.sh"),
             workspace().join("wit/mapper/mapper.wit"),
         ];
-        if built.is_none_or(|b| sources.iter().any(|s| modified(s) > b)) {
-            let started = Instant::now();
-            let out = Command::new("bash")
-                .arg(dir.join("build.sh"))
-                .current_dir(&dir)
-                .output()
-                .expect("run build.sh");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if out.status.code() == Some(3) {
-                eprintln!(
-                    "SKIPPED mapper_python: componentize-py cannot be installed here:\n{stderr}"
-                );
-                return None;
-            }
-            assert!(
-                out.status.success(),
-                "tests/mappers/misbehaving-python/build.sh failed:\n{}\n{stderr}",
-                String::from_utf8_lossy(&out.stdout),
-            );
-            eprintln!("misbehaving-python built in {:?}", started.elapsed());
+        let built = build_python_plugin(&dir, &sources);
+        if built.is_none() {
+            eprintln!("SKIPPED mapper_python: componentize-py cannot be installed here");
         }
-        Some(std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display())))
+        built
     })
     .as_deref()
 }
