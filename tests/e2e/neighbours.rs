@@ -291,10 +291,12 @@ fn an_abandoned_preview_keeps_its_tenants_turn() {
             .expect(201);
     }
     let plugin = build(Plugin::InfiniteLoop);
-    // Each user runs the plugin to its full fuel: seconds in all.
-    const PREVIEW: &str = "/admin/v1/mapper/preview?fuel=10000000&limit=10";
+    // Each user runs the plugin to its deadline (100 ms) or its fuel:
+    // tens of seconds in all, far longer than the impatient client waits,
+    // which in turn leaves the server ample time to take the turn.
+    const PREVIEW: &str = "/admin/v1/mapper/preview?fuel=100000000&limit=10";
     let impatient = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_millis(150))
+        .timeout(Duration::from_secs(1))
         .build()
         .expect("client");
     let gone = impatient
