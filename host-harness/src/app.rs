@@ -298,9 +298,8 @@ impl App {
     /// The answer to a request whose [`App::execute`] panicked (`why` is
     /// the panic's message). Its transaction is gone: the connection that
     /// held it was dropped while unwinding and the pool closed it (see
-    /// `db::Manager`). The tenant is looked up again from the token on a
-    /// fresh connection, and when there is one the failure goes to its
-    /// sync log, in a transaction of its own.
+    /// `db::Manager`). The failure goes to the tenant's sync log on a fresh
+    /// connection, in a transaction of its own.
     pub fn panicked(
         &self,
         mut context: RequestContext,

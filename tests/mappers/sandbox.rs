@@ -234,7 +234,7 @@ fn an_installed_plugin_is_cached_on_disk_and_serves_a_second_sandbox() {
         Vec::<String>::new(),
         "an upload never installed is not written"
     );
-    a.keep(&loaded, &bytes);
+    a.keep(1, &loaded, &bytes);
     assert_eq!(cached_files(dir.path()).len(), 1, "an installed one is");
     // A new process (sandbox) loads the compiled code and it runs.
     let b = Plugins::new(Some(dir.path()), 4).expect("sandbox");
@@ -250,7 +250,7 @@ fn uploads_never_installed_are_kept_within_a_budget_and_installed_ones_stay() {
     let sandbox = Plugins::new(None, 4).expect("sandbox");
     let teams = build(Plugin::Teams);
     let installed = sandbox.load(&teams).expect("loads");
-    sandbox.keep(&installed, &teams);
+    sandbox.keep(1, &installed, &teams);
     for n in 0..40 {
         let l = sandbox.load(&variant(&teams, n)).expect("a variant loads");
         assert_ne!(l.sha256, installed.sha256);
@@ -268,6 +268,33 @@ fn uploads_never_installed_are_kept_within_a_budget_and_installed_ones_stay() {
     assert!(
         sandbox.get(&sha256(&variant(&teams, 39))).is_some(),
         "the newest is kept"
+    );
+}
+
+/// A plugin no tenant has in force any more is an upload like the others:
+/// kept while recent, then let go, so installs over the life of a server
+/// do not accumulate.
+#[test]
+fn a_replaced_plugin_is_let_go_once_no_tenant_runs_it() {
+    let sandbox = Plugins::new(None, 4).expect("sandbox");
+    let teams = build(Plugin::Teams);
+    let first = sandbox.load(&teams).expect("loads");
+    sandbox.keep(1, &first, &teams);
+    sandbox.keep(2, &first, &teams);
+    let other = variant(&teams, 1000);
+    let second = sandbox.load(&other).expect("loads");
+    sandbox.keep(1, &second, &other);
+    sandbox.release(2);
+    for n in 0..40 {
+        sandbox.load(&variant(&teams, n)).expect("a variant loads");
+    }
+    assert!(
+        sandbox.get(&first.sha256).is_none(),
+        "the plugin no tenant runs was let go"
+    );
+    assert!(
+        sandbox.get(&second.sha256).is_some(),
+        "tenant 1's plugin stays compiled"
     );
 }
 

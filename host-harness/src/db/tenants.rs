@@ -371,6 +371,47 @@ pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    /// A tenant's share is read with its token, one tenant's change leaves
+    /// the other's alone, and nonsense changes nothing.
+    #[test]
+    fn a_share_is_set_per_tenant_and_read_with_the_token() {
+        let (_dir, pool) = crate::db::scratch();
+        let conn = pool.get().unwrap();
+        let a = add_tenant(&conn, "a").unwrap();
+        let b = add_tenant(&conn, "b").unwrap();
+        let share = set_share(&conn, "a", Some(Some(3)), Some(Some(50.0))).unwrap();
+        let expected = Share {
+            max_concurrent: Some(3),
+            rate_per_sec: Some(50.0),
+        };
+        assert_eq!(share, expected);
+        let read = |token: &str| {
+            authenticate(&conn, TokenKind::Scim, token)
+                .unwrap()
+                .unwrap()
+                .share
+        };
+        assert_eq!(read(&a.scim_token), expected);
+        assert_eq!(
+            read(&b.scim_token),
+            Share::default(),
+            "b keeps the defaults"
+        );
+        for (m, r) in [
+            (Some(Some(0)), None),
+            (None, Some(Some(-1.0))),
+            (None, Some(Some(f64::NAN))),
+        ] {
+            assert!(set_share(&conn, "a", m, r).is_err(), "{m:?} {r:?}");
+        }
+        assert!(set_share(&conn, "nobody", Some(Some(1)), None).is_err());
+        assert_eq!(read(&a.scim_token), expected, "refusals changed nothing");
+        // `default` (None) returns one field to the server's default.
+        let share = set_share(&conn, "a", None, Some(None)).unwrap();
+        assert_eq!(share.rate_per_sec, None);
+        assert_eq!(share.max_concurrent, Some(3));
+    }
+
     /// A removed tenant leaves no row behind in any table, plugins and their
     /// failures included, so a tenant that later gets its id inherits nothing.
     #[test]

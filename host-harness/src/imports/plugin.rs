@@ -107,7 +107,7 @@ impl SqlStore {
                                 Ok(Some(bytes)) => ctx
                                     .plugins
                                     .load(&bytes)
-                                    .inspect(|l| ctx.plugins.keep(l, &bytes))
+                                    .inspect(|l| ctx.plugins.keep(tenant, l, &bytes))
                                     .map_err(|e| e.to_string()),
                                 Ok(None) => Err("its component is missing".to_string()),
                                 Err(e) => Err(e.to_string()),

@@ -336,14 +336,16 @@ fn put_in_force(
         }],
     )?;
     tx.commit()?;
-    if let Next::Plugin {
-        candidate,
-        component,
-        ..
-    } = &next
-    {
+    match &next {
         // Compiled now, so that no SCIM write compiles it.
-        runtime.plugins().keep(&candidate.loaded, component);
+        Next::Plugin {
+            candidate,
+            component,
+            ..
+        } => runtime
+            .plugins()
+            .keep(tenant.id, &candidate.loaded, component),
+        Next::Rules => runtime.plugins().release(tenant.id),
     }
     Ok(Outcome {
         installed,
@@ -364,7 +366,7 @@ pub fn compile_installed(runtime: &Runtime, pool: &Pool) -> anyhow::Result<usize
         };
         match runtime.plugins().load(&bytes) {
             Ok(loaded) => {
-                runtime.plugins().keep(&loaded, &bytes);
+                runtime.plugins().keep(tenant, &loaded, &bytes);
                 compiled += 1;
             }
             Err(e) => {

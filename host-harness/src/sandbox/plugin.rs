@@ -160,17 +160,37 @@ pub struct Loaded {
     pre: InstancePre<PluginState>,
 }
 
-/// Compiled plugins in memory: the installed ones for as long as the
-/// process runs, so that no SCIM write compiles, and the most recently used
-/// uploads within [`RECENT_CODE_BYTES`] and [`RECENT_MAX`].
+/// Compiled plugins in memory: each tenant's plugin in force for as long
+/// as it is, so that no SCIM write compiles, and the most recently used
+/// other uploads (previews, replays, plugins replaced) within
+/// [`RECENT_CODE_BYTES`] and [`RECENT_MAX`].
 #[derive(Default)]
 struct Compiled {
     installed: HashMap<String, Arc<Loaded>>,
+    /// The hash each tenant's plugin in force has.
+    in_force: HashMap<i64, String>,
     /// Most recently used last.
     recent: Vec<Arc<Loaded>>,
 }
 
 impl Compiled {
+    /// Puts `sha256` (or nothing) in force for `tenant`; the plugin it
+    /// replaces joins the recent uploads once no tenant has it in force.
+    fn set_in_force(&mut self, tenant: i64, sha256: Option<&str>) {
+        let before = match sha256 {
+            Some(sha) => self.in_force.insert(tenant, sha.to_string()),
+            None => self.in_force.remove(&tenant),
+        };
+        let Some(before) = before.filter(|b| Some(b.as_str()) != sha256) else {
+            return;
+        };
+        if self.in_force.values().all(|s| *s != before)
+            && let Some(l) = self.installed.remove(&before)
+        {
+            self.add_recent(l);
+        }
+    }
+
     fn get(&mut self, sha256: &str) -> Option<Arc<Loaded>> {
         if let Some(l) = self.installed.get(sha256) {
             return Some(l.clone());
@@ -375,21 +395,28 @@ impl Plugins {
         Ok(loaded)
     }
 
-    /// Keeps an installed plugin compiled in memory for as long as the
-    /// process runs and on disk for the next start (within
+    /// Keeps `tenant`'s plugin in force compiled in memory for as long as it
+    /// is in force, and on disk for the next start (within
     /// [`DISK_CACHE_BYTES`]); `wasm` is its component.
-    pub fn keep(&self, loaded: &Arc<Loaded>, wasm: &[u8]) {
+    pub fn keep(&self, tenant: i64, loaded: &Arc<Loaded>, wasm: &[u8]) {
         let mut compiled = self.compiled();
         compiled.recent.retain(|l| l.sha256 != loaded.sha256);
         compiled
             .installed
             .insert(loaded.sha256.clone(), loaded.clone());
+        compiled.set_in_force(tenant, Some(&loaded.sha256));
         drop(compiled);
         if let Some(dir) = &self.cache_dir {
             let path = cached_path(&self.engine, "plugin", wasm, dir);
             write_cached(loaded.pre.component(), &path);
             prune_disk_cache(dir, &path);
         }
+    }
+
+    /// `tenant` runs no plugin any more: the one it ran joins the recent
+    /// uploads.
+    pub fn release(&self, tenant: i64) {
+        self.compiled().set_in_force(tenant, None);
     }
 
     /// The compiled plugin with this hash, if it was loaded before.
