@@ -89,6 +89,8 @@ class ScimApp:
         self.test_api = test_api
         self.public_url = public_url
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scim-engine")
+        #: Set when a request queued background work (see `drain_forever`).
+        self.queued: Optional[asyncio.Event] = None
 
     async def run(self, fn, *args):
         """Runs a blocking host call on the engine's worker thread."""
@@ -106,6 +108,21 @@ class ScimApp:
             finished += step == "done"
             skip.add(task_id)
         return finished
+
+    async def drain_forever(self, every: float = 0.2) -> None:
+        """Drains the outbox in the background: every `every` seconds, and
+        at once after a request queued work. Errors are logged, never fatal."""
+        self.queued = asyncio.Event()
+        while True:
+            try:
+                await self.drain()
+            except Exception:  # noqa: BLE001
+                log.exception("background drain failed")
+            try:
+                await asyncio.wait_for(self.queued.wait(), every)
+            except asyncio.TimeoutError:
+                pass
+            self.queued.clear()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -204,6 +221,8 @@ class ScimApp:
         log.info("%s %s %s %.1fms tenant=%s request_id=%s %s", method, scope["path"], resp.status,
                  (time.monotonic() - started) * 1e3, tenant.name, request_id,
                  " ".join(f"{k}={v}" for k, v in resp.log))
+        if resp.queued and self.queued is not None:
+            self.queued.set()
         await send_response(send, resp, request_id)
 
 

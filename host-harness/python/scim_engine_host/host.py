@@ -43,6 +43,8 @@ class Response:
     body: bytes
     #: The engine's key/value pairs for the request log; never sent.
     log: Headers = field(default_factory=list)
+    #: Background tasks the request queued (committed).
+    queued: int = 0
 
 
 def find_component() -> str:
@@ -157,6 +159,7 @@ class Host:
                     log.error("commit failed: %s", e)
                     return self.error(ctx, 503, "The change could not be saved; nothing was "
                                       "changed, retry later")
+                resp.queued = session.tasks_queued
                 return resp
             rollback(conn)
             if session.failed is not None:

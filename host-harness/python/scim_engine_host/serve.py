@@ -1,7 +1,8 @@
 """The reference launcher: serves the ASGI app with uvicorn on a socket it
 binds itself (so `--listen 127.0.0.1:0` can report the port it got),
 prints `listening on http://HOST:PORT/scim/v2` once connections are
-accepted, and drains the outbox in the background every 200 ms.
+accepted, and drains the outbox in the background (every 200 ms, and at
+once after a request queued work).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import logging
 import socket
 import sys
 
-from .asgi import ScimApp, create_app
-
-log = logging.getLogger("scim_engine_host")
+from .asgi import create_app
 
 #: Seconds between background drains.
 DRAIN_EVERY = 0.2
@@ -23,16 +22,6 @@ DRAIN_EVERY = 0.2
 def parse_listen(addr: str):
     host, _, port = addr.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-async def background_drain(app: ScimApp) -> None:
-    """Empties the outbox by itself; errors are logged, never fatal."""
-    while True:
-        try:
-            await app.drain()
-        except Exception:  # noqa: BLE001
-            log.exception("background drain failed")
-        await asyncio.sleep(DRAIN_EVERY)
 
 
 def main(argv=None) -> int:
@@ -69,7 +58,7 @@ def main(argv=None) -> int:
                 return await serving
             await asyncio.sleep(0.01)
         print(f"listening on {url}", flush=True)
-        drainer = asyncio.create_task(background_drain(app))
+        drainer = asyncio.create_task(app.drain_forever(DRAIN_EVERY))
         await serving
         drainer.cancel()
 
