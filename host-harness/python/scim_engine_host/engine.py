@@ -9,8 +9,9 @@ current call's `db.Session`, set for the duration of each call.
 
 WASI: `Linker.add_wasip2()` provides what the engine needs besides
 `lms:scim/*` (clocks and randomness); it grants no files, network,
-environment or stdio. An engine built against a WASI that also imports
-`wasi:random/insecure-seed` gets that defined here, from `os.urandom`.
+environment or stdio. Should an engine import something of WASI that
+`add_wasip2()` lacks (`wasi:random/insecure-seed` in some wasmtime-py
+versions), it is defined here.
 
 A trap (or a Python exception raised inside an import) may leave the
 instance inconsistent, so the next call gets a fresh one (instantiating is
@@ -125,19 +126,30 @@ class Engine:
                     with root.add_instance(name) as inst:
                         for func, impl in table.items():
                             inst.add_func(func, self._bind(impl))
-                elif iface == "wasi:random/insecure-seed":
-                    # Not among add_wasip2()'s definitions (wasmtime-py 50).
-                    with root.add_instance(name) as inst:
-                        inst.add_func("insecure-seed", lambda _s: (
-                            int.from_bytes(os.urandom(8), "little"),
-                            int.from_bytes(os.urandom(8), "little")))
+        # A trial instance tells whether anything is missing. wasmtime-py 50's
+        # add_wasip2() defines `wasi:random/insecure-seed`, which engines
+        # built against a full WASI import; should a wasmtime-py lack it,
+        # it is defined here from os.urandom (and only then: a second
+        # definition would silently shadow WASI's).
+        try:
+            self._instance = self._instantiate(linker)
+        except wasmtime.WasmtimeError as e:
+            seed = next((n for n in self.component.type.imports(self.engine)
+                         if n.startswith("wasi:random/insecure-seed@")), None)
+            if seed is None or "insecure-seed" not in str(e):
+                raise
+            with linker.root() as root, root.add_instance(seed) as inst:
+                inst.add_func("insecure-seed", lambda _s: (
+                    int.from_bytes(os.urandom(8), "little"),
+                    int.from_bytes(os.urandom(8), "little")))
+            self._instance = self._instantiate(linker)
         return linker
 
-    def _instantiate(self) -> tuple:
+    def _instantiate(self, linker: Linker) -> tuple:
         s = wasmtime.Store(self.engine)
         s.set_wasi(wasmtime.WasiConfig())
         s.set_epoch_deadline(int(60 / TICK))
-        instance = self.linker.instantiate(s, self.component)
+        instance = linker.instantiate(s, self.component)
         handler = instance.get_export_index(s, self.handler)
         funcs = {
             name: instance.get_func(s, instance.get_export_index(s, name, handler))
@@ -149,7 +161,7 @@ class Engine:
         """Calls a `handler` function with `session` as the imports' state.
         Raises on a trap (and the next call gets a fresh instance)."""
         if self._instance is None:
-            self._instance = self._instantiate()
+            self._instance = self._instantiate(self.linker)
         s, funcs = self._instance
         s.set_epoch_deadline(max(1, int(timeout / TICK)))
         self.session = session

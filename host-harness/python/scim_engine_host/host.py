@@ -47,6 +47,11 @@ class Response:
     queued: int = 0
 
 
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "scim-engine-host")
+
+
 def find_component() -> str:
     path = os.environ.get("SCIM_ENGINE_WASM")
     if not path:
@@ -72,7 +77,9 @@ class Host:
     ):
         self.conn = db.connect(db_path)
         db.ensure_tenant(self.conn, db.DEFAULT_TENANT, token)
-        self.engine = Engine(component_path or find_component(), cache_dir)
+        # Compiled code is cached (`cache_dir=""` turns that off).
+        self.engine = Engine(component_path or find_component(),
+                             default_cache_dir() if cache_dir is None else cache_dir)
         self.lock = threading.RLock()
         self.max_payload_bytes = max_payload_bytes
         #: Absolute SCIM base URL for background work (requests use their own).
