@@ -146,7 +146,9 @@ class ScimApp:
         except Exception:  # noqa: BLE001 - no exception may kill the server
             log.exception("unexpected error serving %s", scope.get("path"))
             if not started["sent"]:
-                await send_plain(send, 500, b"internal error")
+                body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                        "status": "500", "detail": "The request failed inside the server"}
+                await send_plain(send, 500, json.dumps(body).encode(), b"application/scim+json")
 
     async def http(self, scope, receive, send) -> None:
         root = scope.get("root_path", "")

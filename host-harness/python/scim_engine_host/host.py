@@ -120,59 +120,68 @@ class Host:
                body: bytes, base_url: str, request_id: str) -> Response:
         """Runs one SCIM request in one transaction: commit when the engine
         answers below 400, roll back otherwise and on any failure."""
-        started = time.monotonic()
         ctx = self.context(tenant, base_url, request_id)
-        read_only = method in ("GET", "HEAD")
         with self.lock:
-            conn = self.conn
             try:
-                # A read runs in a snapshot; a write takes the write lock at once.
-                conn.execute("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                log.error("could not begin a transaction: %s", e)
-                return self.error(ctx, 503, "The database is busy; retry later")
-            session = Session(conn, tenant.id, request_id, Journal())
-            request = rec(method=method, path=path, query=query, headers=headers, body=body,
-                          context=ctx)
+                return self._handle(tenant, method, path, query, headers, body, ctx, request_id)
+            except Exception:  # noqa: BLE001 - a bug here must not leave the transaction open
+                rollback(self.conn)
+                log.exception("request %s failed in the host; rolled back", request_id)
+                return self.error(ctx, 500, "The request failed inside the server; nothing was "
+                                  f"changed (request id {request_id})")
 
-            def failed(resp: Response) -> Response:
-                if not read_only or resp.status >= 500:
-                    synclog.record_failure(conn, tenant.id, method, resp.log, resp.status,
-                                           request_id, _us(started))
-                return resp
+    def _handle(self, tenant, method, path, query, headers, body, ctx, request_id) -> Response:
+        started = time.monotonic()
+        read_only = method in ("GET", "HEAD")
+        conn = self.conn
+        try:
+            # A read runs in a snapshot; a write takes the write lock at once.
+            conn.execute("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            log.error("could not begin a transaction: %s", e)
+            return self.error(ctx, 503, "The database is busy; retry later")
+        session = Session(conn, tenant.id, request_id, Journal())
+        request = rec(method=method, path=path, query=query, headers=headers, body=body,
+                      context=ctx)
 
-            try:
-                r = self.engine.call("handle", session, request, timeout=self.request_timeout)
-                resp = Response(r.status, list(r.headers), bytes(r.body), list(r.log))
-            except Exception as e:  # noqa: BLE001 - a trap, or an import raised
-                rollback(conn)
-                timed_out = "interrupt" in str(e)
-                log.error("request %s: the engine %s; rolled back: %s", request_id,
-                          "timed out" if timed_out else "trapped", e)
-                detail = (
-                    f"The request took longer than {self.request_timeout:g} s and was cancelled"
-                    if timed_out else "The request failed inside the engine"
-                )
-                resp = self.error(ctx, 500, f"{detail}; nothing was changed (request id {request_id})")
-                resp.log.append(("trap", "timeout" if timed_out else "trap"))
-                return failed(resp)
-            if resp.status < 400 and session.failed is None:
-                try:
-                    synclog.insert(conn, tenant.id, request_id, request_id, _us(started),
-                                   session.journal.events)
-                    conn.execute("COMMIT")
-                except sqlite3.Error as e:
-                    rollback(conn)
-                    log.error("commit failed: %s", e)
-                    return self.error(ctx, 503, "The change could not be saved; nothing was "
-                                      "changed, retry later")
-                resp.queued = session.tasks_queued
-                return resp
+        def failed(resp: Response) -> Response:
+            if not read_only or resp.status >= 500:
+                synclog.record_failure(conn, tenant.id, method, resp.log, resp.status,
+                                       request_id, _us(started))
+            return resp
+
+        try:
+            r = self.engine.call("handle", session, request, timeout=self.request_timeout)
+            resp = Response(r.status, list(r.headers), bytes(r.body), list(r.log))
+        except Exception as e:  # noqa: BLE001 - a trap, or an import raised
             rollback(conn)
-            if session.failed is not None:
-                log.error("a host import failed; rolled back: %s", session.failed)
-                resp = self.error(ctx, 503, f"{session.failed}; nothing was changed, retry later")
+            timed_out = "interrupt" in str(e)
+            log.error("request %s: the engine %s; rolled back: %s", request_id,
+                      "timed out" if timed_out else "trapped", e)
+            detail = (
+                f"The request took longer than {self.request_timeout:g} s and was cancelled"
+                if timed_out else "The request failed inside the engine"
+            )
+            resp = self.error(ctx, 500, f"{detail}; nothing was changed (request id {request_id})")
+            resp.log.append(("trap", "timeout" if timed_out else "trap"))
             return failed(resp)
+        if resp.status < 400 and session.failed is None:
+            try:
+                synclog.insert(conn, tenant.id, request_id, request_id, _us(started),
+                               session.journal.events)
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                rollback(conn)
+                log.error("commit failed: %s", e)
+                return self.error(ctx, 503, "The change could not be saved; nothing was "
+                                  "changed, retry later")
+            resp.queued = session.tasks_queued
+            return resp
+        rollback(conn)
+        if session.failed is not None:
+            log.error("a host import failed; rolled back: %s", session.failed)
+            resp = self.error(ctx, 503, f"{session.failed}; nothing was changed, retry later")
+        return failed(resp)
 
     # --- the outbox -----------------------------------------------------
 
@@ -180,50 +189,62 @@ class Host:
         """Runs one batch of a task in its own transaction together with the
         task's new cursor: `more`, `done`, `failed`, or `gone` (another
         drainer finished it)."""
-        started = time.monotonic()
         with self.lock:
-            conn = self.conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                log.warning("background: database busy: %s", e)
-                return "failed"
-            loaded = outbox.load(conn, task_id)
-            if loaded is None:
-                rollback(conn)
-                return "gone"
-            tenant_id, change_id, task = loaded
-            tenant = db.tenant_by_id(conn, tenant_id)
-            batch_id = secrets.token_hex(8)
-            session = Session(conn, tenant_id, change_id, Journal())
-            ctx = self.context(tenant, self.public_url or "", batch_id)
-            try:
-                result = self.engine.call("drain", session, ctx, task, batch, timeout=600)
-                error = result.payload if result.tag == "err" else session.failed
-            except Exception as e:  # noqa: BLE001
-                error = f"the engine trapped: {e}"
-            if error is None:
-                # `drain-step` reaches Python untagged: None is `done`, a
-                # string is `more(cursor)`.
-                cursor = result.payload
+                return self._drain_batch(task_id, batch)
+            except Exception as e:  # noqa: BLE001 - a bug here must not leave the transaction open
+                rollback(self.conn)
+                log.exception("background task %s failed in the host", task_id)
                 try:
-                    synclog.insert(conn, tenant_id, batch_id, change_id, _us(started),
-                                   session.journal.events)
-                    if cursor is None:
-                        outbox.finish(conn, task_id)
-                    else:
-                        outbox.advance(conn, task_id, cursor)
-                    conn.execute("COMMIT")
-                    return "done" if cursor is None else "more"
-                except sqlite3.Error as e:
-                    error = str(e)
-            rollback(conn)
-            log.warning("background task %s failed; will retry: %s", task_id, error)
-            try:
-                outbox.fail(conn, task_id, error)
-            except sqlite3.Error as e:
-                log.error("background: cannot record the failure: %s", e)
+                    outbox.fail(self.conn, task_id, f"the host failed: {e}")
+                except sqlite3.Error:
+                    pass
+                return "failed"
+
+    def _drain_batch(self, task_id: int, batch: int) -> str:
+        started = time.monotonic()
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            log.warning("background: database busy: %s", e)
             return "failed"
+        loaded = outbox.load(conn, task_id)
+        if loaded is None:
+            rollback(conn)
+            return "gone"
+        tenant_id, change_id, task = loaded
+        tenant = db.tenant_by_id(conn, tenant_id)
+        batch_id = secrets.token_hex(8)
+        session = Session(conn, tenant_id, change_id, Journal())
+        ctx = self.context(tenant, self.public_url or "", batch_id)
+        try:
+            result = self.engine.call("drain", session, ctx, task, batch, timeout=600)
+            error = result.payload if result.tag == "err" else session.failed
+        except Exception as e:  # noqa: BLE001
+            error = f"the engine trapped: {e}"
+        if error is None:
+            # `drain-step` reaches Python untagged: None is `done`, a
+            # string is `more(cursor)`.
+            cursor = result.payload
+            try:
+                synclog.insert(conn, tenant_id, batch_id, change_id, _us(started),
+                               session.journal.events)
+                if cursor is None:
+                    outbox.finish(conn, task_id)
+                else:
+                    outbox.advance(conn, task_id, cursor)
+                conn.execute("COMMIT")
+                return "done" if cursor is None else "more"
+            except sqlite3.Error as e:
+                error = str(e)
+        rollback(conn)
+        log.warning("background task %s failed; will retry: %s", task_id, error)
+        try:
+            outbox.fail(conn, task_id, error)
+        except sqlite3.Error as e:
+            log.error("background: cannot record the failure: %s", e)
+        return "failed"
 
     def next_task(self, skip=()) -> Optional[int]:
         with self.lock:
