@@ -15,8 +15,8 @@ import hashlib
 import hmac
 import os
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -222,9 +222,10 @@ class Session:
     #: Shared by everything one request caused, its background work included.
     change_id: str
     #: Sync-log events (see `synclog.Journal`).
-    journal: "object" = None
+    journal: Any = None
     #: Savepoints opened by the engine (`store.savepoint`).
     savepoints: int = 0
     #: Set when an import could not do its part; the host must roll back.
     failed: Optional[str] = None
-    tasks_queued: int = field(default=0)
+    #: Outbox tasks queued (so the host can wake its drain).
+    tasks_queued: int = 0

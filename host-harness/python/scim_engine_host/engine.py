@@ -41,6 +41,14 @@ log = logging.getLogger("scim_engine_host")
 #: Seconds between epoch ticks (the granularity of call deadlines).
 TICK = 0.1
 
+#: Largest linear memory of the instance, as scim-host's default.
+MEMORY_BYTES = 256 << 20
+
+#: Calls one instance serves before it is replaced, which bounds what
+#: fragmentation of its heap can cost (the engine keeps no state between
+#: calls: its state is the host's database).
+CALLS_PER_INSTANCE = 1000
+
 #: The host's implementation of each imported `lms:scim` interface.
 IMPORTS = {
     "store": store.IMPORTS,
@@ -95,6 +103,7 @@ class Engine:
         log.info("engine loaded in %.2f s", time.monotonic() - started)
         self.session: Optional[Session] = None
         self._instance: Optional[tuple] = None
+        self._calls = 0
         names = self.component.type.exports(self.engine)
         self.handler = next((n for n in names if n.startswith("lms:scim/handler@")), None)
         if self.handler is None:
@@ -147,6 +156,7 @@ class Engine:
 
     def _instantiate(self, linker: Linker) -> tuple:
         s = wasmtime.Store(self.engine)
+        s.set_limits(memory_size=MEMORY_BYTES)
         s.set_wasi(wasmtime.WasiConfig())
         s.set_epoch_deadline(int(60 / TICK))
         instance = linker.instantiate(s, self.component)
@@ -160,8 +170,9 @@ class Engine:
     def call(self, name: str, session: Optional[Session], *args: Any, timeout: float = 30.0) -> Any:
         """Calls a `handler` function with `session` as the imports' state.
         Raises on a trap (and the next call gets a fresh instance)."""
-        if self._instance is None:
-            self._instance = self._instantiate(self.linker)
+        self._calls += 1
+        if self._instance is None or self._calls > CALLS_PER_INSTANCE:
+            self._instance, self._calls = self._instantiate(self.linker), 1
         s, funcs = self._instance
         s.set_epoch_deadline(max(1, int(timeout / TICK)))
         self.session = session
