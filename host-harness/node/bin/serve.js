@@ -28,7 +28,21 @@ if (!args.db || !args.token) {
 const at = args.listen.lastIndexOf(':');
 const [address, port] = [args.listen.slice(0, at).replace(/^\[|\]$/g, ''), Number(args.listen.slice(at + 1))];
 
-const host = await createHost({ db: args.db, token: args.token, component: args.component });
+// Drains right after a request queued background work (as scim-host's
+// worker is woken), and every 200 ms for retries and leftovers.
+let soon;
+const drainNow = () => {
+  soon = undefined;
+  try {
+    drain(host, { batch: 1000, maxBatches: 20 });
+  } catch (e) {
+    console.error(`background drain failed: ${e?.stack ?? e}`);
+  }
+};
+const host = await createHost({
+  db: args.db, token: args.token, component: args.component,
+  onQueued: () => { soon ??= setImmediate(drainNow); },
+});
 const server = createServer(createScimHandler(host, { testApi: args['test-api'] }));
 server.listen(port, address, () => {
   const { port: bound } = server.address();
@@ -36,13 +50,7 @@ server.listen(port, address, () => {
   process.stdout.write(`listening on http://${shown}:${bound}/scim/v2\n`);
 });
 
-const drainer = setInterval(() => {
-  try {
-    drain(host, { batch: 1000, maxBatches: 20 });
-  } catch (e) {
-    console.error(`background drain failed: ${e?.stack ?? e}`);
-  }
-}, 200);
+const drainer = setInterval(drainNow, 200);
 
 const stop = () => {
   clearInterval(drainer);

@@ -25,9 +25,13 @@ export const requestId = () => randomBytes(8).toString('hex');
 /**
  * Opens the host. `db`: a file path or an open better-sqlite3 Database;
  * `token`: the tenant's SCIM bearer token; `component`: the directory jco
- * wrote the engine to (generated/engine); `tenant`: the tenant's name.
+ * wrote the engine to (generated/engine); `tenant`: the tenant's name;
+ * `onQueued`: called after a request that queued background work commits
+ * (for example to drain at once rather than at the next tick).
  */
-export async function createHost({ db, token, component, tenant = 'default', maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES }) {
+export async function createHost({
+  db, token, component, tenant = 'default', maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES, onQueued,
+}) {
   const conn = openDatabase(db);
   const row = ensureTenant(conn, tenant, token);
   // The request or batch running now; imports reach it through `state()`.
@@ -84,50 +88,18 @@ export async function createHost({ db, token, component, tenant = 'default', max
 
     /**
      * Handles one authenticated SCIM request (WIT `http-request`) in one
-     * transaction; never throws.
+     * transaction. Never throws, and never leaves the transaction open: an
+     * unexpected exception rolls back and answers a SCIM 500.
      */
     execute(request) {
-      const started = performance.now();
-      const { method, context } = request;
-      const stamp = { requestId: context.requestId, changeId: context.requestId, started };
-      const readOnly = method === 'GET' || method === 'HEAD';
       try {
-        conn.exec(readOnly ? 'BEGIN DEFERRED' : 'BEGIN IMMEDIATE');
-      } catch (e) {
-        console.error(`could not begin a transaction: ${e.message}`);
-        return host.errorResponse(context, 503, 'The database is busy; retry later');
-      }
-      const journal = new Journal(context.requestId);
-      let response;
-      try {
-        response = run(journal, (e) => e.handler.handle(request));
+        return execute(request);
       } catch (e) {
         rollback();
-        console.error(`request ${context.requestId}: the engine trapped; rolled back: ${e?.stack ?? e}`);
-        response = host.errorResponse(context, 500,
-          `The request failed inside the engine; nothing was changed (request id ${context.requestId})`);
-        response.log = [...response.log, ['trap', 'trap']];
-        recordFailure(conn, row.id, method, response, stamp);
-        return response;
+        console.error(`request ${request.context.requestId}: unexpected error; rolled back: ${e?.stack ?? e}`);
+        return host.errorResponse(request.context, 500,
+          `The request failed inside the server; nothing was changed (request id ${request.context.requestId})`);
       }
-      if (response.status < 400 && journal.failed === undefined) {
-        try {
-          insertEvents(conn, row.id, stamp, journal.events);
-          conn.exec('COMMIT');
-          return response;
-        } catch (e) {
-          rollback();
-          console.error(`commit failed: ${e.message}`);
-          return host.errorResponse(context, 503, 'The change could not be saved; nothing was changed, retry later');
-        }
-      }
-      rollback();
-      if (journal.failed !== undefined) {
-        console.error(`a host import failed; rolled back: ${journal.failed}`);
-        response = host.errorResponse(context, 503, `${journal.failed}; nothing was changed, retry later`);
-      }
-      if (!readOnly || response.status >= 500) recordFailure(conn, row.id, method, response, stamp);
-      return response;
     },
 
     /**
@@ -135,41 +107,91 @@ export async function createHost({ db, token, component, tenant = 'default', max
      * transaction with the task's new cursor. Returns whether it committed;
      * a failed batch is rolled back and counted as an attempt.
      */
-    drainBatch(queued, batch) {
-      const started = performance.now();
-      const id = requestId();
-      let error;
-      try {
-        conn.exec('BEGIN IMMEDIATE');
-      } catch (e) {
-        console.error(`background: database busy: ${e.message}`);
-        return false;
-      }
-      const journal = new Journal(queued.changeId);
-      try {
-        const step = run(journal, (e) => e.handler.drain(host.context('', id), queued.task, batch));
-        if (journal.failed !== undefined) throw new Error(journal.failed);
-        insertEvents(conn, row.id, { requestId: id, changeId: queued.changeId, started }, journal.events);
-        if (step.tag === 'done') finish(conn, queued.id);
-        else advance(conn, queued.id, step.val);
-        conn.exec('COMMIT');
-        return true;
-      } catch (e) {
-        error = isComponentError(e) ? String(e.payload) : `the engine trapped: ${e?.message ?? e}`;
-      }
-      rollback();
-      console.error(`background batch of task ${queued.id} failed; will retry: ${error}`);
-      try {
-        failed(conn, queued.id, error);
-      } catch (e) {
-        console.error(`background: cannot record the failure: ${e.message}`);
-      }
-      return false;
-    },
+    drainBatch,
 
     close() {
       conn.close();
     },
   };
+
+  function execute(request) {
+    const started = performance.now();
+    const { method, context } = request;
+    const stamp = { requestId: context.requestId, changeId: context.requestId, started };
+    const readOnly = method === 'GET' || method === 'HEAD';
+    try {
+      conn.exec(readOnly ? 'BEGIN DEFERRED' : 'BEGIN IMMEDIATE');
+    } catch (e) {
+      console.error(`could not begin a transaction: ${e.message}`);
+      return host.errorResponse(context, 503, 'The database is busy; retry later');
+    }
+    const journal = new Journal(context.requestId);
+    let response;
+    try {
+      response = run(journal, (e) => e.handler.handle(request));
+    } catch (e) {
+      rollback();
+      console.error(`request ${context.requestId}: the engine trapped; rolled back: ${e?.stack ?? e}`);
+      response = host.errorResponse(context, 500,
+        `The request failed inside the engine; nothing was changed (request id ${context.requestId})`);
+      response.log = [...response.log, ['trap', 'trap']];
+      recordFailure(conn, row.id, method, response, stamp);
+      return response;
+    }
+    if (response.status < 400 && journal.failed === undefined) {
+      try {
+        insertEvents(conn, row.id, stamp, journal.events);
+        conn.exec('COMMIT');
+        if (journal.enqueued > 0) onQueued?.();
+        return response;
+      } catch (e) {
+        rollback();
+        console.error(`commit failed: ${e.message}`);
+        return host.errorResponse(context, 503, 'The change could not be saved; nothing was changed, retry later');
+      }
+    }
+    rollback();
+    if (journal.failed !== undefined) {
+      console.error(`a host import failed; rolled back: ${journal.failed}`);
+      response = host.errorResponse(context, 503, `${journal.failed}; nothing was changed, retry later`);
+    }
+    if (!readOnly || response.status >= 500) recordFailure(conn, row.id, method, response, stamp);
+    return response;
+  }
+
+  function drainBatch(queued, batch) {
+    const started = performance.now();
+    const id = requestId();
+    let error;
+    try {
+      conn.exec('BEGIN IMMEDIATE');
+    } catch (e) {
+      console.error(`background: database busy: ${e.message}`);
+      return false;
+    }
+    const journal = new Journal(queued.changeId);
+    try {
+      const step = run(journal, (e) => e.handler.drain(host.context('', id), queued.task, batch));
+      if (journal.failed !== undefined) throw new Error(journal.failed);
+      insertEvents(conn, row.id, { requestId: id, changeId: queued.changeId, started }, journal.events);
+      if (step.tag === 'done') finish(conn, queued.id);
+      else advance(conn, queued.id, step.val);
+      conn.exec('COMMIT');
+      return true;
+    } catch (e) {
+      if (typeof e === 'string') error = e;
+      else if (isComponentError(e)) error = String(e.payload);
+      else error = `the engine trapped: ${e?.message ?? e}`;
+    }
+    rollback();
+    console.error(`background batch of task ${queued.id} failed; will retry: ${error}`);
+    try {
+      failed(conn, queued.id, error);
+    } catch (e) {
+      console.error(`background: cannot record the failure: ${e.message}`);
+    }
+    return false;
+  }
+
   return host;
 }

@@ -36,6 +36,7 @@ export function createOutbox(db, state) {
       try {
         q('INSERT INTO outbox (tenant, change_id, task, cursor, created) VALUES (?, ?, ?, ?, ?)')
           .run(tenant, journal.changeId, workJson(task.work), task.cursor ?? null, now());
+        journal.enqueued += 1;
       } catch (e) {
         journal.failed = `could not queue background work: ${e.message}`;
       }

@@ -15,6 +15,8 @@ export class Journal {
     this.events = [];
     /** Index in `events` of each learner's event: one event per learner. */
     this.learners = new Map();
+    /** Outbox tasks queued. */
+    this.enqueued = 0;
     /** Set when an import could not do its part: the host must roll back. */
     this.failed = undefined;
   }
