@@ -23,11 +23,18 @@ function componentPath() {
   const given = process.argv[2] || process.env.SCIM_ENGINE_WASM;
   if (given) return resolve(given);
   const repo = resolve(here, '../..');
-  const printed = execFileSync('cargo', ['run', '-q', '-p', 'scim-engine-build'], {
-    cwd: repo,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  let printed;
+  try {
+    printed = execFileSync('cargo', ['run', '-q', '-p', 'scim-engine-build'], {
+      cwd: repo,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+  } catch (e) {
+    console.error(`build: \`cargo run -q -p scim-engine-build\` failed (${e.message.split('\n')[0]});`
+      + ' set SCIM_ENGINE_WASM to the engine component instead');
+    process.exit(1);
+  }
   const lines = printed.trim().split('\n');
   return resolve(repo, lines[lines.length - 1].trim());
 }

@@ -11,11 +11,19 @@
 //
 // After a trap the instance must not be entered again (jco marks it
 // trapped, and its memory may be half-updated): `call` drops it, and the
-// next call instantiates a fresh one from the compiled modules.
+// next call instantiates a fresh one from the compiled modules (about a
+// millisecond: the modules are compiled once).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as shim from '@bytecodealliance/preview2-shim';
+
+/**
+ * Calls one instance serves before it is replaced, which bounds what the
+ * fragmentation of its heap can cost (the engine keeps no state between
+ * calls: its state is the host's database), as the other hosts do.
+ */
+const CALLS_PER_INSTANCE = 1000;
 
 const camel = (s) => s.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
 
@@ -56,6 +64,7 @@ export async function loadEngine(dir, host) {
   };
   const imports = importObject(host);
   let instance = instantiate(getCoreModule, imports);
+  let calls = 0;
   return {
     /**
      * Runs `fn(exports)`. A thrown WIT `err` passes through; anything else
@@ -63,7 +72,11 @@ export async function loadEngine(dir, host) {
      * instance is dropped and the error rethrown.
      */
     call(fn) {
-      instance ??= instantiate(getCoreModule, imports);
+      calls += 1;
+      if (instance === undefined || calls > CALLS_PER_INSTANCE) {
+        instance = instantiate(getCoreModule, imports);
+        calls = 1;
+      }
       try {
         return fn(instance);
       } catch (e) {

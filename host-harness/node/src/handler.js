@@ -76,12 +76,15 @@ export function createScimHandler(host, { testApi = false, publicUrl } = {}) {
       log(response.status);
     };
 
+    // The SCIM 401, for SCIM and the test API alike.
+    const unauthorized = () => {
+      req.resume();
+      const response = host.errorResponse(context, 401, "Authentication required: send 'Authorization: Bearer <token>'");
+      response.headers = [...response.headers, ['www-authenticate', 'Bearer realm="scim"']];
+      return reply(response);
+    };
     if (testApi && (fullPath === TEST_BASE || fullPath.startsWith(`${TEST_BASE}/`))) {
-      if (!authorized(host, req.headers.authorization)) {
-        req.resume();
-        return reply({ status: 401, headers: [['content-type', 'application/json'], ['www-authenticate', 'Bearer realm="scim"']],
-          body: Buffer.from(JSON.stringify({ detail: 'Authentication required' })), log: [] });
-      }
+      if (!authorized(host, req.headers.authorization)) return unauthorized();
       return reply(await serveTestApi(host, req.method, fullPath.slice(TEST_BASE.length)));
     }
     let path;
@@ -92,12 +95,7 @@ export function createScimHandler(host, { testApi = false, publicUrl } = {}) {
       req.resume();
       return reply(host.errorResponse(context, 404, `Not found: SCIM is served under ${SCIM_BASE}`));
     }
-    if (!authorized(host, req.headers.authorization)) {
-      req.resume();
-      const response = host.errorResponse(context, 401, "Authentication required: send 'Authorization: Bearer <token>'");
-      response.headers = [...response.headers, ['www-authenticate', 'Bearer realm="scim"']];
-      return reply(response);
-    }
+    if (!authorized(host, req.headers.authorization)) return unauthorized();
     const body = await readBody(req, host.maxPayloadBytes);
     if (body === undefined) {
       return reply(host.errorResponse(context, 413, `The request body is larger than the limit of ${host.maxPayloadBytes} bytes`));

@@ -132,7 +132,7 @@ export function createStore(db, state) {
               JOIN members m ON m.member_seq = dm.seq
               JOIN documents d ON d.seq = m.group_seq
               WHERE dm.tenant = ? AND d.kind = ? AND dm.id IN (SELECT value FROM json_each(?))
-              ORDER BY d.seq, dm.seq`)
+              ORDER BY d.seq, dm.id`)
       .all(state().tenant, groupKind, JSON.stringify(members));
   };
 
@@ -142,9 +142,11 @@ export function createStore(db, state) {
         .get(state().tenant, kind, id);
       return r ? document(r) : undefined;
     },
+    // In id order, as the Rust host's plan happens to return them: the
+    // engine's effects, and so the sync log, then come in the same order.
     getMany(kind, ids) {
       return q(`SELECT id, seq, version, body FROM documents
-                WHERE tenant = ? AND kind = ? AND id IN (SELECT value FROM json_each(?))`)
+                WHERE tenant = ? AND kind = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`)
         .all(state().tenant, kind, JSON.stringify(ids)).map(document);
     },
     insert(kind, doc) {

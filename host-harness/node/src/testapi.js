@@ -16,8 +16,9 @@ export async function serveTestApi(host, method, path) {
   const { db, tenant } = host;
   const learner = /^\/learners\/([^/]+)$/.exec(path);
   if (method === 'GET' && learner) {
-    const view = learnerView(db, tenant.id, decodeURIComponent(learner[1]));
-    return view ? json(200, view) : json(404, { detail: 'no such learner' });
+    const id = decodeURIComponent(learner[1]);
+    const view = learnerView(db, tenant.id, id);
+    return view ? json(200, view) : json(404, { detail: `No learner with SCIM id '${id}'` });
   }
   if (method === 'GET' && path === '/events') return json(200, { events: listEvents(db, tenant.id) });
   if (method === 'POST' && path === '/drain') {
@@ -30,5 +31,5 @@ export async function serveTestApi(host, method, path) {
       await sleep(50);
     }
   }
-  return json(404, { detail: `no test API endpoint ${method} ${path}` });
+  return json(404, { detail: 'No test endpoint here' });
 }
