@@ -35,6 +35,11 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "engine",
+        // The engine's two WASI imports are wasmtime-wasi's own.
+        with: {
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
+            "wasi:random/random": wasmtime_wasi::p2::bindings::random::random,
+        },
     });
 }
 

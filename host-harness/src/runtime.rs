@@ -6,24 +6,27 @@
 //! allocator. A SCIM request or a background batch runs in an instance kept
 //! warm from an earlier call of the same tenant when one is idle (see
 //! [`Warm`]); `mapping-admin` calls and error rendering get fresh ones. Each
-//! instance gets a memory cap and an epoch deadline; WASI is linked with no
-//! filesystem, network, environment or stdio.
+//! instance gets a memory cap and an epoch deadline. Of WASI the engine
+//! imports, and gets, only the wall clock and random bytes.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     StoreLimits, StoreLimitsBuilder,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksCtx, WasiClocksCtxView};
+use wasmtime_wasi::p2::bindings::{clocks::wall_clock, random::random};
+use wasmtime_wasi::random::{WasiRandom, WasiRandomCtx};
 
 use crate::bindings::exports::lms::scim::handler::DrainStep;
 use crate::bindings::lms::scim::outbox::Task;
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
+use crate::bindings::lms::scim::{lms, outbox, plugin, store, sync_log};
 use crate::bindings::{Engine as EngineWorld, EnginePre};
 use crate::imports::SqlStore;
 use crate::sandbox::plugin::Plugins;
@@ -54,7 +57,8 @@ pub struct Limits {
 /// The state of one request's instance.
 pub struct RequestState {
     pub store: SqlStore,
-    wasi: WasiCtx,
+    clocks: WasiClocksCtx,
+    random: WasiRandomCtx,
     table: ResourceTable,
     limits: Limiter,
 }
@@ -107,21 +111,12 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-impl WasiView for RequestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
 impl RequestState {
     pub fn new(store: SqlStore, limits: &Limits) -> Self {
         RequestState {
             store,
-            // Clocks and randomness only: no preopens, env, args, stdio or sockets.
-            wasi: WasiCtxBuilder::new().build(),
+            clocks: WasiClocksCtx::default(),
+            random: WasiRandomCtx::default(),
             table: ResourceTable::new(),
             limits: Limiter {
                 cap: StoreLimitsBuilder::new()
@@ -153,6 +148,24 @@ struct Warm {
     engine: EngineWorld,
     tenant: i64,
     calls: u32,
+}
+
+/// Links what the engine's world imports: the two WASI interfaces and the
+/// host's `lms:scim` implementations.
+fn link(linker: &mut Linker<RequestState>) -> wasmtime::Result<()> {
+    wall_clock::add_to_linker::<_, WasiClocks>(linker, |s| WasiClocksCtxView {
+        ctx: &mut s.clocks,
+        table: &mut s.table,
+    })?;
+    random::add_to_linker::<_, WasiRandom>(linker, |s| &mut s.random)?;
+    fn host(s: &mut RequestState) -> &mut SqlStore {
+        &mut s.store
+    }
+    store::add_to_linker::<_, HasSelf<SqlStore>>(linker, host)?;
+    lms::add_to_linker::<_, HasSelf<SqlStore>>(linker, host)?;
+    outbox::add_to_linker::<_, HasSelf<SqlStore>>(linker, host)?;
+    sync_log::add_to_linker::<_, HasSelf<SqlStore>>(linker, host)?;
+    plugin::add_to_linker::<_, HasSelf<SqlStore>>(linker, host)
 }
 
 /// The compiled engine, ready to instantiate.
@@ -199,19 +212,7 @@ impl Runtime {
         let component = load_component(&engine, "engine", wasm, cache_dir)?;
 
         let mut linker: Linker<RequestState> = Linker::new(&engine);
-        ctx(
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
-            "linking WASI",
-        )?;
-        crate::sandbox::engine_wasi::restrict(&mut linker, &engine, &component)
-            .context("restricting the engine's WASI")?;
-        ctx(
-            EngineWorld::add_to_linker::<_, HasSelf<SqlStore>>(
-                &mut linker,
-                |s: &mut RequestState| &mut s.store,
-            ),
-            "linking the store interface",
-        )?;
+        ctx(link(&mut linker), "linking the engine's imports")?;
         let pre = ctx(
             linker.instantiate_pre(&component).and_then(EnginePre::new),
             "pre-instantiating the engine",

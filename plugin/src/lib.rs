@@ -5,6 +5,7 @@
 //! component glue in `plugin/component` exports it through WIT; tests and
 //! benchmarks call it natively with [`memstore::MemStore`].
 
+pub mod ambient;
 pub mod error;
 pub mod filter;
 pub mod handlers;

@@ -4,7 +4,6 @@
 //! imports. An LMS vendor embedding the engine uses the same pieces.
 
 mod capture;
-pub mod engine_wasi;
 pub mod plugin;
 pub mod threads;
 

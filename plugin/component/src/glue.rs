@@ -1,6 +1,8 @@
 wit_bindgen::generate!({
     path: "../../wit",
     world: "engine",
+    // The two WASI interfaces the world imports (see `ambient`).
+    generate_all,
 });
 
 use exports::lms::scim::handler::{DrainStep, Guest, HttpRequest, HttpResponse, RequestContext};
@@ -17,8 +19,25 @@ struct Component;
 
 export!(Component);
 
+/// Points the engine's clock and randomness at the host's two WASI imports,
+/// the only WASI the component imports. Every export calls it first; only
+/// the first call installs.
+fn ambient() {
+    scim_engine::ambient::install(scim_engine::ambient::Ambient {
+        now: || {
+            let t = wasi::clocks::wall_clock::now();
+            (t.seconds, t.nanoseconds)
+        },
+        fill_random: |out| {
+            let bytes = wasi::random::random::get_random_bytes(out.len() as u64);
+            out.copy_from_slice(&bytes);
+        },
+    });
+}
+
 impl Guest for Component {
     fn handle(request: HttpRequest) -> HttpResponse {
+        ambient();
         let req = scim_engine::Request {
             method: request.method,
             path: request.path,
@@ -35,6 +54,7 @@ impl Guest for Component {
         task: host_outbox::Task,
         batch: u32,
     ) -> Result<DrainStep, String> {
+        ambient();
         let task = prov::Task {
             work: match task.work {
                 host_outbox::Work::Source(s) => prov::Work::Source(s),
@@ -53,12 +73,14 @@ impl Guest for Component {
     }
 
     fn error_response(_context: RequestContext, status: u16, detail: String) -> HttpResponse {
+        ambient();
         response(scim_engine::error_response(status, &detail))
     }
 }
 
 impl MappingGuest for Component {
     fn check(_context: RequestContext, document: String, catalogue: bool) -> ma::CheckReport {
+        ambient();
         let lms: Option<&mut dyn prov::LmsHost> = if catalogue { Some(&mut HostLms) } else { None };
         match scim_engine::check_mapping(&document, lms) {
             Ok(r) => ma::CheckReport {
@@ -85,6 +107,7 @@ impl MappingGuest for Component {
         after: Option<String>,
         limit: u32,
     ) -> Result<ma::PreviewPage, ma::MappingError> {
+        ambient();
         let page = scim_engine::preview_mapping(
             &mapping_choice(choice),
             after.as_deref(),
@@ -124,6 +147,7 @@ impl MappingGuest for Component {
         choice: ma::MappingChoice,
         user_id: String,
     ) -> Result<String, ma::MappingError> {
+        ambient();
         scim_engine::explain_mapping(
             &mapping_choice(choice),
             &user_id,

@@ -3,8 +3,8 @@
 //!
 //! The glue exists only for `wasm32`: built natively (as `cargo build
 //! --workspace` does), this crate is empty, because the component's export
-//! names are not valid symbols for a native linker. The host's build script
-//! builds the real component for `wasm32-wasip2`.
+//! names are not valid symbols for a native linker. `plugin/build` builds
+//! the real component, for `wasm32-unknown-unknown`.
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

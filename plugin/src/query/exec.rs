@@ -425,7 +425,7 @@ struct CursorPage {
 }
 
 fn now_secs() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    crate::ambient::now().unix_timestamp()
 }
 
 /// Cursor paging (RFC 9865) in creation order: a page is the `count`

@@ -13,12 +13,14 @@ use crate::store::NewDocument;
 
 /// A fresh resource id.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(crate::ambient::random_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 /// The current time as an RFC 3339 UTC timestamp with milliseconds.
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    let t = crate::ambient::now();
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
