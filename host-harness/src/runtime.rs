@@ -417,6 +417,20 @@ mod tests {
         }
     }
 
+    /// What a host must provide: the `lms:scim` interfaces and two WASI
+    /// functions' interfaces, nothing else (the build checks it too).
+    #[test]
+    fn the_engine_imports_lms_scim_and_two_wasi_interfaces() {
+        let engine = wasmtime::Engine::default();
+        let component = wasmtime::component::Component::new(&engine, crate::ENGINE_WASM).unwrap();
+        let mut imports = crate::sandbox::imports(&engine, &component);
+        imports.retain(|name| !name.starts_with("lms:scim/"));
+        assert_eq!(
+            imports,
+            ["wasi:clocks/wall-clock@0.2.0", "wasi:random/random@0.2.0"]
+        );
+    }
+
     /// Instances are reused only by their own tenant, and let go after a
     /// request that grew their memory.
     #[test]
