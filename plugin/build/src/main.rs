@@ -34,7 +34,8 @@ fn run() -> Result<()> {
                 .features
                 .push(args.next().context("--features needs a list")?),
             "--target-dir" => {
-                opts.target_dir = PathBuf::from(args.next().context("--target-dir needs a directory")?)
+                opts.target_dir =
+                    PathBuf::from(args.next().context("--target-dir needs a directory")?)
             }
             "--json" => json = true,
             "-h" | "--help" => {
