@@ -16,7 +16,7 @@ whole and extends `root_path`, as ASGI 3 servers and Starlette do)::
 
     django_app = get_asgi_application()
     scim_app = create_app("/var/lib/lms/scim.db", token=SCIM_TOKEN,
-                          component_path="/opt/scim/scim_engine_component.wasm")
+                          component_path="/opt/scim/scim-engine.wasm")
 
     async def application(scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith("/provisioning/"):
