@@ -186,6 +186,11 @@ struct ServeArgs {
     /// Compile the engine on every start instead of caching it.
     #[arg(long)]
     no_cache: bool,
+    /// Serve the test API under /test/v1 (the tenant's learners, sync log
+    /// and a wait for background work, behind its SCIM token): for the
+    /// host test suite (tests/hosts); never in production.
+    #[arg(long)]
+    test_api: bool,
 }
 
 #[derive(Subcommand)]
@@ -638,6 +643,11 @@ fn run_server(args: ServeArgs) -> Result<()> {
             checkpointer,
             args.wal_limit_mib.saturating_mul(1 << 20),
         ));
-        serve(app, listener).await
+        if args.test_api {
+            tracing::warn!(
+                "the test API is on at /test/v1: for the host test suite, never in production"
+            );
+        }
+        serve(app, listener, args.test_api).await
     })
 }

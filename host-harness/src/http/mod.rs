@@ -1,10 +1,11 @@
 //! HTTP routing: SCIM under `/scim/v2`, the admin API under `/admin/v1`,
-//! `/metrics` and `/healthz`.
+//! `/metrics` and `/healthz`; the test API under `/test/v1` when asked for.
 
 pub mod admin;
 pub mod mapper;
 pub mod mapping;
 pub mod scim;
+pub mod test_api;
 
 use std::sync::Arc;
 
@@ -20,14 +21,17 @@ use crate::app::{App, bearer};
 
 pub use scim::BASE_PATH;
 
-/// Serves until Ctrl-C or SIGTERM.
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
-    let router = Router::new()
+/// Serves until Ctrl-C or SIGTERM; with `test_api`, also the test API
+/// under `/test/v1` (for the host test suite, never in production).
+pub async fn serve(app: Arc<App>, listener: TcpListener, test_api: bool) -> anyhow::Result<()> {
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .nest("/admin/v1", admin::router())
-        .fallback(scim::handle)
-        .with_state(app);
+        .nest("/admin/v1", admin::router());
+    if test_api {
+        router = router.nest("/test/v1", test_api::router());
+    }
+    let router = router.fallback(scim::handle).with_state(app);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

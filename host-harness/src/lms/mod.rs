@@ -106,6 +106,43 @@ pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Opt
     Ok(out)
 }
 
+/// A learner's profile as stored, in `Profile` order (see [`PROFILE_KEYS`]).
+pub fn profile(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+) -> rusqlite::Result<Option<[Option<String>; 8]>> {
+    conn.prepare_cached(
+        "SELECT display_name, given_name, family_name, email, locale, title, department, manager
+         FROM learners WHERE tenant = ?1 AND scim_id = ?2",
+    )?
+    .query_row(params![tenant, id], |r| {
+        Ok([
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ])
+    })
+    .optional()
+}
+
+/// The profile's members as JSON shows them, in `Profile` order.
+pub const PROFILE_KEYS: [&str; 8] = [
+    "displayName",
+    "givenName",
+    "familyName",
+    "email",
+    "locale",
+    "title",
+    "department",
+    "manager",
+];
+
 /// The parameters of a `tenant = ? AND scim_id IN (...)` statement.
 fn tenant_and<'a, T: rusqlite::ToSql>(
     tenant: &'a i64,
