@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Runs the third-party SCIM conformance suites kept in ../shared/conformance
-# against a fresh scim-host (new database, loopback, random port):
+# against each host that loads the engine component, each suite against a
+# fresh server (new database, loopback, random port):
 #   - Okta's "SCIM 2.0 SPEC Test" with the runner beside it (Node 18+);
 #   - Microsoft's reference Postman collection with newman 6.2.2 (installed
 #     from npm under target/conformance on first use).
-# Exits non-zero if either suite fails.
+#
+#   scripts/conformance.sh [scim-host|python|node|all]    (default: all)
+#
+# scim-host is built with cargo; the Python and Node hosts are started with
+# host-harness/python/serve and host-harness/node/serve (whose first start
+# installs their packages, which may take minutes). Prints the result of
+# each host and suite, and exits non-zero if any failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,55 +19,24 @@ shared="$root/../shared/conformance"
 work="$root/target/conformance"
 mkdir -p "$work"
 
+case "${1:-all}" in
+  all) hosts=(scim-host python node) ;;
+  scim-host | python | node) hosts=("$1") ;;
+  *)
+    echo "usage: $0 [scim-host|python|node|all]" >&2
+    exit 2
+    ;;
+esac
+
 command -v node >/dev/null || { echo "conformance: node (18+) is required" >&2; exit 1; }
 if [ ! -x "$work/node_modules/.bin/newman" ]; then
   npm install --prefix "$work" --no-audit --no-fund --loglevel=error newman@6.2.2
 fi
 
-cargo build -p scim-host
-bin="$root/target/debug/scim-host"
-token="conformance-$RANDOM$RANDOM"
-servers=()
-trap 'kill "${servers[@]}" 2>/dev/null || true' EXIT
-
-# Starts a fresh scim-host with an empty database; sets $base and $port.
-serve() {
-  local name=$1 db="$work/$1.db"
-  rm -f "$db" "$db-wal" "$db-shm" "$work/$name.out"
-  "$bin" serve --listen 127.0.0.1:0 --db "$db" --token "$token" --cache-dir "$work/cache" \
-    >"$work/$name.out" 2>"$work/$name.log" &
-  local pid=$!
-  servers+=("$pid")
-  for _ in $(seq 1 300); do
-    grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  base=$(sed -n 's/^listening on //p' "$work/$name.out" | head -n1)
-  [ -n "$base" ] || { echo "conformance: scim-host did not start" >&2; exit 1; }
-  port=$(echo "$base" | sed -E 's#^http://[^:]+:([0-9]+)/.*#\1#')
-  echo "conformance: $name suite against a fresh scim-host at $base"
-}
-
-serve okta
-# Okta's test expects at least one user with a name and a work email.
-curl -fsS -o /dev/null -X POST "$base/Users" -H "Authorization: Bearer $token" \
-  -H 'Content-Type: application/scim+json' \
-  -d '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"seed.user@example.com",
-       "name":{"givenName":"Seed","familyName":"User"},"active":true,
-       "emails":[{"value":"seed.user@example.com","type":"work","primary":true}]}'
-
-status=0
-echo "== Okta SCIM 2.0 SPEC Test"
-(cd "$shared/okta" && node ../runscope-runner.mjs Okta-SCIM-20-SPEC-Test.json \
-  --init Initial_Script_Spec.txt --var "SCIMBaseURL=$base" --var "auth=Bearer $token") || status=1
-
-echo "== Microsoft SCIM reference Postman collection (newman)"
-serve microsoft
-# The collection minus its "Get Token" folder (an endpoint of Microsoft's
-# sample server) and the requests that test that server's own extensions
-# rather than RFC 7644; scripts/conformance-skips.txt lists them with the
-# reason for each.
+# The Microsoft collection minus its "Get Token" folder (an endpoint of
+# Microsoft's sample server) and the requests that test that server's own
+# extensions rather than RFC 7644; scripts/conformance-skips.txt lists them
+# with the reason for each.
 python3 - "$shared/microsoft/PostmanCollection.pr89-16b6694.json" scripts/conformance-skips.txt \
   "$work/collection.json" <<'PY'
 import json, sys
@@ -89,8 +65,109 @@ for folder in c["item"]:
         folder["item"] = kept
 json.dump(c, open(out, "w"))
 PY
-"$work/node_modules/.bin/newman" run "$work/collection.json" --color off \
-  --env-var Protocol=http --env-var Server=127.0.0.1 --env-var "Port=:$port" \
-  --env-var Api=scim/v2 --env-var "token=$token" || status=1
 
+for host in "${hosts[@]}"; do
+  if [ "$host" = scim-host ]; then
+    cargo build -p scim-host
+  fi
+done
+
+token="conformance-$RANDOM$RANDOM"
+# Each server runs in a process group of its own (job control), so that
+# stopping it also stops what a serve script started.
+set -m
+servers=()
+trap 'for p in "${servers[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
+
+# Starts a fresh server of host $1 for suite $2 with an empty database;
+# sets $base, $port and $pid, or returns non-zero.
+serve() {
+  local host=$1 suite=$2
+  local name="$host-$suite" db="$work/$1-$2.db"
+  rm -f "$db" "$db-wal" "$db-shm" "$work/$name.out"
+  local cmd
+  case "$host" in
+    scim-host) cmd=("$root/target/debug/scim-host" serve --cache-dir "$work/cache") ;;
+    python) cmd=("$root/host-harness/python/serve") ;;
+    node) cmd=("$root/host-harness/node/serve") ;;
+  esac
+  if [ ! -x "${cmd[0]}" ]; then
+    echo "conformance: $host: ${cmd[0]} is not there or not executable" >&2
+    return 1
+  fi
+  "${cmd[@]}" --listen 127.0.0.1:0 --db "$db" --token "$token" \
+    >"$work/$name.out" 2>"$work/$name.log" &
+  pid=$!
+  servers+=("$pid")
+  # Up to 10 minutes: a first start may install packages.
+  for _ in $(seq 1 6000); do
+    grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "conformance: $host exited before listening; its log ($work/$name.log):" >&2
+      tail -n 40 "$work/$name.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  base=$(sed -n 's/^listening on //p' "$work/$name.out" | head -n1)
+  if [ -z "$base" ]; then
+    echo "conformance: $host did not start within 10 minutes; log: $work/$name.log" >&2
+    return 1
+  fi
+  port=$(echo "$base" | sed -E 's#^http://[^:]+:([0-9]+)/.*#\1#')
+  echo "conformance: $suite suite against a fresh $host at $base"
+}
+
+stop() {
+  kill -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+okta() {
+  local host=$1
+  serve "$host" okta || return 1
+  # Okta's test expects at least one user with a name and a work email.
+  local ok=0
+  curl -fsS -o /dev/null -X POST "$base/Users" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/scim+json' \
+    -d '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"seed.user@example.com",
+         "name":{"givenName":"Seed","familyName":"User"},"active":true,
+         "emails":[{"value":"seed.user@example.com","type":"work","primary":true}]}' || ok=1
+  if [ $ok -eq 0 ]; then
+    (cd "$shared/okta" && node ../runscope-runner.mjs Okta-SCIM-20-SPEC-Test.json \
+      --init Initial_Script_Spec.txt --var "SCIMBaseURL=$base" --var "auth=Bearer $token") || ok=1
+  fi
+  stop
+  return $ok
+}
+
+microsoft() {
+  local host=$1
+  serve "$host" microsoft || return 1
+  local ok=0
+  "$work/node_modules/.bin/newman" run "$work/collection.json" --color off \
+    --env-var Protocol=http --env-var Server=127.0.0.1 --env-var "Port=:$port" \
+    --env-var Api=scim/v2 --env-var "token=$token" || ok=1
+  stop
+  return $ok
+}
+
+status=0
+results=()
+for host in "${hosts[@]}"; do
+  echo "== $host: Okta SCIM 2.0 SPEC Test"
+  if okta "$host"; then results+=("$host okta passed"); else results+=("$host okta FAILED"); status=1; fi
+  echo "== $host: Microsoft SCIM reference Postman collection (newman)"
+  if microsoft "$host"; then
+    results+=("$host microsoft passed")
+  else
+    results+=("$host microsoft FAILED")
+    status=1
+  fi
+done
+
+echo "== conformance results"
+for r in "${results[@]}"; do
+  echo "   $r"
+done
 exit $status
