@@ -5,6 +5,29 @@ use serde_json::json;
 
 use crate::support::{Host, USER_SCHEMA, unique};
 
+/// Without `--test-api` there is no test API, even for the right token;
+/// SCIM is served as ever.
+pub fn test_api_needs_its_flag(h: &Host) {
+    let plain = Host::start(h.kind, false)
+        .unwrap_or_else(|e| panic!("a second host without --test-api did not start: {e}"));
+    let id = plain.create_user(&unique("plain.user"));
+    for (method, path) in [
+        ("GET", format!("/learners/{id}")),
+        ("GET", "/events".to_string()),
+        ("POST", "/drain".to_string()),
+    ] {
+        let r = plain.test_api(method, &path);
+        assert_eq!(
+            r.status, 404,
+            "{method} /test/v1{path} without --test-api: {}",
+            r.text
+        );
+    }
+    plain.get(&format!("/Users/{id}")).expect(200);
+    // The shared host has it.
+    h.test_api("GET", "/events").expect(200);
+}
+
 pub fn unauthorized_requests_are_refused(h: &Host) {
     let id = h.create_user(&unique("auth.user"));
     let wrong = format!("{}x", h.token);

@@ -12,6 +12,7 @@
 mod support;
 
 mod auth;
+mod concurrency;
 mod dialects;
 mod etags;
 mod lms;
@@ -67,4 +68,6 @@ suite! {
     rollback::group_create_failing_on_a_member_leaves_nothing,
     rollback::patch_failing_after_a_written_op_leaves_nothing,
     auth::unauthorized_requests_are_refused,
+    auth::test_api_needs_its_flag,
+    concurrency::concurrent_writes_are_isolated,
 }

@@ -73,10 +73,16 @@ impl Kind {
             Kind::Vendor => {
                 let v =
                     std::env::var(VENDOR_VAR).map_err(|_| format!("{VENDOR_VAR} is not set"))?;
-                // A path to an executable; otherwise a program and its
-                // leading arguments, separated by spaces.
-                if Path::new(&v).exists() {
-                    (PathBuf::from(v), Vec::new())
+                // A path to an executable, relative ones to the directory
+                // cargo was started in (cargo runs tests in the package's
+                // directory but leaves PWD alone); otherwise a program and
+                // its leading arguments, separated by spaces.
+                let path = match std::env::var_os("PWD") {
+                    Some(pwd) if Path::new(&v).is_relative() => Path::new(&pwd).join(&v),
+                    _ => PathBuf::from(&v),
+                };
+                if path.is_file() {
+                    (path, Vec::new())
                 } else {
                     let mut words = v.split_whitespace().map(str::to_string);
                     let program = words
@@ -129,13 +135,14 @@ fn host(kind: Kind) -> Result<&'static Host, String> {
         OnceLock::new(),
     ];
     let slot = &HOSTS[kind as usize];
-    slot.get_or_init(|| Host::start(kind))
+    slot.get_or_init(|| Host::start(kind, true))
         .as_ref()
         .map_err(Clone::clone)
 }
 
 /// A running host, its token and an HTTP client.
 pub struct Host {
+    pub kind: Kind,
     /// `http://127.0.0.1:PORT/scim/v2`.
     pub base: String,
     /// `http://127.0.0.1:PORT`.
@@ -150,7 +157,10 @@ pub struct Host {
 }
 
 impl Host {
-    fn start(kind: Kind) -> Result<Host, String> {
+    /// Starts a host of this kind with a fresh database; with the test API
+    /// unless `test_api` is false. Dropped, it stops (its reaper's pipe
+    /// closes); the shared hosts never are.
+    pub fn start(kind: Kind, test_api: bool) -> Result<Host, String> {
         let (program, mut args) = kind.command()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("hosts-{}-", kind.name()))
@@ -166,11 +176,13 @@ impl Host {
                 db.to_str().ok_or("temp dir path is not UTF-8")?,
                 "--token",
                 &token,
-                "--test-api",
             ]
             .iter()
             .map(|s| s.to_string()),
         );
+        if test_api {
+            args.push("--test-api".into());
+        }
         let log = dir.path().join("host.log");
         let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let mut child = Command::new(&program)
@@ -248,6 +260,7 @@ impl Host {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Host {
+            kind,
             base,
             origin,
             token,
