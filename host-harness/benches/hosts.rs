@@ -77,6 +77,9 @@ fn start(name: &str, dir: &std::path::Path) -> Host {
     Host { child, base }
 }
 
+/// One row of the table: the request, its p50 (ms) and requests/s.
+type Row = (&'static str, f64, f64);
+
 /// Latencies of one request kind, in microseconds.
 struct Series(Vec<u64>);
 
@@ -107,7 +110,7 @@ fn next(state: &mut u64) -> usize {
     *state as usize
 }
 
-fn measure(name: &str, users: usize) -> Vec<(&'static str, f64, f64)> {
+fn measure(name: &str, users: usize) -> Vec<Row> {
     let dir = tempfile::tempdir().unwrap();
     let host = start(name, dir.path());
     let mut c = Conn::open(&host.base);
@@ -202,7 +205,7 @@ fn main() {
         .into_iter()
         .filter(|h| only.is_empty() || only.split(',').any(|o| o.trim() == *h))
         .collect();
-    let mut table: Vec<(&str, Vec<(&str, f64, f64)>)> = Vec::new();
+    let mut table: Vec<(&str, Vec<Row>)> = Vec::new();
     for host in &hosts {
         eprintln!("hosts: measuring {host} at {users} users");
         table.push((host, measure(host, users)));
