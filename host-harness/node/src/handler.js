@@ -56,8 +56,8 @@ export function send(res, response, id) {
  * A `(req, res, next?)` handler for `host` (see createHost). Options:
  * `testApi` serves the test API; `publicUrl` is the SCIM base URL to
  * advertise (default: from the Host header and the mount point). Requests
- * outside `/scim/v2` (and `/test/v1`) go to `next` when given, else get a
- * SCIM 404.
+ * outside `/scim/v2` (and `/test/v1`, and `/healthz`, which answers `ok`)
+ * go to `next` when given, else get a SCIM 404.
  */
 export function createScimHandler(host, { testApi = false, publicUrl } = {}) {
   async function serve(req, res, next) {
@@ -83,6 +83,12 @@ export function createScimHandler(host, { testApi = false, publicUrl } = {}) {
       response.headers = [...response.headers, ['www-authenticate', 'Bearer realm="scim"']];
       return reply(response);
     };
+    // For load balancers, as scim-host and the Python host answer it.
+    if (fullPath === '/healthz') {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '2' });
+      return res.end('ok');
+    }
     if (testApi && (fullPath === TEST_BASE || fullPath.startsWith(`${TEST_BASE}/`))) {
       if (!authorized(host, req.headers.authorization)) return unauthorized();
       return reply(await serveTestApi(host, req.method, fullPath.slice(TEST_BASE.length)));
