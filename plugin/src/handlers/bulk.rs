@@ -17,7 +17,7 @@ use crate::http::{Request, Response, SCIM_CONTENT_TYPE};
 use crate::message::{check_schema, field};
 use crate::store::Store;
 
-use super::CAPABILITIES;
+use crate::schema::CAPABILITIES;
 
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";

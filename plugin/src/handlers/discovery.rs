@@ -5,32 +5,9 @@ use serde_json::{Value, json};
 
 use crate::error::{ScimError, ScimResult};
 use crate::http::{Request, Response};
-use crate::schema::{RESOURCE_TYPES, ResourceType, SCHEMAS, Schema};
+use crate::schema::{CAPABILITIES, RESOURCE_TYPES, ResourceType, SCHEMAS, Schema};
 
 use crate::query::LIST_RESPONSE;
-
-/// What the engine supports, advertised in `/ServiceProviderConfig` and
-/// enforced by the handlers.
-#[derive(Debug, Clone, Copy)]
-pub struct Capabilities {
-    pub patch: bool,
-    pub bulk: bool,
-    pub bulk_max_operations: u64,
-    pub sort: bool,
-    pub etag: bool,
-    pub max_results: u64,
-    pub default_page_size: u64,
-}
-
-pub const CAPABILITIES: Capabilities = Capabilities {
-    patch: true,
-    bulk: true,
-    bulk_max_operations: 1000,
-    sort: true,
-    etag: true,
-    max_results: 1000,
-    default_page_size: 100,
-};
 
 fn meta(req: &Request, resource_type: &str, path: &str) -> Value {
     json!({

@@ -12,8 +12,6 @@ use crate::http::{Request, Response, decode_component};
 use crate::schema::{RESOURCE_TYPES, ResourceType};
 use crate::store::Store;
 
-pub use discovery::{CAPABILITIES, Capabilities};
-
 /// Handles one request; every failure becomes a SCIM Error response.
 pub fn handle(req: &Request, store: &mut dyn Store) -> Response {
     let resp = route(req, store).unwrap_or_else(Response::from);

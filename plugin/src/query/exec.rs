@@ -10,7 +10,7 @@ use crate::http::{Request, Response};
 use crate::path::Path;
 use crate::projection::Projection;
 use crate::resource::render::{
-    complete_meta, groups_many, parse_body, relation_attribute, relation_values, render_value,
+    complete_meta, groups_many, parse_body, relation_values, render_value,
 };
 use crate::schema::{Relation, ResourceType};
 use crate::store::{Document, Page, Selection, Store};
@@ -144,7 +144,7 @@ fn prefetch_groups(
         part.rt.relation == Relation::Groups
             && part
                 .projection
-                .wants(part.rt.schema, relation_attribute(part.rt))
+                .wants(part.rt.schema, part.rt.relation_attribute())
             && h.body.get("groups").is_none()
     };
     let ids: Vec<String> = hits
@@ -192,7 +192,7 @@ fn prepare(types: &[&'static ResourceType], q: &Query) -> ScimResult<Vec<Part>> 
                 rt.name
             )));
         }
-        let relation = relation_attribute(rt);
+        let relation = rt.relation_attribute();
         parts.push(Part {
             rt,
             plan: plan(rt, filter.as_ref()),
@@ -228,7 +228,7 @@ fn offer(
             let values = relation_values(store, base, part.rt, &doc.id)?;
             if let Value::Object(m) = &mut body {
                 m.insert(
-                    relation_attribute(part.rt).name.into(),
+                    part.rt.relation_attribute().name.into(),
                     Value::Array(values),
                 );
             }

@@ -12,8 +12,8 @@ mod sort;
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
-use crate::handlers::CAPABILITIES;
 use crate::message::check_schema;
+use crate::schema::CAPABILITIES;
 
 pub use exec::{LIST_RESPONSE, run};
 

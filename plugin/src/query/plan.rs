@@ -15,7 +15,6 @@
 
 use crate::filter::{CompareOp, Filter, Literal};
 use crate::path::Path;
-use crate::resource::render::relation_attribute;
 use crate::resource::terms::{fold, instant_key};
 use crate::schema::{AttrType, Relation, ResourceType};
 use crate::store::{Bound, Clause, Selection, TermMatch, TermQuery};
@@ -200,7 +199,7 @@ fn term_plan(rt: &ResourceType, path: &Path, op: CompareOp, value: &Literal) -> 
 /// body (not `meta`, computed at read time, nor the membership relation).
 fn text_plan(rt: &ResourceType, path: &Path, op: CompareOp, value: &Literal) -> Option<(u8, Plan)> {
     let Literal::Str(s) = value else { return None };
-    if path.attr.name == "meta" || std::ptr::eq(path.attr, relation_attribute(rt)) {
+    if path.attr.name == "meta" || std::ptr::eq(path.attr, rt.relation_attribute()) {
         return None;
     }
     let stringy = matches!(

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ScimError, ScimResult};
 use crate::projection::Projection;
-use crate::schema::{Attribute, GROUP_TYPE, Relation, ResourceType};
+use crate::schema::{GROUP_TYPE, Relation, ResourceType};
 use crate::store::{Document, MemberEntry, Store};
 
 use super::{etag, location, type_of_kind, verbatim};
@@ -55,7 +55,7 @@ pub fn render_default(
     }
     let mut body = parse_body(doc)?;
     if let Value::Object(map) = &mut body {
-        let name = relation_attribute(rt).name;
+        let name = rt.relation_attribute().name;
         if !map.contains_key(name) {
             map.insert(name.into(), Value::Array(relation));
         }
@@ -77,7 +77,7 @@ pub fn render_value(
         return Err(ScimError::internal("Stored resource is not an object"));
     };
     let meta = map.remove("meta").unwrap_or_else(|| json!({}));
-    let relation = relation_attribute(rt);
+    let relation = rt.relation_attribute();
     if projection.wants(rt.schema, relation) && !map.contains_key(relation.name) {
         let values = relation_values(store, base_url, rt, &doc.id)?;
         map.insert(relation.name.into(), Value::Array(values));
@@ -103,18 +103,6 @@ pub fn complete_meta(base_url: &str, rt: &ResourceType, doc: &Document, body: &m
         meta.insert("location".into(), json!(location(base_url, rt, &doc.id)));
         meta.insert("version".into(), json!(etag(doc.version)));
     }
-}
-
-/// The attribute that carries the membership relation (`members` of a
-/// Group, `groups` of a User).
-pub fn relation_attribute(rt: &ResourceType) -> &'static Attribute {
-    let name = match rt.relation {
-        Relation::Members => "members",
-        Relation::Groups => "groups",
-    };
-    rt.schema
-        .attribute(name)
-        .expect("relation attribute is in the schema")
 }
 
 /// The relation as attribute values: a group's `members` or a user's `groups`.

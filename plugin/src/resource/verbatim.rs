@@ -21,8 +21,6 @@ use serde_json::value::RawValue;
 
 use crate::schema::{Attribute, ResourceType, Returned, Schema};
 
-use super::render::relation_attribute;
-
 /// The response body for a stored body under the default projection, or
 /// `None` when the general path must render it. `relation` is the
 /// membership relation's values (a user's `groups`, a group's `members`).
@@ -34,7 +32,7 @@ pub fn default_view(
     version: &str,
 ) -> Option<Vec<u8>> {
     let Members(members) = serde_json::from_str(stored).ok()?;
-    let relation_attr = relation_attribute(rt);
+    let relation_attr = rt.relation_attribute();
     let (meta, rest) = match members.split_last() {
         Some((("meta", meta), rest)) => (Some(*meta), rest),
         _ => (None, members.as_slice()),

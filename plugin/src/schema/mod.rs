@@ -1,8 +1,10 @@
 //! The one schema definition (RFC 7643 §2, §7) behind validation, filtering,
 //! PATCH, projection and the discovery endpoints.
 
+mod capabilities;
 mod definitions;
 
+pub use capabilities::{CAPABILITIES, Capabilities};
 pub use definitions::*;
 
 /// Attribute data types (RFC 7643 §2.3).
@@ -277,6 +279,18 @@ pub enum Relation {
 }
 
 impl ResourceType {
+    /// The attribute that carries the membership relation (`members` of a
+    /// Group, `groups` of a User).
+    pub fn relation_attribute(&self) -> &'static Attribute {
+        let name = match self.relation {
+            Relation::Members => "members",
+            Relation::Groups => "groups",
+        };
+        self.schema
+            .attribute(name)
+            .expect("relation attribute is in the schema")
+    }
+
     /// The extension schema with this URI (case-insensitive).
     pub fn extension(&self, uri: &str) -> Option<&'static Schema> {
         self.extensions

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::default_view;
 use crate::memstore::MemStore;
 use crate::projection::Projection;
-use crate::resource::render::{relation_attribute, render_value};
+use crate::resource::render::render_value;
 use crate::resource::{etag, location};
 use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP_TYPE, ResourceType, USER_TYPE};
 use crate::store::Document;
@@ -25,7 +25,7 @@ fn general(stored: &str, rt: &ResourceType, relation: &[Value]) -> String {
     };
     let mut body: Value = serde_json::from_str(stored).unwrap();
     if let Value::Object(map) = &mut body {
-        let name = relation_attribute(rt).name;
+        let name = rt.relation_attribute().name;
         if !map.contains_key(name) {
             map.insert(name.into(), Value::Array(relation.to_vec()));
         }
