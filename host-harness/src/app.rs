@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
-use crate::db::{self, Pool, Tenant, TokenKind};
+use crate::db::{self, Pool, Tenant, TokenKind, run};
 use crate::events::{self, EventRow, Stamp};
 use crate::fault;
 use crate::imports::SqlStore;
@@ -79,11 +79,6 @@ pub struct Outcome {
 
 /// SQLite virtual-machine steps between checks of a request's deadline.
 const SQL_PROGRESS_STEPS: i32 = 10_000;
-
-/// Runs a transaction statement, prepared once per connection.
-pub fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
 
 /// Requests that only read run in a deferred (snapshot) transaction and
 /// never queue for the write lock.

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::app::{App, panic_message, run};
+use crate::app::{App, panic_message};
 use crate::bindings::exports::lms::scim::handler::DrainStep;
 use crate::bindings::lms::scim::types::RequestContext;
 use crate::db::Conn;
+use crate::db::run;
 use crate::events::{self, Stamp};
 use crate::fault;
 use crate::imports::SqlStore;

@@ -102,6 +102,11 @@ fn configure_sqlite() {
 /// well under SQLite's parameter limit.
 pub const IN_LIST_CHUNK: usize = 500;
 
+/// Runs a transaction statement, prepared once per connection.
+pub fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// `?, ?, ...` for an `IN` list of `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")

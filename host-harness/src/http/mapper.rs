@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::admin::{ApiError, Reply, authenticate, db_error, error};
+use super::api::{ApiError, Reply, authenticate, db_error, error};
 use super::mapping::{flag, mapping_turn, number, work};
 use crate::app::App;
 use crate::db::Tenant;

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use super::admin::{ApiError, Reply, authenticate, db_error, error, internal_error};
+use super::api::{ApiError, Reply, authenticate, db_error, error, internal_error};
 use crate::app::App;
 use crate::db::Tenant;
 use crate::mapping::{self, Change, Choice, Refusal};

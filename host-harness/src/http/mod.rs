@@ -2,6 +2,7 @@
 //! `/metrics` and `/healthz`; the test API under `/test/v1` when asked for.
 
 pub mod admin;
+mod api;
 pub mod mapper;
 pub mod mapping;
 pub mod scim;

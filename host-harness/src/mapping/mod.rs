@@ -12,12 +12,12 @@ use anyhow::anyhow;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::run;
 use crate::bindings::exports::lms::scim::mapping_admin::{
     self as ma, MappingChoice, PreviewPage, Severity,
 };
 use crate::bindings::lms::scim::outbox::{Task, Work};
 use crate::bindings::lms::scim::types::RequestContext;
+use crate::db::run;
 use crate::db::{Conn, Pool, Tenant};
 use crate::events::{self, EventRow, Stamp};
 use crate::imports::SqlStore;

@@ -1,0 +1,112 @@
+//! What every admin API handler shares, whichever module routes it: the
+//! refusal it answers with (`ApiError`) and the admin token's check.
+
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::{App, bearer};
+use crate::db::{self, Conn, Tenant, TokenKind};
+
+/// The 500 of an admin request that failed inside the server.
+pub(crate) fn internal_error() -> ApiError {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The request failed inside the server; nothing was changed",
+    )
+}
+
+/// A refused admin request: its status and a detail for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+    /// More members of the error body (diagnostics, a preview).
+    extra: Option<Value>,
+    /// Seconds for `Retry-After` (429, 503).
+    retry_after: Option<u64>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"status": self.status.as_u16(), "detail": self.detail});
+        if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.extend(extra);
+        }
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                "www-authenticate",
+                axum::http::HeaderValue::from_static("Bearer realm=\"admin\""),
+            );
+        }
+        r
+    }
+}
+
+pub(crate) fn error(status: StatusCode, detail: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        detail: detail.into(),
+        extra: None,
+        retry_after: None,
+    }
+}
+
+impl ApiError {
+    pub(crate) fn with(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+pub(crate) type Reply = Result<Response, ApiError>;
+
+/// The tenant whose admin token the request carries, and a connection.
+pub(crate) fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), ApiError> {
+    let header = headers.get("authorization").and_then(|h| h.to_str().ok());
+    let Some(token) = bearer(header) else {
+        return Err(unauthorized(
+            "Authentication required: send 'Authorization: Bearer <admin token>'",
+        ));
+    };
+    let conn = app.pool.get().map_err(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later",
+        )
+    })?;
+    match db::authenticate(&conn, TokenKind::Admin, token) {
+        Ok(Some(t)) => Ok((t, conn)),
+        Ok(None) => Err(unauthorized(
+            "The token is not an admin token (the identity provider's SCIM token does not open the admin API); \
+             see `scim-host tenant rotate-token --admin`",
+        )),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later",
+        )),
+    }
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    error(StatusCode::UNAUTHORIZED, detail)
+}
+
+pub(crate) fn db_error(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "admin API database error");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The database is unavailable; retry later",
+    )
+}
