@@ -1,12 +1,12 @@
 //! Mapping: from what the identity provider says about a user to the roles,
 //! teams and learning paths the learner should hold. The default mapping
 //! lives here; the rules language and admin-uploaded plugins implement the
-//! same [`Mapper`] trait.
+//! same [`Mapper`] trait, whose `explain` answers an [`Explanation`].
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::host::{Grant, GrantKind};
-use crate::rules::Explanation;
 
 /// A group a user is a direct member of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,46 @@ pub struct MapError {
     /// Machine-readable, for the sync log.
     pub reason: String,
     pub detail: String,
+}
+
+/// One step of a condition's evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    /// The test or combinator, as written.
+    pub test: String,
+    pub result: bool,
+    /// The values the test saw (tests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Trace>,
+}
+
+/// What one rule did for one user.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleOutcome {
+    pub rule: String,
+    pub priority: i64,
+    pub matched: bool,
+    /// The group or attribute the match came through (part of the source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Trace>,
+    /// Why a matched rule's role or a name was not granted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The full account of one user's mapping, as every mapper's `explain`
+/// gives it (rules fill in their outcomes and traces).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Explanation {
+    pub rules: Vec<RuleOutcome>,
+    /// Notes that belong to no single rule (the default role, inactive).
+    pub notes: Vec<String>,
+    #[serde(skip)]
+    pub grants: Vec<Grant>,
 }
 
 /// Computes the grants a user should hold. Suspension does not depend on it:

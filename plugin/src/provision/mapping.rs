@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::changes::is_active;
 use super::host::{Grant, GrantKind, LearnerState, LmsHost, MANUAL};
-use super::mapper::{DefaultMapper, Facts, MapError, Mapper};
+use super::mapper::{DefaultMapper, Explanation, Facts, MapError, Mapper};
 use super::plugin::PluginMapper;
 use super::sync::{by_id, group_facts, users_page};
 use crate::error::{ScimError, ScimResult, ScimType};
-use crate::rules::{self, Diagnostic, Explanation};
+use crate::rules::{self, Diagnostic};
 use crate::schema::USER_TYPE;
 use crate::store::{Page, Selection, Store};
 

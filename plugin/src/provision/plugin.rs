@@ -6,8 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::host::{Grant, GrantKind};
-use super::mapper::{Facts, GroupFact, MapError, Mapper};
-use crate::rules::Explanation;
+use super::mapper::{Explanation, Facts, GroupFact, MapError, Mapper};
 
 /// Which plugin the host runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,54 +2,15 @@
 //! role conflict, the names templates produce, and a trace of every step
 //! for explain.
 
-use serde::Serialize;
-
 use super::Rules;
 use super::model::{Condition, Op, Part, Template, Test};
 use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{Facts, group_key, group_source, group_team};
+use crate::provision::mapper::{
+    Explanation, Facts, RuleOutcome, Trace, group_key, group_source, group_team,
+};
 
 /// The most names one template may expand to (one per attribute value).
 const MAX_EXPANSION: usize = 100;
-
-/// One step of a condition's evaluation.
-#[derive(Debug, Clone, Serialize)]
-pub struct Trace {
-    /// The test or combinator, as written.
-    pub test: String,
-    pub result: bool,
-    /// The values the test saw (tests only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub values: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<Trace>,
-}
-
-/// What one rule did for one user.
-#[derive(Debug, Clone, Serialize)]
-pub struct RuleOutcome {
-    pub rule: String,
-    pub priority: i64,
-    pub matched: bool,
-    /// The group or attribute the match came through (part of the source).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub via: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub condition: Option<Trace>,
-    /// Why a matched rule's role or a name was not granted.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-/// The full account of one user's mapping.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Explanation {
-    pub rules: Vec<RuleOutcome>,
-    /// Notes that belong to no single rule (the default role, inactive).
-    pub notes: Vec<String>,
-    #[serde(skip)]
-    pub grants: Vec<Grant>,
-}
 
 /// A condition's result and the group or attribute it held through.
 type Hit = (bool, Option<String>);

@@ -19,8 +19,8 @@ mod tests;
 use serde::Serialize;
 
 use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{Facts, MapError, Mapper};
-pub use eval::{DEFAULT_ROLE_SOURCE, Explanation};
+use crate::provision::mapper::{Explanation, Facts, MapError, Mapper};
+pub use eval::DEFAULT_ROLE_SOURCE;
 use model::{Condition, Document, Part, Template};
 
 /// The most rules one document may hold: rules run for every user mapped.

@@ -3,10 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::eval::{RuleOutcome, Trace};
 use super::{Diagnostic, Rules, Severity, parse};
 use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{Facts, GroupFact, Mapper};
+use crate::provision::mapper::{Facts, GroupFact, Mapper, RuleOutcome, Trace};
 use crate::provision::memlms::MemLms;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
