@@ -12,8 +12,8 @@ use crate::resource::{assemble, created, etag, location, new_id, now, to_new_doc
 use crate::schema::{Attribute, Mutability, Relation, ResourceType, Schema};
 use crate::store::{Document, Store, StoreError};
 
-use super::membership;
 use super::preconditions::{if_match, not_modified};
+use crate::resource::membership;
 
 /// The projection asked for by the query string.
 pub fn projection(req: &Request, rt: &ResourceType) -> ScimResult<Projection> {

@@ -4,7 +4,7 @@ mod bulk;
 pub(crate) mod crud;
 mod discovery;
 mod list;
-pub(crate) mod membership;
+mod patch;
 pub(crate) mod preconditions;
 
 use crate::error::{ScimError, ScimResult};
@@ -72,7 +72,7 @@ fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
             ([id], "GET") => crud::get(req, store, rt, id),
             ([id], "PUT") => crud::replace(req, store, rt, id),
             ([id], "DELETE") => crud::delete(req, store, rt, id),
-            ([id], "PATCH") => crate::patch::patch(req, store, rt, id),
+            ([id], "PATCH") => patch::patch(req, store, rt, id),
             ([id], _) => Err(not_allowed(id, "GET, PUT, PATCH, DELETE")),
             _ => Err(no_endpoint(req)),
         };

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
-use crate::handlers::membership;
 use crate::path::Path;
+use crate::resource::membership;
 use crate::resource::normalize::{
     member_inputs, normalize_resource, normalize_single, normalize_value,
 };

@@ -17,14 +17,9 @@ mod target;
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
-use crate::handlers::crud::{load, replace_resource, resource_response};
-use crate::handlers::preconditions::if_match;
-use crate::http::{Request, Response};
 use crate::message::{check_schema, field};
 use crate::resource::client_attrs;
-use crate::resource::etag;
-use crate::resource::render::parse_body;
-use crate::schema::{Relation, ResourceType};
+use crate::schema::ResourceType;
 use crate::store::Store;
 
 pub use target::Target;
@@ -112,18 +107,19 @@ pub fn parse_operations(body: &Map<String, Value>) -> ScimResult<Vec<Operation>>
         .collect()
 }
 
-/// `PATCH /Users/{id}`, `PATCH /Groups/{id}`.
-pub fn patch(
-    req: &Request,
+/// Applies `ops` in order to a working copy of the resource `id` of type
+/// `rt` whose stored body is `old`, changing its group's membership rows
+/// through `store` as they come; answers the attributes to store. A failing
+/// operation fails them all, its detail naming it, and the caller's
+/// transaction undoes the membership rows already written.
+pub fn apply_all(
     store: &mut dyn Store,
     rt: &'static ResourceType,
     id: &str,
-) -> ScimResult<Response> {
-    let existing = load(store, rt, id)?;
-    let expected = if_match(req, existing.version)?;
-    let ops = parse_operations(&req.json_object()?)?;
-    let old = parse_body(&existing)?;
-    let mut work = apply::Patch::new(rt, id, client_attrs(&old));
+    old: &Value,
+    ops: &[Operation],
+) -> ScimResult<Map<String, Value>> {
+    let mut work = apply::Patch::new(rt, id, client_attrs(old));
     for (i, op) in ops.iter().enumerate() {
         work.apply(store, op).map_err(|mut e| {
             if ops.len() > 1 {
@@ -132,16 +128,7 @@ pub fn patch(
             e
         })?;
     }
-    let doc = replace_resource(store, rt, &existing, work.into_attrs()?, None, expected)?;
-    let projected = req.query_params().iter().any(|(k, _)| {
-        k.eq_ignore_ascii_case("attributes") || k.eq_ignore_ascii_case("excludedAttributes")
-    });
-    // A group's body would list every member: answer 204 unless the client
-    // asked for specific attributes.
-    if rt.relation == Relation::Members && !projected {
-        return Ok(Response::empty(204).with_header("etag", etag(doc.version)));
-    }
-    resource_response(req, store, rt, &doc, 200)
+    work.into_attrs()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Resources: normalising input, building the stored document, deriving its
 //! index terms and rendering it back out.
 
+pub mod membership;
 pub mod normalize;
 pub mod render;
 pub mod terms;
