@@ -146,10 +146,3 @@ impl From<StoreError> for ScimError {
         }
     }
 }
-
-impl From<crate::provision::host::LmsError> for ScimError {
-    /// The LMS could not take the effects: the whole request rolls back.
-    fn from(e: crate::provision::host::LmsError) -> Self {
-        ScimError::new(503, None, format!("{e}; nothing was changed, retry later"))
-    }
-}

@@ -10,6 +10,7 @@ pub mod error;
 pub mod filter;
 pub mod handlers;
 pub mod http;
+pub mod mapping;
 pub mod memstore;
 pub mod message;
 pub mod patch;
@@ -45,7 +46,7 @@ pub fn handle(req: &Request, store: &mut dyn Store, lms: &mut dyn LmsHost) -> Re
         return resp;
     }
     let set = provision::changes::ChangeSet::fold(writes);
-    let done = provision::mapping::installed(lms)
+    let done = mapping::installed(lms)
         .and_then(|mapper| provision::sync::after_writes(&set, store, lms, mapper.as_ref()));
     match done {
         Ok(()) => resp,
@@ -61,7 +62,7 @@ pub fn drain(
     store: &mut dyn Store,
     lms: &mut dyn LmsHost,
 ) -> ScimResult<Option<String>> {
-    let mapper = provision::mapping::installed(lms)?;
+    let mapper = mapping::installed(lms)?;
     provision::sync::drain(task, batch, store, lms, mapper.as_ref())
 }
 
@@ -121,25 +122,25 @@ pub fn check_mapping(text: &str, lms: Option<&mut dyn LmsHost>) -> ScimResult<Ch
 
 /// One page of a preview of `choice` over the tenant's users.
 pub fn preview_mapping(
-    choice: &provision::mapping::Choice,
+    choice: &mapping::Choice,
     after: Option<&str>,
     limit: u32,
     store: &mut dyn Store,
     lms: &mut dyn LmsHost,
-) -> ScimResult<provision::mapping::PreviewPage> {
-    let mapper = provision::mapping::chosen(choice, lms)?;
-    provision::mapping::preview(mapper.as_ref(), after, limit, store, lms)
+) -> ScimResult<mapping::PreviewPage> {
+    let mapper = mapping::chosen(choice, lms)?;
+    mapping::preview(mapper.as_ref(), after, limit, store, lms)
 }
 
 /// Explains one user's mapping under `choice` (JSON; see the README).
 pub fn explain_mapping(
-    choice: &provision::mapping::Choice,
+    choice: &mapping::Choice,
     user_id: &str,
     store: &mut dyn Store,
     lms: &mut dyn LmsHost,
 ) -> ScimResult<serde_json::Value> {
-    let mapper = provision::mapping::chosen(choice, lms)?;
-    provision::mapping::explain(mapper.as_ref(), user_id, store, lms)
+    let mapper = mapping::chosen(choice, lms)?;
+    mapping::explain(mapper.as_ref(), user_id, store, lms)
 }
 
 /// A SCIM Error response for a failure detected outside [`handle`] (bad

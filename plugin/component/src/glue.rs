@@ -166,8 +166,8 @@ fn mapping_error(e: scim_engine::ScimError) -> ma::MappingError {
     }
 }
 
-fn mapping_choice(c: ma::MappingChoice) -> scim_engine::provision::mapping::Choice {
-    use scim_engine::provision::mapping::Choice;
+fn mapping_choice(c: ma::MappingChoice) -> scim_engine::mapping::Choice {
+    use scim_engine::mapping::Choice;
     match c {
         ma::MappingChoice::Installed => Choice::Installed,
         ma::MappingChoice::Default => Choice::Default,

@@ -179,6 +179,13 @@ pub struct LmsError(pub String);
 
 pub type LmsResult<T> = Result<T, LmsError>;
 
+impl From<LmsError> for crate::error::ScimError {
+    /// The LMS could not take the effects: the whole request rolls back.
+    fn from(e: LmsError) -> Self {
+        crate::error::ScimError::new(503, None, format!("{e}; nothing was changed, retry later"))
+    }
+}
+
 /// The host's LMS, outbox and sync log, scoped to one tenant and one
 /// transaction. Method contracts are documented on the WIT interfaces.
 pub trait LmsHost {

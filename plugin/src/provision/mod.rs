@@ -11,7 +11,6 @@
 pub mod changes;
 pub mod host;
 pub mod mapper;
-pub mod mapping;
 pub mod memlms;
 pub mod plugin;
 pub mod record;

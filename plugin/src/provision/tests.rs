@@ -635,7 +635,7 @@ grant = { role = "instructor" }
 
 #[test]
 fn preview_reports_each_users_difference_and_changes_nothing() {
-    use super::mapping::Choice;
+    use crate::mapping::Choice;
     let mut f = Fixture::new();
     f.lms
         .catalogue
@@ -741,7 +741,7 @@ grant = { role = "instructor" }
 
 #[test]
 fn explain_shows_rules_desired_grants_and_effects() {
-    use super::mapping::Choice;
+    use crate::mapping::Choice;
     let mut f = with_rules(SALES_RULES);
     let u = f.user("u", dept("Sales"));
     let before = f.lms.learners.clone();
@@ -828,7 +828,7 @@ fn broken_installed_rules_fail_mapping_but_never_suspension() {
 
     // Explain says why.
     let x = crate::explain_mapping(
-        &super::mapping::Choice::Installed,
+        &crate::mapping::Choice::Installed,
         &u,
         &mut f.store,
         &mut f.lms,
@@ -918,7 +918,7 @@ fn custom_extension_attributes_are_kept_patched_and_mapped() {
 
 #[test]
 fn explain_finds_a_user_by_user_name_too() {
-    use super::mapping::Choice;
+    use crate::mapping::Choice;
     let mut f = Fixture::new();
     let id = f.user("Ada.Lovelace@example.com", json!({}));
     let by_name = crate::explain_mapping(
@@ -936,7 +936,7 @@ fn explain_finds_a_user_by_user_name_too() {
 
 #[test]
 fn a_role_missing_from_the_catalogue_keeps_the_current_role_in_mapping_and_explain() {
-    use super::mapping::Choice;
+    use crate::mapping::Choice;
     let mut f = Fixture::new();
     let id = f.user("ada", json!({"title": "Lead"}));
     assert_eq!(f.lms.holds(&id, GrantKind::Role), ["learner"]);
@@ -980,8 +980,8 @@ fn a_role_missing_from_the_catalogue_keeps_the_current_role_in_mapping_and_expla
 
 mod plugins {
     use super::*;
+    use crate::mapping::Choice;
     use crate::provision::mapper::MapError;
-    use crate::provision::mapping::Choice;
     use crate::provision::plugin::{Assigned, PluginInfo, UserFacts};
 
     fn info() -> PluginInfo {

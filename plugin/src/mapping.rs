@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
-use super::changes::is_active;
-use super::host::{Grant, GrantKind, LearnerState, LmsHost, MANUAL};
-use super::mapper::{DefaultMapper, Explanation, Facts, MapError, Mapper};
-use super::plugin::PluginMapper;
-use super::sync::{by_id, group_facts, users_page};
 use crate::error::{ScimError, ScimResult, ScimType};
+use crate::provision::changes::is_active;
+use crate::provision::host::{Grant, GrantKind, LearnerState, LmsHost, MANUAL};
+use crate::provision::mapper::{DefaultMapper, Explanation, Facts, MapError, Mapper};
+use crate::provision::plugin::PluginMapper;
+use crate::provision::sync::{by_id, group_facts, users_page};
 use crate::rules::{self, Diagnostic};
 use crate::schema::USER_TYPE;
 use crate::store::{Page, Selection, Store};
@@ -334,9 +334,9 @@ pub fn explain(
     let current = state.as_ref().map(|s| {
         json!({
             "status": match s.status {
-                super::host::LearnerStatus::Active => "active",
-                super::host::LearnerStatus::Suspended => "suspended",
-                super::host::LearnerStatus::Removed => "removed",
+                crate::provision::host::LearnerStatus::Active => "active",
+                crate::provision::host::LearnerStatus::Suspended => "suspended",
+                crate::provision::host::LearnerStatus::Removed => "removed",
             },
             "grants": s.grants.iter().map(grant_json).collect::<Vec<_>>(),
             "withdrawn": s.withdrawn.iter().map(grant_json).collect::<Vec<_>>(),
@@ -408,7 +408,7 @@ fn effects(
 ) -> ScimResult<Vec<Value>> {
     let mut out = Vec::new();
     if let Some(s) = state {
-        let active = s.status == super::host::LearnerStatus::Active;
+        let active = s.status == crate::provision::host::LearnerStatus::Active;
         if active && !facts.active {
             out.push(json!({"effect": "suspend"}));
         } else if !active && facts.active {
