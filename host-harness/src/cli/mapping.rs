@@ -267,8 +267,8 @@ pub fn run(cmd: MappingCommand) -> Result<()> {
             let pool = open_db(&db)?;
             let conn = pool.get()?;
             let t = mapping::tenant(&conn, &tenant)?;
-            let current = mapping::store::current(&conn, t.id)?;
-            let history = mapping::store::history(&conn, t.id, 20)?;
+            let current = db::rules::current(&conn, t.id)?;
+            let history = db::rules::history(&conn, t.id, 20)?;
             if json {
                 println!("{}", json!({"current": current, "history": history}));
             } else {

@@ -1,6 +1,8 @@
 //! The SQLite database: connection pool, schema and migrations, tenants.
 
 mod page_cache;
+pub mod plugins;
+pub mod rules;
 mod schema;
 mod sqlite_malloc;
 mod tenants;

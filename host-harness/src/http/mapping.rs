@@ -135,8 +135,8 @@ fn tenant_of(app: &App, headers: &HeaderMap) -> Result<Tenant, ApiError> {
 
 pub async fn get_mapping(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
-    let current = mapping::store::current(&conn, tenant.id).map_err(db_error)?;
-    let history = mapping::store::history(&conn, tenant.id, 20).map_err(db_error)?;
+    let current = crate::db::rules::current(&conn, tenant.id).map_err(db_error)?;
+    let history = crate::db::rules::history(&conn, tenant.id, 20).map_err(db_error)?;
     let policy = crate::db::policy(&conn, tenant.id).map_err(db_error)?;
     Ok(Json(json!({
         "mapper": if current.as_ref().is_some_and(|c| c.document.is_some()) { "rules" } else { "default" },

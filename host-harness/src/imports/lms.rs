@@ -110,7 +110,7 @@ impl Host for SqlStore {
     }
 
     fn mapping(&mut self) -> R<Option<String>> {
-        crate::mapping::store::in_force(self.lms_conn()?, self.tenant()).map_err(unavailable)
+        crate::db::rules::in_force(self.lms_conn()?, self.tenant()).map_err(unavailable)
     }
 
     fn rename_grants(

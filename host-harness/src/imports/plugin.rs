@@ -8,8 +8,8 @@ use std::sync::Arc;
 use crate::bindings::lms::scim::lms::GrantKind;
 use crate::bindings::lms::scim::outbox::{Host as _, Task, Work};
 use crate::bindings::lms::scim::plugin::{Assigned, Host, PluginFailure, PluginInfo, UserFacts};
+use crate::db::plugins as store;
 use crate::events::EventRow;
-use crate::mapper::store;
 use crate::sandbox::plugin::{self as sp, Loaded, PluginLimits, Plugins};
 
 use super::SqlStore;

@@ -9,14 +9,13 @@
 //! in flight finish with the one they started with), and no restart is
 //! needed.
 
-pub mod store;
-
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::bindings::lms::scim::outbox::{Task, Work};
+use crate::db::plugins as store;
 use crate::db::{Pool, Tenant};
 use crate::events::{self, EventRow, Stamp};
 use crate::imports::plugin::{Candidate, DEFAULT_MAX_FAILURES};

@@ -4,8 +4,6 @@
 //! this module keeps the versions, the transactions, the counts and the
 //! sync-log entries. The CLI and the admin API both call it.
 
-pub mod store;
-
 use std::collections::BTreeMap;
 
 use anyhow::anyhow;
@@ -17,6 +15,7 @@ use crate::bindings::exports::lms::scim::mapping_admin::{
 };
 use crate::bindings::lms::scim::outbox::{Task, Work};
 use crate::bindings::lms::scim::types::RequestContext;
+use crate::db::rules as store;
 use crate::db::run;
 use crate::db::{Conn, Pool, Tenant};
 use crate::events::{self, EventRow, Stamp};
