@@ -14,3 +14,5 @@ mod wal;
 mod hostile;
 
 mod uploads;
+
+mod pg_cluster;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{LmsServer, Server};
+use crate::support::{LmsServer, Server, sqlite_only};
 
 #[test]
 fn metrics_need_their_token_and_count_requests_effects_and_backlog() {
@@ -93,15 +93,10 @@ fn removing_a_tenant_needs_confirmation_and_takes_all_its_data() {
     s.send_as(Some(token), "GET", &users, None).expect(401);
     // The default tenant is untouched; the other's user and learner are gone.
     s.get("/Users").expect(200);
-    let conn = rusqlite::Connection::open(s.db_path()).unwrap();
-    let left: i64 = conn
-        .query_row(
-            "SELECT (SELECT count(*) FROM learners WHERE user_name = 'gone@example.com')
-                  + (SELECT count(*) FROM documents WHERE body LIKE '%gone@example.com%')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let left = s.query_i64(
+        "SELECT (SELECT count(*) FROM learners WHERE user_name = 'gone@example.com')
+              + (SELECT count(*) FROM documents WHERE body LIKE '%gone@example.com%')",
+    );
     assert_eq!(left, 0);
 }
 
@@ -166,11 +161,15 @@ fn a_drain_batch_past_the_maximum_is_refused() {
 
 #[test]
 fn a_second_server_on_the_same_database_is_refused() {
+    // Replicas share a PostgreSQL database; a SQLite file has one server.
+    if sqlite_only("a_second_server_on_the_same_database_is_refused") {
+        return;
+    }
     let s = Server::start();
     let mut second = Command::new(env!("CARGO_BIN_EXE_scim-host"))
         .args(["serve", "--listen", "127.0.0.1:0", "--token", "another"])
         .arg("--db")
-        .arg(s.db_path())
+        .arg(s.db_file())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -181,7 +181,7 @@ fn cursors_are_scoped_to_the_tenant() {
     // A second tenant on the same server cannot use the first one's cursor.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-host"))
         .args(["tenant", "add", "second", "--json", "--db"])
-        .arg(s.db_path())
+        .arg(s.db_arg())
         .output()
         .unwrap();
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,8 +1,21 @@
 //! Starts the real `scim-host` binary on a free loopback port with a fresh
 //! database, and talks to it over HTTP.
+//!
+//! The database is a SQLite file in the server's temporary directory, or,
+//! with `SCIM_TEST_BACKEND=postgres`, a new database of its own on a
+//! PostgreSQL cluster the test process starts on first use (see
+//! [`postgres::shared`]; it needs the PostgreSQL server binaries, e.g.
+//! `apt-get install postgresql-15`):
+//!
+//! ```text
+//! SCIM_TEST_BACKEND=postgres cargo test -p scim-host --test e2e
+//! ```
+//!
+//! The few tests about the SQLite file itself skip themselves then
+//! ([`sqlite_only`]).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -17,7 +30,8 @@ pub struct Server {
     child: Child,
     pub base: String,
     pub token: String,
-    db: PathBuf,
+    /// `--db`: the SQLite file or the PostgreSQL URL.
+    db: String,
     client: reqwest::blocking::Client,
     _dir: tempfile::TempDir,
 }
@@ -88,7 +102,7 @@ impl Server {
     /// variables.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("scim.db");
+        let db = new_database(dir.path());
         let token = format!("test-{:x}", std::process::id() as u64 * 7919 + rand_u64());
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
@@ -134,9 +148,40 @@ impl Server {
         }
     }
 
-    /// The server's database file (for `scim-host tenant add`).
-    pub fn db_path(&self) -> &std::path::Path {
+    /// The server's `--db`, its SQLite file or PostgreSQL URL (for
+    /// `scim-host tenant add`).
+    pub fn db_arg(&self) -> &str {
         &self.db
+    }
+
+    /// The server's SQLite file; only for tests that skip PostgreSQL
+    /// ([`sqlite_only`]).
+    #[track_caller]
+    pub fn db_file(&self) -> &Path {
+        assert!(
+            !postgres_backend(),
+            "the database is not a file with SCIM_TEST_BACKEND=postgres"
+        );
+        Path::new(&self.db)
+    }
+
+    /// The first column of the first row of `sql` (an integer), read from
+    /// the server's database directly, whichever the backend: keep `sql`
+    /// to what SQLite and PostgreSQL both understand.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        if postgres_backend() {
+            let mut client = ::postgres::Client::connect(&self.db, ::postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connect to {}: {e}", self.db));
+            client
+                .query_one(sql, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get(0)
+        } else {
+            rusqlite::Connection::open(&self.db)
+                .unwrap_or_else(|e| panic!("open {}: {e}", self.db))
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
     }
 
     /// The server's process id.
@@ -295,6 +340,48 @@ pub fn encode(s: &str) -> String {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+// ---------------------------------------------------------------------------
+// The database backend: SQLite files, or PostgreSQL with
+// SCIM_TEST_BACKEND=postgres.
+
+#[path = "../support/postgres.rs"]
+pub mod postgres;
+
+/// Whether the servers store their data in PostgreSQL
+/// (`SCIM_TEST_BACKEND=postgres`) rather than in SQLite files (unset, or
+/// `sqlite`).
+pub fn postgres_backend() -> bool {
+    match std::env::var("SCIM_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(std::env::VarError::NotPresent) => false,
+        Ok(other) => panic!("SCIM_TEST_BACKEND is 'sqlite' or 'postgres', not '{other}'"),
+        Err(e) => panic!("SCIM_TEST_BACKEND: {e}"),
+    }
+}
+
+/// For a test about the SQLite file itself: true, after saying so, when the
+/// backend is PostgreSQL, and the test should return at once.
+pub fn sqlite_only(test: &str) -> bool {
+    let skip = postgres_backend();
+    if skip {
+        eprintln!("{test}: skipped with SCIM_TEST_BACKEND=postgres (it is about the SQLite file)");
+    }
+    skip
+}
+
+/// A new server's `--db`: a file in its directory `dir`, or a new database
+/// on the shared PostgreSQL cluster.
+fn new_database(dir: &Path) -> String {
+    if postgres_backend() {
+        postgres::shared().create_database()
+    } else {
+        dir.join("scim.db")
+            .into_os_string()
+            .into_string()
+            .expect("a UTF-8 temporary directory")
+    }
 }
 
 // ---------------------------------------------------------------------------
