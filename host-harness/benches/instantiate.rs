@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
     )
     .expect("runtime");
     let dir = tempfile::tempdir().unwrap();
-    let pool = db::open(&dir.path().join("bench.db"), 2, db::Checkpoints::InCommit).unwrap();
+    let pool = db::open_file(&dir.path().join("bench.db"), 2, db::Checkpoints::InCommit).unwrap();
     db::set_tenant_token(&pool.get().unwrap(), "bench", db::TokenKind::Scim, "t").unwrap();
     let tenant = db::authenticate(&pool.get().unwrap(), db::TokenKind::Scim, "t")
         .unwrap()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::bindings::lms::scim::types::{HttpRequest, HttpResponse, RequestContext};
-use crate::db::{self, Pool, Tenant, TokenKind, run};
+use crate::db::{self, Begin, Pool, Tenant, TokenKind, run};
 use crate::events::{self, EventRow, Stamp};
 use crate::fault;
 use crate::imports::SqlStore;
@@ -30,11 +30,14 @@ pub struct Background {
 pub struct App {
     pub runtime: Runtime,
     pub pool: Pool,
+    /// Which database `pool` connects to.
+    pub dialect: db::Dialect,
     pub max_body_bytes: usize,
     /// Absolute SCIM base URL; derived from the `Host` header when unset.
     pub public_url: Option<String>,
     pub permits: Arc<Semaphore>,
-    /// The queue for SQLite's one write lock. Writers wait here in arrival
+    /// The queue for SQLite's one write lock (SCIM requests on PostgreSQL
+    /// wait for their tenant's write lock instead, `db::Connection::begin`). Writers wait here in arrival
     /// order (tokio's mutex is fair) instead of in SQLite's busy handler,
     /// whose growing sleeps make latency explode under concurrent writers.
     /// Background batches queue here too.
@@ -151,25 +154,32 @@ impl App {
         };
         // SQL run for the engine counts toward the request's timeout: past
         // it, SQLite interrupts the statement (the pool clears the handler
-        // when the connection comes back).
+        // when the connection comes back) and PostgreSQL cancels it.
         let deadline =
             inc.started + std::time::Duration::from_millis(self.request_timeout_ms as u64);
-        conn.progress_handler(SQL_PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
-        // A read runs in a deferred (snapshot) transaction; a write takes
-        // the write lock at once.
+        if let Some(c) = conn.sqlite() {
+            c.progress_handler(SQL_PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
+        }
+        // A read runs on one snapshot; a write takes its tenant's write
+        // lock at once (`db::Connection::begin`).
         let read_only = is_read_only(&inc.method);
-        let sql = if read_only {
-            "BEGIN DEFERRED"
+        let mode = if read_only {
+            Begin::Read
         } else {
-            "BEGIN IMMEDIATE"
+            Begin::Write(Some(id))
         };
-        if let Err(e) = run(&conn, sql) {
+        let begun = conn.begin(mode).and_then(|_| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            conn.statement_timeout(left.as_millis() as u64)
+        });
+        if let Err(e) = begun {
             tracing::error!(error = %e, "could not begin a transaction");
+            let _ = run(&conn, "ROLLBACK");
             return self.error(
                 Some(name),
                 &inc.context,
                 503,
-                "The database is busy; retry later",
+                "The database is busy or unavailable; retry later",
             );
         }
         let request_id = inc.context.request_id.clone();
@@ -198,7 +208,9 @@ impl App {
             );
         };
         // Commit and rollback are never interrupted.
-        conn.progress_handler(0, None::<fn() -> bool>);
+        if let Some(c) = conn.sqlite() {
+            c.progress_handler(0, None::<fn() -> bool>);
+        }
         let stamp = |started: Instant| Stamp {
             request_id: request_id.clone(),
             change_id: request_id.clone(),
@@ -330,7 +342,8 @@ impl App {
                 change_id: request_id,
                 duration_us: started.elapsed().as_micros() as u64,
             };
-            let recorded = run(&conn, "BEGIN IMMEDIATE")
+            let recorded = conn
+                .begin(Begin::Write(Some(tenant.id)))
                 .and_then(|_| events::insert(&conn, tenant.id, &stamp, &[row]))
                 .and_then(|_| run(&conn, "COMMIT"));
             if let Err(e) = recorded {
@@ -345,7 +358,7 @@ impl App {
     /// transaction of its own.
     fn record_failure(
         &self,
-        conn: &rusqlite::Connection,
+        conn: &crate::db::sql::Connection,
         tenant: i64,
         method: &str,
         response: &HttpResponse,

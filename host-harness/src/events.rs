@@ -1,7 +1,7 @@
 //! The sync log: what each request and background batch did to SCIM
 //! resources and learners, per tenant, with bounded retention.
 
-use rusqlite::{Connection, params};
+use crate::db::sql::{Connection, params};
 use serde_json::{Value, json};
 
 /// The resource type of learner events.
@@ -65,7 +65,7 @@ pub fn insert(
     tenant: i64,
     stamp: &Stamp,
     rows: &[EventRow],
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -127,13 +127,13 @@ pub struct Query {
 }
 
 /// Events of a tenant, newest first, as the admin API and CLI print them.
-pub fn list(conn: &Connection, tenant: i64, q: &Query) -> rusqlite::Result<Vec<Value>> {
+pub fn list(conn: &Connection, tenant: i64, q: &Query) -> crate::db::sql::Result<Vec<Value>> {
     let mut sql = String::from(
         "SELECT id, at, request_id, change_id, action, resource_type, resource_id, resource_name,
             status, reason, detail, changes, duration_us
          FROM events WHERE tenant = ?1",
     );
-    let mut args: Vec<rusqlite::types::Value> = vec![tenant.into()];
+    let mut args: Vec<crate::db::sql::Value> = vec![tenant.into()];
     if let Some(since) = &q.since {
         args.push(since.clone().into());
         sql.push_str(&format!(" AND at >= ?{}", args.len()));
@@ -156,7 +156,7 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> rusqlite::Result<Vec<V
     args.push(i64::from(q.limit.clamp(1, 10_000)).into());
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+    let rows = stmt.query_map(crate::db::sql::params_from_iter(args), |r| {
         let changes: String = r.get(11)?;
         let changes: Value = serde_json::from_str(&changes).unwrap_or(Value::Array(Vec::new()));
         // Old and new values are JSON text; show them as JSON.
@@ -200,7 +200,7 @@ const PURGE_CHUNK: i64 = 5000;
 /// time order, so the oldest are the lowest ids: the purge walks from the
 /// start and stops at the first chunk that is not wholly old, with no index
 /// on the time.
-pub fn purge(conn: &Connection, days: u32) -> rusqlite::Result<usize> {
+pub fn purge(conn: &Connection, days: u32) -> crate::db::sql::Result<usize> {
     let cutoff = timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days)));
     let mut total = 0;
     loop {

@@ -68,7 +68,7 @@ pub fn hit(point: Point, tenant: &str) {
 
 /// [`hit`] for a tenant known by its id.
 #[inline(always)]
-pub fn hit_id(point: Point, conn: &rusqlite::Connection, tenant: i64) {
+pub fn hit_id(point: Point, conn: &crate::db::sql::Connection, tenant: i64) {
     if armed(point) {
         let name: Option<String> = conn
             .query_row("SELECT name FROM tenants WHERE id = ?1", [tenant], |r| {

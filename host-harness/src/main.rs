@@ -63,6 +63,33 @@ enum Command {
         #[command(subcommand)]
         command: SyncCommand,
     },
+    /// The database's schema: where it stands, and migrating it.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create or migrate the schema now (every `serve` also does this on
+    /// start; replicas starting at once take turns).
+    Migrate {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// The schema version the database has and the one this build knows,
+    /// without changing anything.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
 }
 
 #[derive(Args)]
@@ -106,9 +133,11 @@ enum SyncCommand {
 
 #[derive(Args)]
 struct DbArg {
-    /// SQLite database file (created on first start).
+    /// The database: a SQLite file (created on first start), or a
+    /// PostgreSQL URL (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) shared
+    /// by several replicas.
     #[arg(long, env = "SCIM_DB", default_value = "./scim.db")]
-    db: PathBuf,
+    db: db::Location,
 }
 
 #[derive(Args)]
@@ -307,7 +336,48 @@ fn main() -> Result<()> {
         Command::Sync {
             command: SyncCommand::Status { tenant, json, db },
         } => sync_status(tenant, json, db),
+        Command::Db { command } => database(command),
     }
+}
+
+fn database(command: DbCommand) -> Result<()> {
+    let describe = |s: &db::SchemaStatus| match s.version {
+        0 => format!("no schema yet (this build creates version {})", s.latest),
+        v if v == s.latest => format!("schema version {v}, up to date"),
+        v if v < s.latest => format!("schema version {v}; this build migrates it to {}", s.latest),
+        v => format!(
+            "schema version {v}, newer than this build knows ({})",
+            s.latest
+        ),
+    };
+    match command {
+        DbCommand::Migrate { json, db } => {
+            let pool = open_db(&db)?;
+            let (before, after) = db::migrate_explicitly(&*pool.get()?)?;
+            if json {
+                println!("{}", serde_json::json!({"before": before, "after": after}));
+            } else {
+                println!(
+                    "{}: {} (was: {})",
+                    db.db,
+                    describe(&after),
+                    describe(&before)
+                );
+            }
+        }
+        DbCommand::Status { json, db } => {
+            let status = db::status(&db.db)?;
+            if json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                println!("{} ({}): {}", db.db, status.backend, describe(&status));
+            }
+            if status.version > status.latest {
+                std::process::exit(2);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn open_db(db: &DbArg) -> Result<db::Pool> {
@@ -534,13 +604,20 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 fn run_server(args: ServeArgs) -> Result<()> {
-    let _serving = db::lock_for_serving(&args.db.db)?;
+    // One server per SQLite file; any number of replicas share PostgreSQL.
+    let (_serving, checkpointer) = match &args.db.db {
+        db::Location::File(path) => (
+            Some(db::lock_for_serving(path)?),
+            Some(db::Checkpointer::open(path)?),
+        ),
+        db::Location::Postgres(_) => (None, None),
+    };
     let pool = db::open(
         &args.db.db,
         args.concurrency + 4,
         db::Checkpoints::Background,
     )?;
-    let checkpointer = db::Checkpointer::open(&args.db.db)?;
+    let dialect = pool.get()?.dialect();
     {
         let conn = pool.get()?;
         if args.token.is_none() && db::tenant_names(&conn)?.is_empty() {
@@ -600,6 +677,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
     let app = Arc::new(App {
         runtime,
         pool,
+        dialect,
         max_body_bytes: args.max_body_bytes,
         public_url: args.public_url.clone(),
         permits: Arc::new(tokio::sync::Semaphore::new(args.concurrency as usize)),
@@ -638,11 +716,13 @@ fn run_server(args: ServeArgs) -> Result<()> {
         // A line tools can wait for (the end-to-end tests do).
         println!("listening on http://{addr}{BASE_PATH}");
         tokio::spawn(scim_host::worker::run_worker(app.clone()));
-        tokio::spawn(scim_host::checkpoints::run(
-            app.clone(),
-            checkpointer,
-            args.wal_limit_mib.saturating_mul(1 << 20),
-        ));
+        if let Some(checkpointer) = checkpointer {
+            tokio::spawn(scim_host::checkpoints::run(
+                app.clone(),
+                checkpointer,
+                args.wal_limit_mib.saturating_mul(1 << 20),
+            ));
+        }
         if args.test_api {
             tracing::warn!(
                 "the test API is on at /test/v1: for the host test suite, never in production"

@@ -1,7 +1,7 @@
 //! The outbox: background re-mapping tasks the engine queued inside a
 //! request's transaction, drained in order by the worker (`worker`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::sql::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::bindings::lms::scim::outbox::{Task, Work};
@@ -48,7 +48,7 @@ fn work_of(text: &str) -> Option<Work> {
 
 /// Drops the tenant's queued re-mappings of every user (a newer one
 /// supersedes them; work already done stays done).
-pub fn drop_everyone(conn: &Connection, tenant: i64) -> rusqlite::Result<usize> {
+pub fn drop_everyone(conn: &Connection, tenant: i64) -> crate::db::sql::Result<usize> {
     conn.prepare_cached("DELETE FROM outbox WHERE tenant = ?1 AND task = ?2")?
         .execute(params![tenant, work_json(&Work::Everyone)])
 }
@@ -59,7 +59,7 @@ pub fn enqueue(
     tenant: i64,
     change_id: &str,
     task: &Task,
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "INSERT INTO outbox (tenant, change_id, task, cursor, created) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -87,7 +87,7 @@ pub struct Queued {
 /// last progressed. A failing task so backs off behind every task that did
 /// not fail (of any tenant) rather than being retried before them, until
 /// it stalls at [`MAX_ATTEMPTS`]; tasks that do not fail go in queue order.
-pub fn next(conn: &Connection) -> rusqlite::Result<Option<Queued>> {
+pub fn next(conn: &Connection) -> crate::db::sql::Result<Option<Queued>> {
     let row = conn
         .prepare_cached(
             "SELECT o.id, o.tenant, t.name, t.signing_key, o.change_id, o.task, o.cursor
@@ -122,7 +122,7 @@ pub fn next(conn: &Connection) -> rusqlite::Result<Option<Queued>> {
 }
 
 /// Stores how far a task got (in the batch's transaction).
-pub fn advance(conn: &Connection, id: i64, cursor: &str) -> rusqlite::Result<()> {
+pub fn advance(conn: &Connection, id: i64, cursor: &str) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "UPDATE outbox SET cursor = ?2, attempts = 0, last_error = NULL WHERE id = ?1",
     )?
@@ -131,14 +131,14 @@ pub fn advance(conn: &Connection, id: i64, cursor: &str) -> rusqlite::Result<()>
 }
 
 /// Removes a finished task (in the batch's transaction).
-pub fn finish(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+pub fn finish(conn: &Connection, id: i64) -> crate::db::sql::Result<()> {
     conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
         .execute([id])?;
     Ok(())
 }
 
 /// Records a failed attempt.
-pub fn fail(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
+pub fn fail(conn: &Connection, id: i64, error: &str) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
     )?
@@ -147,9 +147,12 @@ pub fn fail(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
 }
 
 /// Backlog size and the age of its oldest task, for metrics.
-pub fn backlog(conn: &Connection) -> rusqlite::Result<(u64, Option<f64>)> {
+pub fn backlog(conn: &Connection) -> crate::db::sql::Result<(u64, Option<f64>)> {
     conn.query_row(
-        "SELECT count(*), (julianday('now') - julianday(min(created))) * 86400.0 FROM outbox",
+        &format!(
+            "SELECT count(*), {} FROM outbox",
+            conn.dialect().seconds_since("min(created)")
+        ),
         [],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<f64>>(1)?)),
     )
@@ -169,7 +172,7 @@ fn everyone_progress(
     task: i64,
     cursor: Option<&str>,
     progress: &Progress,
-) -> rusqlite::Result<(i64, i64)> {
+) -> crate::db::sql::Result<(i64, i64)> {
     let total: i64 = conn
         .prepare_cached("SELECT n FROM kind_counts WHERE tenant = ?1 AND kind = 'User'")?
         .query_row([tenant], |r| r.get(0))
@@ -202,13 +205,14 @@ pub fn status(
     conn: &Connection,
     tenant: Option<i64>,
     progress: &Progress,
-) -> rusqlite::Result<Value> {
-    let mut stmt = conn.prepare(
+) -> crate::db::sql::Result<Value> {
+    let mut stmt = conn.prepare(&format!(
         "SELECT o.id, t.name, o.change_id, o.task, o.cursor, o.created, o.attempts, o.last_error,
-            (julianday('now') - julianday(o.created)) * 86400.0, o.tenant
+            {}, o.tenant
          FROM outbox o JOIN tenants t ON t.id = o.tenant
          WHERE ?1 IS NULL OR o.tenant = ?1 ORDER BY o.id LIMIT 1000",
-    )?;
+        conn.dialect().seconds_since("o.created")
+    ))?;
     let mut seen = Vec::new();
     let tasks = stmt
         .query_map([tenant], |r| {
@@ -245,7 +249,7 @@ pub fn status(
                 "ageSeconds": r.get::<_, f64>(8)?,
             }))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<crate::db::sql::Result<Vec<_>>>()?;
     // Tasks no longer listed are finished (or another tenant's: recounted
     // when asked for).
     progress
@@ -254,8 +258,10 @@ pub fn status(
         .unwrap_or_else(|e| e.into_inner())
         .retain(|task, _| seen.contains(task));
     let (pending, oldest): (i64, Option<f64>) = conn.query_row(
-        "SELECT count(*), (julianday('now') - julianday(min(created))) * 86400.0 FROM outbox
-         WHERE ?1 IS NULL OR tenant = ?1",
+        &format!(
+            "SELECT count(*), {} FROM outbox WHERE ?1 IS NULL OR tenant = ?1",
+            conn.dialect().seconds_since("min(created)")
+        ),
         [tenant],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -300,7 +306,7 @@ mod tests {
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
+            .collect::<crate::db::sql::Result<_>>()
             .unwrap();
         assert_eq!(
             left,

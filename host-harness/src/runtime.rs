@@ -447,7 +447,7 @@ mod tests {
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let pool = db::open(&dir.path().join("t.db"), 2, Checkpoints::InCommit).unwrap();
+        let pool = db::open_file(&dir.path().join("t.db"), 2, Checkpoints::InCommit).unwrap();
         for name in ["a", "b"] {
             db::add_tenant(&pool.get().unwrap(), name).unwrap();
         }

@@ -129,7 +129,7 @@ impl App {
 
     /// Runs one batch of `queued` in a transaction on `conn`.
     fn batch(&self, conn: Conn, queued: &outbox::Queued, started: Instant) -> Step {
-        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
+        if let Err(e) = conn.begin(crate::db::Begin::Write(Some(queued.tenant))) {
             tracing::warn!(error = %e, "background: database busy");
             return Step::Failed;
         }

@@ -41,7 +41,7 @@ impl Loader {
     pub fn new(path: &Path) -> Self {
         let tmp = path.with_extension("partial");
         let _ = std::fs::remove_file(&tmp);
-        let pool = db::open(&tmp, 2, db::Checkpoints::InCommit).unwrap();
+        let pool = db::open_file(&tmp, 2, db::Checkpoints::InCommit).unwrap();
         let tenant = tenant_with_token(&pool, "default", TOKEN);
         let limits = Limits {
             timeout: Duration::from_secs(120),

@@ -1,53 +1,115 @@
-//! The SQLite database: connection pool, schema and migrations, tenants.
+//! The database: SQLite in one file (the default) or PostgreSQL shared by
+//! several replicas; the connection pool, schema and migrations, tenants.
 
 mod page_cache;
 pub mod plugins;
 pub mod rules;
 mod schema;
+pub mod sql;
 mod sqlite_malloc;
 mod tenants;
 
+pub use schema::{SchemaStatus, migrate_explicitly, schema_status};
+pub use sql::{Begin, Connection, Dialect};
 pub use tenants::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
 
 pub type Pool = r2d2::Pool<Manager>;
 pub type Conn = r2d2::PooledConnection<Manager>;
 
-/// The pool's connection manager: SQLite's, except that a connection that
-/// comes back to the pool inside a transaction counts as broken, so r2d2
-/// closes it (SQLite rolls the transaction back) instead of handing it out
-/// again. Only a panic returns one so (every path that returns rolls back
-/// or commits); without this, that connection's open `BEGIN` refused every
-/// later transaction on it ("cannot start a transaction within a
-/// transaction").
-pub struct Manager(SqliteConnectionManager);
+/// Where the data lives: `--db` (or `SCIM_DB`) is a file path for SQLite
+/// or a `postgres://` (`postgresql://`) URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl std::str::FromStr for Location {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(
+            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                Location::Postgres(s.to_string())
+            } else {
+                Location::File(PathBuf::from(s))
+            },
+        )
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let user = &url[scheme + 3..at];
+                    let user = user.split(':').next().unwrap_or("");
+                    write!(f, "{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+                }
+                _ => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
+/// The pool's connection manager.
+///
+/// A connection that comes back to the pool inside a transaction counts as
+/// broken, so r2d2 closes it (the database rolls the transaction back)
+/// instead of handing it out again. Only a panic returns one so (every
+/// path that returns rolls back or commits); without this, that
+/// connection's open `BEGIN` refused every later transaction on it. A
+/// PostgreSQL connection the server closed (a restart, a failover) is
+/// broken too: the pool connects anew, so service resumes on its own.
+pub struct Manager(Backend);
+
+enum Backend {
+    Sqlite(SqliteConnectionManager),
+    Postgres(Box<postgres::Config>),
+}
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Connection;
-    type Error = rusqlite::Error;
+    type Error = sql::Error;
 
-    fn connect(&self) -> Result<Connection, rusqlite::Error> {
-        self.0.connect()
+    fn connect(&self) -> Result<Connection, sql::Error> {
+        match &self.0 {
+            Backend::Sqlite(m) => Ok(Connection::Sqlite(m.connect()?)),
+            Backend::Postgres(config) => {
+                Ok(Connection::Postgres(sql::PgConnection::connect(config)?))
+            }
+        }
     }
 
-    fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
-        self.0.is_valid(conn)
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), sql::Error> {
+        match (&self.0, conn) {
+            (Backend::Sqlite(m), Connection::Sqlite(c)) => Ok(m.is_valid(c)?),
+            (_, c) => c.execute_batch("SELECT 1"),
+        }
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
-        // A request's deadline ends with the request.
-        conn.progress_handler(0, None::<fn() -> bool>);
+        if let Connection::Sqlite(c) = conn {
+            // A request's deadline ends with the request.
+            c.progress_handler(0, None::<fn() -> bool>);
+        }
         if !conn.is_autocommit() {
             tracing::warn!("a database connection came back inside a transaction; closed");
             return true;
         }
-        self.0.has_broken(conn)
+        match (&self.0, conn) {
+            (Backend::Sqlite(m), Connection::Sqlite(c)) => m.has_broken(c),
+            (_, Connection::Postgres(c)) => c.is_closed(),
+            _ => true,
+        }
     }
 }
 
@@ -104,9 +166,12 @@ fn configure_sqlite() {
 /// well under SQLite's parameter limit.
 pub const IN_LIST_CHUNK: usize = 500;
 
-/// Runs a transaction statement, prepared once per connection.
-pub fn run(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+/// Runs a statement without parameters or results (`BEGIN`, `COMMIT`...).
+pub fn run(conn: &Connection, sql: &str) -> sql::Result<()> {
+    match conn {
+        Connection::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute([]).map(|_| ())?),
+        Connection::Postgres(_) => conn.execute_batch(sql),
+    }
 }
 
 /// `?, ?, ...` for an `IN` list of `n` values.
@@ -119,21 +184,90 @@ pub fn placeholders(n: usize) -> String {
 #[cfg(test)]
 pub fn scratch() -> (tempfile::TempDir, Pool) {
     let dir = tempfile::tempdir().unwrap();
-    let pool = open(&dir.path().join("test.db"), 1, Checkpoints::InCommit).unwrap();
+    let pool = open_file(&dir.path().join("test.db"), 1, Checkpoints::InCommit).unwrap();
     (dir, pool)
 }
 
-/// Opens (creating if needed) the database at `path`.
-pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Result<Pool> {
+/// How long a request waits for a connection before it is answered 503:
+/// every holder of a connection is bounded (requests by the server's
+/// concurrency, mapping work by its slots), so a wait means trouble (or an
+/// unreachable PostgreSQL), and r2d2's 30 s would hold a worker.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection attempt to PostgreSQL may take.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Opens the database at `location`, creating and migrating its schema.
+pub fn open(location: &Location, max_connections: u32, checkpoints: Checkpoints) -> Result<Pool> {
+    match location {
+        Location::File(path) => open_file(path, max_connections, checkpoints),
+        Location::Postgres(url) => open_postgres(url, max_connections),
+    }
+}
+
+/// Connects to PostgreSQL at `url`, creating or migrating the schema (one
+/// replica at a time: see `schema::migrate_postgres`).
+fn open_postgres(url: &str, max_connections: u32) -> Result<Pool> {
+    let mut config: postgres::Config = url
+        .parse()
+        .with_context(|| format!("{} is not a PostgreSQL URL", Location::Postgres(url.into())))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(PG_CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("scim-host");
+    }
+    let manager = Manager(Backend::Postgres(Box::new(config)));
+    let pool = r2d2::Pool::builder()
+        .max_size(max_connections)
+        .min_idle(Some(0))
+        .test_on_check_out(false)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .build_unchecked(manager);
+    let conn = pool.get().with_context(|| {
+        format!(
+            "connecting to {}: is PostgreSQL running, and may this user connect?",
+            Location::Postgres(url.into())
+        )
+    })?;
+    schema::create_and_migrate(&conn)?;
+    drop(conn);
+    Ok(pool)
+}
+
+/// Where the schema of the database at `location` stands, changing nothing
+/// (a SQLite file that does not exist is not created).
+pub fn status(location: &Location) -> Result<SchemaStatus> {
+    let conn = match location {
+        Location::File(path) => {
+            anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+            Connection::Sqlite(rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?)
+        }
+        Location::Postgres(url) => {
+            let config: postgres::Config = url
+                .parse()
+                .with_context(|| format!("{location} is not a PostgreSQL URL"))?;
+            Connection::Postgres(
+                sql::PgConnection::connect(&config)
+                    .with_context(|| format!("connecting to {location}"))?,
+            )
+        }
+    };
+    schema_status(&conn)
+}
+
+/// Opens (creating if needed) the SQLite database at `path`.
+pub fn open_file(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Result<Pool> {
     configure_sqlite();
     {
-        let mut conn = Connection::open(path)
+        let conn = rusqlite::Connection::open(path)
             .with_context(|| format!("opening database {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.execute_batch(schema::SCHEMA)
-            .context("creating the schema")?;
-        schema::migrate(&mut conn)?;
+        schema::create_and_migrate(&Connection::Sqlite(conn))?;
     }
     let manager = SqliteConnectionManager::file(path).with_init(move |c| {
         c.busy_timeout(BUSY_TIMEOUT)?;
@@ -152,11 +286,8 @@ pub fn open(path: &Path, max_connections: u32, checkpoints: Checkpoints) -> Resu
         // file, which every request notices anyway (or in a transaction,
         // which `Manager` sees when they come back).
         .test_on_check_out(false)
-        // Every holder of a connection is bounded (requests by the server's
-        // concurrency, mapping work by its slots), so a wait means trouble:
-        // answer 503 soon rather than hold a worker for r2d2's 30 s.
-        .connection_timeout(std::time::Duration::from_secs(5))
-        .build(Manager(manager))
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .build(Manager(Backend::Sqlite(manager)))
         .context("creating the connection pool")
 }
 
@@ -203,7 +334,7 @@ pub fn lock_for_serving(path: &Path) -> Result<Serving> {
 /// The connection that moves the write-ahead log into the database file in
 /// the background; `checkpoints::run` decides when.
 pub struct Checkpointer {
-    conn: std::sync::Mutex<Connection>,
+    conn: std::sync::Mutex<rusqlite::Connection>,
     page_size: u64,
     wal: std::path::PathBuf,
     /// `PRAGMA data_version` when the log was last flushed.
@@ -229,7 +360,7 @@ impl WalState {
 impl Checkpointer {
     pub fn open(path: &Path) -> Result<Self> {
         configure_sqlite();
-        let conn = Connection::open(path)
+        let conn = rusqlite::Connection::open(path)
             .with_context(|| format!("opening database {} for checkpoints", path.display()))?;
         conn.busy_timeout(Duration::from_millis(50))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
@@ -347,7 +478,7 @@ mod tests {
     fn logged_database() -> (tempfile::TempDir, Pool, Checkpointer) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        let pool = open(&path, 1, Checkpoints::Background).unwrap();
+        let pool = open_file(&path, 1, Checkpoints::Background).unwrap();
         let checkpointer = Checkpointer::open(&path).unwrap();
         (dir, pool, checkpointer)
     }

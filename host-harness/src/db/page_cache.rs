@@ -186,7 +186,10 @@ mod tests {
     fn balances_park_pages_and_the_database_stays_sound() {
         let (_dir, pool) = super::super::scratch();
         let before = PARKED.load(Ordering::Relaxed);
-        let mut conn = pool.get().unwrap();
+        let mut pooled = pool.get().unwrap();
+        let super::super::Connection::Sqlite(conn) = &mut *pooled else {
+            unreachable!("scratch databases are SQLite")
+        };
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;")
             .unwrap();
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

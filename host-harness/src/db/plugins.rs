@@ -3,7 +3,7 @@
 //! rules), components stored once by content hash, the failure count that
 //! disables a plugin, and the inputs of recent failed calls for replay.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::sql::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::sandbox::plugin::PluginLimits;
@@ -56,7 +56,7 @@ impl Version {
 const COLUMNS: &str = "version, sha256, size, settings, fuel, memory_bytes, max_failures,
     installed_at, installed_by, failures, disabled_at, disabled_reason";
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Version> {
+fn row(r: &crate::db::sql::Row) -> crate::db::sql::Result<Version> {
     Ok(Version {
         version: r.get(0)?,
         sha256: r.get(1)?,
@@ -74,7 +74,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Version> {
 }
 
 /// The version in force; `None` when no plugin was ever installed.
-pub fn current(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Version>> {
+pub fn current(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Option<Version>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM mappers WHERE tenant = ?1 ORDER BY version DESC LIMIT 1"
     ))?
@@ -83,7 +83,7 @@ pub fn current(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Versio
 }
 
 /// The version before the one in force.
-pub fn previous(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Version>> {
+pub fn previous(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Option<Version>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM mappers WHERE tenant = ?1 ORDER BY version DESC LIMIT 1 OFFSET 1"
     ))?
@@ -92,7 +92,7 @@ pub fn previous(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Versi
 }
 
 /// Every version, newest first.
-pub fn history(conn: &Connection, tenant: i64, limit: u32) -> rusqlite::Result<Vec<Version>> {
+pub fn history(conn: &Connection, tenant: i64, limit: u32) -> crate::db::sql::Result<Vec<Version>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM mappers WHERE tenant = ?1 ORDER BY version DESC LIMIT ?2"
     ))?;
@@ -100,7 +100,7 @@ pub fn history(conn: &Connection, tenant: i64, limit: u32) -> rusqlite::Result<V
 }
 
 /// Every tenant whose version in force runs a plugin, with its hash.
-pub fn installed(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
+pub fn installed(conn: &Connection) -> crate::db::sql::Result<Vec<(i64, String)>> {
     let mut stmt = conn.prepare(
         "SELECT m.tenant, m.sha256 FROM mappers m
           WHERE m.sha256 IS NOT NULL AND m.disabled_at IS NULL
@@ -111,7 +111,7 @@ pub fn installed(conn: &Connection) -> rusqlite::Result<Vec<(i64, String)>> {
 }
 
 /// A stored component.
-pub fn component(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+pub fn component(conn: &Connection, sha256: &str) -> crate::db::sql::Result<Option<Vec<u8>>> {
     conn.prepare_cached("SELECT component FROM mapper_components WHERE sha256 = ?1")?
         .query_row([sha256], |r| r.get(0))
         .optional()
@@ -127,7 +127,7 @@ pub struct NewVersion<'a> {
 }
 
 /// Records a new version in force and returns its number.
-pub fn insert(conn: &Connection, tenant: i64, v: &NewVersion) -> rusqlite::Result<i64> {
+pub fn insert(conn: &Connection, tenant: i64, v: &NewVersion) -> crate::db::sql::Result<i64> {
     if let Some((sha, bytes)) = v.component {
         conn.execute(
             "INSERT OR IGNORE INTO mapper_components (sha256, component) VALUES (?1, ?2)",
@@ -160,7 +160,7 @@ pub fn insert(conn: &Connection, tenant: i64, v: &NewVersion) -> rusqlite::Resul
 }
 
 /// Counts a failed call of `version`; returns the consecutive count.
-pub fn failed(conn: &Connection, tenant: i64, version: i64) -> rusqlite::Result<i64> {
+pub fn failed(conn: &Connection, tenant: i64, version: i64) -> crate::db::sql::Result<i64> {
     conn.prepare_cached(
         "UPDATE mappers SET failures = failures + 1 WHERE tenant = ?1 AND version = ?2
          RETURNING failures",
@@ -169,7 +169,7 @@ pub fn failed(conn: &Connection, tenant: i64, version: i64) -> rusqlite::Result<
 }
 
 /// A successful call: the consecutive count starts again.
-pub fn succeeded(conn: &Connection, tenant: i64, version: i64) -> rusqlite::Result<()> {
+pub fn succeeded(conn: &Connection, tenant: i64, version: i64) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "UPDATE mappers SET failures = 0 WHERE tenant = ?1 AND version = ?2 AND failures > 0",
     )?
@@ -178,7 +178,12 @@ pub fn succeeded(conn: &Connection, tenant: i64, version: i64) -> rusqlite::Resu
 }
 
 /// Disables `version` (the rules take over).
-pub fn disable(conn: &Connection, tenant: i64, version: i64, reason: &str) -> rusqlite::Result<()> {
+pub fn disable(
+    conn: &Connection,
+    tenant: i64,
+    version: i64,
+    reason: &str,
+) -> crate::db::sql::Result<()> {
     conn.execute(
         "UPDATE mappers SET disabled_at = ?3, disabled_reason = ?4 WHERE tenant = ?1 AND version = ?2",
         params![tenant, version, crate::events::now(), reason],
@@ -211,7 +216,7 @@ pub fn keep_failure(
     settings: &str,
     reason: &str,
     detail: &str,
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "INSERT INTO mapper_failures (tenant, at, sha256, input, settings, reason, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -234,7 +239,7 @@ pub fn keep_failure(
 }
 
 /// The kept failed calls, newest first.
-pub fn failures(conn: &Connection, tenant: i64) -> rusqlite::Result<Vec<FailedCall>> {
+pub fn failures(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Vec<FailedCall>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, at, sha256, input, settings, reason, detail FROM mapper_failures
          WHERE tenant = ?1 ORDER BY id DESC",

@@ -2,7 +2,7 @@
 //! the one in force. A row without a document means "back to the default
 //! mapping".
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::sql::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ pub struct Installed {
     pub installed_by: String,
 }
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Installed> {
+fn row(r: &crate::db::sql::Row) -> crate::db::sql::Result<Installed> {
     Ok(Installed {
         version: r.get(0)?,
         document: r.get(1)?,
@@ -30,7 +30,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Installed> {
 }
 
 /// The version in force; `None` when rules were never installed.
-pub fn current(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Installed>> {
+pub fn current(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Option<Installed>> {
     conn.prepare_cached(
         "SELECT version, document, sha256, installed_at, installed_by FROM mappings
          WHERE tenant = ?1 ORDER BY version DESC LIMIT 1",
@@ -41,7 +41,7 @@ pub fn current(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Instal
 
 /// What mapping reads: the compiled form of the version in force (its
 /// document when it has none); `None` for the default mapping.
-pub fn in_force(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<String>> {
+pub fn in_force(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Option<String>> {
     conn.prepare_cached(
         "SELECT coalesce(compiled, document) FROM mappings
          WHERE tenant = ?1 ORDER BY version DESC LIMIT 1",
@@ -53,7 +53,10 @@ pub fn in_force(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<Strin
 
 /// The version before the one in force, with its document (`None`: the
 /// default mapping); `None` when there is no earlier version.
-pub fn previous(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<(i64, Option<String>)>> {
+pub fn previous(
+    conn: &Connection,
+    tenant: i64,
+) -> crate::db::sql::Result<Option<(i64, Option<String>)>> {
     conn.prepare_cached(
         "SELECT version, document FROM mappings WHERE tenant = ?1
          ORDER BY version DESC LIMIT 1 OFFSET 1",
@@ -63,7 +66,11 @@ pub fn previous(conn: &Connection, tenant: i64) -> rusqlite::Result<Option<(i64,
 }
 
 /// Every version, newest first (documents left out).
-pub fn history(conn: &Connection, tenant: i64, limit: u32) -> rusqlite::Result<Vec<Installed>> {
+pub fn history(
+    conn: &Connection,
+    tenant: i64,
+    limit: u32,
+) -> crate::db::sql::Result<Vec<Installed>> {
     let mut stmt = conn.prepare_cached(
         "SELECT version, NULL, sha256, installed_at, installed_by FROM mappings
          WHERE tenant = ?1 ORDER BY version DESC LIMIT ?2",
@@ -78,7 +85,7 @@ pub fn insert(
     document: Option<&str>,
     compiled: Option<&str>,
     by: &str,
-) -> rusqlite::Result<Installed> {
+) -> crate::db::sql::Result<Installed> {
     let sha256 = document.map(|d| hex::encode(Sha256::digest(d.as_bytes())));
     conn.prepare_cached(
         "INSERT INTO mappings (tenant, version, document, compiled, sha256, installed_at,
@@ -94,5 +101,5 @@ pub fn insert(
         crate::events::now(),
         by
     ])?;
-    current(conn, tenant)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    current(conn, tenant)?.ok_or(crate::db::sql::Error::NoRows)
 }

@@ -3,9 +3,9 @@
 //! neither change mappings nor read the sync log. Only SHA-256 hashes are
 //! stored; the final comparison runs in constant time.
 
+use crate::db::sql::{Connection, OptionalExtension, params};
 use anyhow::{Context as _, Result, bail};
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -177,7 +177,7 @@ pub fn rotate_token(conn: &Connection, name: &str, kind: TokenKind) -> Result<St
 
 /// Deletes a tenant and everything stored for it, in one transaction.
 pub fn remove_tenant(conn: &mut Connection, name: &str) -> Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction(crate::db::Begin::Write(None))?;
     let id: Option<i64> = tx
         .query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| {
             r.get(0)
@@ -269,7 +269,7 @@ pub fn set_policy(
 }
 
 /// The tenant's policy.
-pub fn policy(conn: &Connection, tenant: i64) -> rusqlite::Result<PolicyRow> {
+pub fn policy(conn: &Connection, tenant: i64) -> crate::db::sql::Result<PolicyRow> {
     conn.prepare_cached(
         "SELECT on_delete, drift, confirm_threshold, plugin_denied_roles FROM tenants WHERE id = ?1",
     )?
@@ -350,7 +350,7 @@ pub fn has_admin_token(conn: &Connection, name: &str) -> Result<bool> {
 /// Names of all tenants.
 /// Every table with a `tenant` column, read from the schema so that a table
 /// added later cannot be forgotten when a tenant is removed.
-fn tenant_tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+fn tenant_tables(conn: &Connection) -> crate::db::sql::Result<Vec<String>> {
     conn.prepare(
         "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
          WHERE m.type = 'table' AND c.name = 'tenant'",
@@ -363,7 +363,7 @@ pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT name FROM tenants ORDER BY id")?;
     let names = stmt
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+        .collect::<crate::db::sql::Result<Vec<String>>>()?;
     Ok(names)
 }
 

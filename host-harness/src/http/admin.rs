@@ -140,11 +140,11 @@ async fn write<T>(
     app: &App,
     tenant: &str,
     conn: &mut Conn,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, AdminError>,
+    f: impl FnOnce(&crate::db::sql::Connection) -> Result<T, AdminError>,
 ) -> Result<T, ApiError> {
     let _turn = app.writers.lock().await;
     let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .transaction(crate::db::Begin::Write(None))
         .map_err(db_error)?;
     let out = f(&tx).map_err(admin_error)?;
     crate::fault::hit(crate::fault::Point::Admin, tenant);

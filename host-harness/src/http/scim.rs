@@ -118,7 +118,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     };
     // Held until the transaction has committed or rolled back.
-    let _write_turn = if is_read_only(&method) {
+    let _write_turn = if is_read_only(&method) || app.dialect == crate::db::Dialect::Postgres {
         None
     } else {
         Some(app.writers.lock().await)

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::db::sql::params;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rusqlite::params;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
@@ -117,7 +117,7 @@ async fn get_learner(
 /// `GET /events`: the tenant's sync log, oldest first.
 async fn get_events(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers).map_err(|r| *r)?;
-    let events = (|| -> rusqlite::Result<Vec<Value>> {
+    let events = (|| -> crate::db::sql::Result<Vec<Value>> {
         let mut stmt = conn.prepare(
             "SELECT action, resource_type, resource_id, resource_name, status, reason,
                 request_id, change_id

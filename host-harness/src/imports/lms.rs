@@ -34,12 +34,12 @@ fn grant_effect_names(kind: GrantKind) -> (&'static str, &'static str) {
 
 type R<T> = Result<T, LmsError>;
 
-fn unavailable(e: rusqlite::Error) -> LmsError {
+fn unavailable(e: crate::db::sql::Error) -> LmsError {
     LmsError::Unavailable(e.to_string())
 }
 
 impl SqlStore {
-    fn lms_conn(&self) -> R<&rusqlite::Connection> {
+    fn lms_conn(&self) -> R<&crate::db::sql::Connection> {
         self.conn_ref()
             .ok_or_else(|| LmsError::Unavailable("no database in this context".into()))
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, ToSql, params, params_from_iter};
+use crate::db::sql::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 use crate::bindings::lms::scim::store::{
     self as wit, Document, MemberEntry, MemberRef, NewDocument, Page, Selection, StoreError, Term,
@@ -94,12 +94,12 @@ impl Journal {
 
 type R<T> = Result<T, StoreError>;
 
-fn unavailable(e: rusqlite::Error) -> StoreError {
+fn unavailable(e: crate::db::sql::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+fn is_unique_violation(e: &crate::db::sql::Error) -> bool {
+    e.is_unique_violation()
 }
 
 /// `body-contains`: `LIKE` compares ASCII letters case-insensitively and
@@ -122,7 +122,7 @@ fn like_pattern(needle: &str) -> String {
 }
 
 /// A member entry from the columns `id, kind, label, seq` starting at `at`.
-fn member_entry(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MemberEntry> {
+fn member_entry(r: &crate::db::sql::Row<'_>, at: usize) -> crate::db::sql::Result<MemberEntry> {
     Ok(MemberEntry {
         id: r.get(at)?,
         kind: r.get(at + 1)?,
@@ -302,7 +302,7 @@ impl SqlStore {
     }
 
     /// The connection, unless detached.
-    pub fn conn_ref(&self) -> Option<&rusqlite::Connection> {
+    pub fn conn_ref(&self) -> Option<&crate::db::sql::Connection> {
         self.conn.as_deref()
     }
 
@@ -399,7 +399,7 @@ impl SqlStore {
         conn.prepare_cached("SELECT name, count(*) FROM terms WHERE seq = ?1 GROUP BY name")
             .and_then(|mut s| {
                 s.query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<HashMap<String, i64>>>()
+                    .collect::<crate::db::sql::Result<HashMap<String, i64>>>()
             })
             .map_err(unavailable)
     }
@@ -599,7 +599,7 @@ impl SqlStore {
             .query_map(params_from_iter(args.iter()), |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .and_then(|rows| rows.collect::<crate::db::sql::Result<Vec<_>>>())
             .map_err(unavailable)?;
         self.stats.rows += rows.len() as u64;
         Ok(rows)
@@ -723,7 +723,7 @@ impl SqlStore {
         let mut stmt = db(&self.conn)?.prepare_cached(sql).map_err(unavailable)?;
         let rows = stmt
             .query_map(args, |r| member_entry(r, 0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .and_then(|rows| rows.collect::<crate::db::sql::Result<Vec<_>>>())
             .map_err(unavailable)?;
         self.stats.rows += rows.len() as u64;
         Ok(rows)
@@ -770,7 +770,11 @@ impl wit::Host for SqlStore {
             conn.prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body, ascii) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)")
                 .and_then(|mut s| s.execute(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()]))
                 .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
-            let seq = conn.last_insert_rowid();
+            let seq = match conn.sqlite() {
+                Some(c) => c.last_insert_rowid(),
+                // The identity sequence `documents.seq` just advanced.
+                None => conn.query_row("SELECT lastval()", [], |r| r.get(0)).map_err(unavailable)?,
+            };
             Self::insert_terms(conn, tenant, &kind, seq, &doc.terms)?;
             Self::update_term_stats(conn, tenant, &kind, &HashMap::new(), &Self::names_of_new(&doc))?;
             Self::adjust_count(conn, tenant, &kind, 1)?;
@@ -1087,7 +1091,7 @@ impl SqlStore {
                 .query_map(params![self.tenant, group_kind, member], |r| {
                     Ok((member.clone(), member_entry(r, 0)?, r.get(4)?))
                 })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .and_then(|rows| rows.collect::<crate::db::sql::Result<Vec<_>>>())
                 .map_err(unavailable)?;
             self.stats.rows += out.len() as u64;
             return Ok(out);
@@ -1111,7 +1115,7 @@ impl SqlStore {
                 .query_map(args.as_slice(), |r| {
                     Ok((r.get(0)?, member_entry(r, 1)?, r.get(5)?))
                 })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .and_then(|rows| rows.collect::<crate::db::sql::Result<Vec<_>>>())
                 .map_err(unavailable)?;
             out.extend(rows);
         }
@@ -1123,7 +1127,7 @@ impl SqlStore {
 impl crate::bindings::lms::scim::types::Host for SqlStore {}
 
 /// A document from a row of `id, seq, version, body`.
-fn document(r: &rusqlite::Row) -> rusqlite::Result<Document> {
+fn document(r: &crate::db::sql::Row) -> crate::db::sql::Result<Document> {
     Ok(Document {
         id: r.get(0)?,
         seq: r.get::<_, i64>(1)? as u64,

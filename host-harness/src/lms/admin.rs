@@ -2,7 +2,7 @@
 //! with the sources of everything it holds, and grant or revoke items with
 //! the source `manual`, which mapping never removes.
 
-use rusqlite::Connection;
+use crate::db::sql::Connection;
 use serde_json::{Value, json};
 
 use super::{Learner, ensure_team, grant, kind_name, learner, revoke, status_name};
@@ -54,7 +54,7 @@ pub enum AdminError {
     #[error("a name is required: send {{\"name\": \"...\"}}")]
     NoName,
     #[error(transparent)]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] crate::db::sql::Error),
 }
 
 /// Grants an item by hand; answers the learner afterwards.
@@ -134,7 +134,7 @@ pub fn revoke_by_hand(
                 "UPDATE assignments SET withdrawn = 1
                  WHERE tenant = ?1 AND scim_id = ?2 AND kind = ?3 AND name = ?4 AND source = ?5",
             )?
-            .execute(rusqlite::params![tenant, id, kind_name(kind), n, source])?;
+            .execute(crate::params![tenant, id, kind_name(kind), n, source])?;
             changes.push((
                 kind_name(kind).into(),
                 Some(json!({"name": n, "source": source}).to_string()),
@@ -156,7 +156,7 @@ fn record(
     action: &str,
     changes: Vec<(String, Option<String>, Option<String>)>,
     stamp: &Stamp,
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     if changes.is_empty() {
         return Ok(());
     }

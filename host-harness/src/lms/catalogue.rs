@@ -2,7 +2,7 @@
 //! exist. Mapping grants only what is here (teams are added on demand);
 //! admins add roles and learning paths through the admin API or the CLI.
 
-use rusqlite::{Connection, params};
+use crate::db::sql::{Connection, params};
 use serde_json::{Value, json};
 
 use super::{kind_name, kind_of};
@@ -12,7 +12,7 @@ use crate::bindings::lms::scim::lms::GrantKind;
 const MAX_NAME: usize = 200;
 
 /// Every item, by kind (`roles`, `teams`, `learningPaths`).
-pub fn list(conn: &Connection, tenant: i64) -> rusqlite::Result<Value> {
+pub fn list(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Value> {
     let mut stmt = conn
         .prepare_cached("SELECT kind, name FROM catalogue WHERE tenant = ?1 ORDER BY kind, name")?;
     let mut out = json!({"roles": [], "teams": [], "learningPaths": []});

@@ -8,7 +8,7 @@ pub mod catalogue;
 
 use std::collections::HashSet;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::sql::{Connection, OptionalExtension, params};
 
 use crate::bindings::lms::scim::lms::{Change, Effect, GrantKind, Item, LearnerStatus, Profile};
 use crate::events::EventRow;
@@ -70,7 +70,11 @@ pub struct Learner {
 }
 
 /// Reads a learner and its assignments (one query).
-pub fn learner(conn: &Connection, tenant: i64, id: &str) -> rusqlite::Result<Option<Learner>> {
+pub fn learner(
+    conn: &Connection,
+    tenant: i64,
+    id: &str,
+) -> crate::db::sql::Result<Option<Learner>> {
     let mut stmt = conn.prepare_cached(
         "SELECT l.user_name, l.status, a.kind, a.name, a.source, a.withdrawn
          FROM learners l LEFT JOIN assignments a ON a.tenant = l.tenant AND a.scim_id = l.scim_id
@@ -111,7 +115,7 @@ pub fn profile(
     conn: &Connection,
     tenant: i64,
     id: &str,
-) -> rusqlite::Result<Option<[Option<String>; 8]>> {
+) -> crate::db::sql::Result<Option<[Option<String>; 8]>> {
     conn.prepare_cached(
         "SELECT display_name, given_name, family_name, email, locale, title, department, manager
          FROM learners WHERE tenant = ?1 AND scim_id = ?2",
@@ -144,19 +148,23 @@ pub const PROFILE_KEYS: [&str; 8] = [
 ];
 
 /// The parameters of a `tenant = ? AND scim_id IN (...)` statement.
-fn tenant_and<'a, T: rusqlite::ToSql>(
+fn tenant_and<'a, T: crate::db::sql::ToSql>(
     tenant: &'a i64,
     ids: &'a [T],
-) -> rusqlite::ParamsFromIter<impl Iterator<Item = &'a dyn rusqlite::ToSql>> {
-    rusqlite::params_from_iter(
-        std::iter::once(tenant as &dyn rusqlite::ToSql)
-            .chain(ids.iter().map(|id| id as &dyn rusqlite::ToSql)),
+) -> crate::db::sql::ParamsFromIter<impl Iterator<Item = &'a dyn crate::db::sql::ToSql>> {
+    crate::db::sql::params_from_iter(
+        std::iter::once(tenant as &dyn crate::db::sql::ToSql)
+            .chain(ids.iter().map(|id| id as &dyn crate::db::sql::ToSql)),
     )
 }
 
 /// Reads many learners and their assignments, one statement per
 /// [`crate::db::IN_LIST_CHUNK`] ids.
-pub fn learners(conn: &Connection, tenant: i64, ids: &[String]) -> rusqlite::Result<Vec<Learner>> {
+pub fn learners(
+    conn: &Connection,
+    tenant: i64,
+    ids: &[String],
+) -> crate::db::sql::Result<Vec<Learner>> {
     let mut out: Vec<Learner> = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(crate::db::IN_LIST_CHUNK) {
         let marks = crate::db::placeholders(chunk.len());
@@ -255,7 +263,11 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(conn: &Connection, tenant: i64, changes: &[Change]) -> rusqlite::Result<Batch> {
+    pub fn new(
+        conn: &Connection,
+        tenant: i64,
+        changes: &[Change],
+    ) -> crate::db::sql::Result<Batch> {
         let ask: Vec<&str> = changes
             .iter()
             .filter(|c| c.effects.iter().any(is_grant) && !c.effects.iter().any(reads_learner))
@@ -289,7 +301,7 @@ pub fn apply(
     tenant: i64,
     change: &Change,
     batch: &mut Batch,
-) -> rusqlite::Result<Option<EventRow>> {
+) -> crate::db::sql::Result<Option<EventRow>> {
     let r = &change.learner;
     let id = r.scim_id.as_str();
     let mut changes = Vec::new();
@@ -389,7 +401,7 @@ pub fn apply(
                         given_name = ?6, family_name = ?7, email = ?8, locale = ?9, title = ?10,
                         department = ?11, manager = ?12, updated = ?13
                      WHERE tenant = ?1 AND scim_id = ?2
-                       AND (user_name IS NOT ?3 OR external_id IS NOT ?4 OR ?14)",
+                       AND (user_name IS DISTINCT FROM ?3 OR external_id IS DISTINCT FROM ?4 OR ?14)",
                 )?
                 .execute(params![
                     tenant,
@@ -495,7 +507,7 @@ fn set_status(
     id: &str,
     to: &str,
     at: &str,
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "UPDATE learners SET status = ?3, updated = ?4 WHERE tenant = ?1 AND scim_id = ?2",
     )?
@@ -520,7 +532,7 @@ fn item_json(i: &Item) -> Option<String> {
 
 /// Adds a team to the catalogue unless it is there (teams are created on
 /// demand).
-pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> rusqlite::Result<()> {
+pub fn ensure_team(conn: &Connection, tenant: i64, name: &str) -> crate::db::sql::Result<()> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO catalogue (tenant, kind, name) VALUES (?1, 'team', ?2)",
     )?
@@ -539,7 +551,7 @@ pub fn grant(
     i: &Item,
     at: &str,
     changes: &mut Changes,
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     let n = conn
         .prepare_cached(
             "INSERT INTO assignments (tenant, scim_id, kind, name, source, via, granted)
@@ -571,7 +583,7 @@ pub fn revoke(
     kind: GrantKind,
     i: &Item,
     changes: &mut Changes,
-) -> rusqlite::Result<()> {
+) -> crate::db::sql::Result<()> {
     let n = conn
         .prepare_cached(
             "DELETE FROM assignments WHERE tenant = ?1 AND scim_id = ?2 AND kind = ?3 AND name = ?4
@@ -590,7 +602,7 @@ pub fn known(
     tenant: i64,
     kind: GrantKind,
     names: &[String],
-) -> rusqlite::Result<Vec<String>> {
+) -> crate::db::sql::Result<Vec<String>> {
     let mut stmt = conn
         .prepare_cached("SELECT 1 FROM catalogue WHERE tenant = ?1 AND kind = ?2 AND name = ?3")?;
     let mut out = Vec::new();
@@ -609,7 +621,7 @@ pub fn holders(
     via: &str,
     after: Option<&str>,
     limit: u32,
-) -> rusqlite::Result<Vec<String>> {
+) -> crate::db::sql::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT scim_id FROM assignments WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3
          ORDER BY scim_id LIMIT ?4",
@@ -634,7 +646,7 @@ pub fn rename_grants(
     to: Option<&str>,
     after: Option<&str>,
     limit: u32,
-) -> rusqlite::Result<Vec<EventRow>> {
+) -> crate::db::sql::Result<Vec<EventRow>> {
     let (via, kind) = (via(source), kind_name(kind));
     let after = after.unwrap_or("");
     // Rows in `assignments_by_via` order: the read and the write below walk
@@ -643,7 +655,7 @@ pub fn rename_grants(
         "SELECT a.scim_id, a.name, l.user_name FROM assignments a
            JOIN learners l ON l.tenant = a.tenant AND l.scim_id = a.scim_id
          WHERE a.tenant = ?1 AND a.via = ?2 AND a.scim_id > ?3 AND a.kind = ?4 AND a.source = ?5
-           AND a.name IS NOT ?6
+           AND a.name IS DISTINCT FROM ?6
          ORDER BY a.scim_id LIMIT ?7",
     )?;
     let mut rows = stmt.query(params![tenant, via, after, kind, source, to, limit])?;
@@ -680,11 +692,20 @@ pub fn rename_grants(
                 ensure_team(conn, tenant, to)?;
             }
             // A learner already holding the new name from this source keeps
-            // one row of it.
+            // one row of it: the renamed one, as SQLite's `UPDATE OR REPLACE`
+            // kept (written out, for PostgreSQL).
             conn.prepare_cached(
-                "UPDATE OR REPLACE assignments SET name = ?7
+                "DELETE FROM assignments
+                 WHERE tenant = ?1 AND kind = ?5 AND source = ?6 AND name = ?7
+                   AND scim_id IN (SELECT scim_id FROM assignments
+                     WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3 AND scim_id <= ?4
+                       AND kind = ?5 AND source = ?6 AND name <> ?7)",
+            )?
+            .execute(range)?;
+            conn.prepare_cached(
+                "UPDATE assignments SET name = ?7
                  WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3 AND scim_id <= ?4 AND kind = ?5
-                   AND source = ?6 AND name IS NOT ?7",
+                   AND source = ?6 AND name <> ?7",
             )?
             .execute(range)?;
             let new = item_json(&Item {
@@ -699,7 +720,7 @@ pub fn rename_grants(
             conn.prepare_cached(
                 "DELETE FROM assignments
                  WHERE tenant = ?1 AND via = ?2 AND scim_id > ?3 AND scim_id <= ?4 AND kind = ?5
-                   AND source = ?6 AND name IS NOT ?7",
+                   AND source = ?6 AND name IS DISTINCT FROM ?7",
             )?
             .execute(range)?;
         }

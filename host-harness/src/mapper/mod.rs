@@ -265,8 +265,8 @@ fn put_in_force(
     }
     let change_id = format!("{:016x}", rand::random::<u64>());
     let _turn = writers.map(|w| w.blocking_lock());
-    let mut conn = pool.get()?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let conn = pool.get()?;
+    let tx = conn.transaction(crate::db::Begin::Write(Some(tenant.id)))?;
     let before = store::current(&tx, tenant.id)?.and_then(|c| c.sha256);
     let version = match &next {
         Next::Plugin {

@@ -153,8 +153,8 @@ impl From<anyhow::Error> for Refusal {
     }
 }
 
-impl From<rusqlite::Error> for Refusal {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<crate::db::sql::Error> for Refusal {
+    fn from(e: crate::db::sql::Error) -> Self {
         Refusal::Internal(e.into())
     }
 }
@@ -225,7 +225,7 @@ impl<'a> Snapshot<'a> {
         tenant: &Tenant,
         plugin: PluginMode,
     ) -> Result<Self, Refusal> {
-        run(&conn, "BEGIN")?;
+        conn.begin(crate::db::Begin::Read)?;
         Ok(Snapshot {
             runtime,
             state: Some(RequestState::new(
@@ -502,8 +502,8 @@ pub fn install(
     }
     let change_id = format!("{:016x}", rand::random::<u64>());
     let _turn = writers.map(|w| w.blocking_lock());
-    let mut conn = pool.get()?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let conn = pool.get()?;
+    let tx = conn.transaction(crate::db::Begin::Write(Some(tenant.id)))?;
     let before = store::current(&tx, tenant.id)?.and_then(|c| c.sha256);
     let installed = store::insert(&tx, tenant.id, document, compiled.as_deref(), by)?;
     // A re-mapping of every user still queued is superseded by this one.
@@ -603,7 +603,7 @@ pub fn explain(
 }
 
 /// The tenant a name designates, for commands.
-pub fn tenant(conn: &rusqlite::Connection, name: &str) -> anyhow::Result<Tenant> {
+pub fn tenant(conn: &crate::db::sql::Connection, name: &str) -> anyhow::Result<Tenant> {
     let id = crate::db::tenant_id(conn, name)?;
     let signing_key: Vec<u8> =
         conn.query_row("SELECT signing_key FROM tenants WHERE id = ?1", [id], |r| {

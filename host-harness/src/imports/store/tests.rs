@@ -200,7 +200,7 @@ fn stored_terms(store: &SqlStore, i: usize) -> Vec<(i64, String, String, bool)> 
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
     })
     .unwrap()
-    .collect::<rusqlite::Result<_>>()
+    .collect::<crate::db::sql::Result<_>>()
     .unwrap()
 }
 
@@ -252,7 +252,7 @@ fn a_first_release_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
-        let pool = db::open(&path, 1, Checkpoints::InCommit).unwrap();
+        let pool = db::open_file(&path, 1, Checkpoints::InCommit).unwrap();
         let conn = pool.get().unwrap();
         db::add_tenant(&conn, "t").unwrap();
         let mut store = SqlStore::new(conn, 1);
@@ -278,14 +278,14 @@ fn a_first_release_database_is_migrated() {
         )
         .unwrap();
     }
-    let pool = db::open(&path, 1, Checkpoints::InCommit).unwrap();
+    let pool = db::open_file(&path, 1, Checkpoints::InCommit).unwrap();
     let conn = pool.get().unwrap();
     let stats: Vec<(String, i64, i64)> = conn
         .prepare("SELECT name, terms, docs FROM term_stats ORDER BY name")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
-        .collect::<rusqlite::Result<_>>()
+        .collect::<crate::db::sql::Result<_>>()
         .unwrap();
     // Documents 1, 2, 4, 5, 7, 8 have an email; 2, 4, 8 have two.
     assert_eq!(
@@ -293,6 +293,8 @@ fn a_first_release_database_is_migrated() {
         vec![("email".into(), 9, 6), ("userName".into(), 10, 10)]
     );
     let version: i64 = conn
+        .sqlite()
+        .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, 6);
