@@ -6,9 +6,13 @@
 #   - Microsoft's reference Postman collection with newman 6.2.2 (installed
 #     from npm under target/conformance on first use).
 #
-#   scripts/conformance.sh [scim-host|python|node|all]    (default: all)
+#   scripts/conformance.sh [scim-host|scim-host-postgres|python|node|all]
+#                                                         (default: all)
 #
-# scim-host is built with cargo; the Python and Node hosts are started with
+# scim-host is built with cargo; scim-host-postgres is the same binary on
+# PostgreSQL: a throwaway cluster under target/conformance/pg, on a free
+# loopback port, that this script starts and stops (it needs PostgreSQL's
+# server binaries: apt-get install postgresql-15); the Python and Node hosts are started with
 # host-harness/python/serve and host-harness/node/serve (whose first start
 # installs their packages, which may take minutes). Prints the result of
 # each host and suite, and exits non-zero if any failed.
@@ -20,10 +24,10 @@ work="$root/target/conformance"
 mkdir -p "$work"
 
 case "${1:-all}" in
-  all) hosts=(scim-host python node) ;;
-  scim-host | python | node) hosts=("$1") ;;
+  all) hosts=(scim-host scim-host-postgres python node) ;;
+  scim-host | scim-host-postgres | python | node) hosts=("$1") ;;
   *)
-    echo "usage: $0 [scim-host|python|node|all]" >&2
+    echo "usage: $0 [scim-host|scim-host-postgres|python|node|all]" >&2
     exit 2
     ;;
 esac
@@ -67,7 +71,7 @@ json.dump(c, open(out, "w"))
 PY
 
 for host in "${hosts[@]}"; do
-  if [ "$host" = scim-host ]; then
+  if [ "$host" = scim-host ] || [ "$host" = scim-host-postgres ]; then
     # The same build as `cargo test --workspace` (which .ci/run has just
     # run): `cargo build -p scim-host` resolves features differently and
     # would compile wasmtime again.
@@ -80,7 +84,30 @@ token="conformance-$RANDOM$RANDOM"
 # stopping it also stops what a serve script started.
 set -m
 servers=()
-trap 'for p in "${servers[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
+pgdir="$work/pg"
+pgport=
+as_pg=()
+[ "$(id -u)" = 0 ] && as_pg=(runuser -u postgres --)
+trap 'for p in "${servers[@]}"; do kill -- "-$p" 2>/dev/null || true; done
+      [ -n "$pgport" ] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true' EXIT
+
+# A throwaway PostgreSQL cluster for scim-host-postgres; sets $pgport.
+pg_start() {
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+  [ -n "$pgbin" ] || pgbin=$(pg_config --bindir 2>/dev/null || true)
+  if [ ! -x "$pgbin/initdb" ]; then
+    echo "conformance: PostgreSQL's server binaries are missing; apt-get install postgresql-15" >&2
+    return 1
+  fi
+  rm -rf "$pgdir" && mkdir -p "$pgdir"
+  [ "$(id -u)" = 0 ] && chown postgres "$pgdir"
+  "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+    -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  pgport=$port
+}
 
 # Starts a fresh server of host $1 for suite $2 with an empty database;
 # sets $base, $port and $pid, or returns non-zero.
@@ -91,6 +118,13 @@ serve() {
   local cmd
   case "$host" in
     scim-host) cmd=("$root/target/debug/scim-host" serve --cache-dir "$work/cache") ;;
+    scim-host-postgres)
+      cmd=("$root/target/debug/scim-host" serve --cache-dir "$work/cache")
+      if [ -z "$pgport" ]; then pg_start || return 1; fi
+      local dbname="${name//-/_}"
+      "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres "$dbname" || return 1
+      db="postgres://postgres@127.0.0.1:$pgport/$dbname"
+      ;;
     python) cmd=("$root/host-harness/python/serve") ;;
     node) cmd=("$root/host-harness/node/serve") ;;
   esac

@@ -74,6 +74,7 @@ pub fn enqueue(
 }
 
 /// A task taken from the outbox.
+#[derive(Clone)]
 pub struct Queued {
     pub id: i64,
     pub tenant: i64,
@@ -119,6 +120,21 @@ pub fn next(conn: &Connection) -> crate::db::sql::Result<Option<Queued>> {
             }
         },
     ))
+}
+
+/// The task's cursor now, locked for this transaction (`None`: the task is
+/// gone, or another replica's batch holds it). Read after the tenant's
+/// write lock, so that a task read before it is resumed where it stands.
+pub fn claim(conn: &Connection, id: i64) -> crate::db::sql::Result<Option<Option<String>>> {
+    let sql = match conn.dialect() {
+        crate::db::Dialect::Sqlite => "SELECT cursor FROM outbox WHERE id = ?1",
+        crate::db::Dialect::Postgres => {
+            "SELECT cursor FROM outbox WHERE id = ?1 FOR UPDATE SKIP LOCKED"
+        }
+    };
+    conn.prepare_cached(sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()
 }
 
 /// Stores how far a task got (in the batch's transaction).
@@ -210,7 +226,7 @@ pub fn status(
         "SELECT o.id, t.name, o.change_id, o.task, o.cursor, o.created, o.attempts, o.last_error,
             {}, o.tenant
          FROM outbox o JOIN tenants t ON t.id = o.tenant
-         WHERE ?1 IS NULL OR o.tenant = ?1 ORDER BY o.id LIMIT 1000",
+         WHERE CAST(?1 AS BIGINT) IS NULL OR o.tenant = ?1 ORDER BY o.id LIMIT 1000",
         conn.dialect().seconds_since("o.created")
     ))?;
     let mut seen = Vec::new();
@@ -259,7 +275,7 @@ pub fn status(
         .retain(|task, _| seen.contains(task));
     let (pending, oldest): (i64, Option<f64>) = conn.query_row(
         &format!(
-            "SELECT count(*), {} FROM outbox WHERE ?1 IS NULL OR tenant = ?1",
+            "SELECT count(*), {} FROM outbox WHERE CAST(?1 AS BIGINT) IS NULL OR tenant = ?1",
             conn.dialect().seconds_since("min(created)")
         ),
         [tenant],

@@ -133,6 +133,27 @@ impl App {
             tracing::warn!(error = %e, "background: database busy");
             return Step::Failed;
         }
+        // Under the tenant's write lock, the task as it is now: another
+        // replica may have run a batch of it (or finished it) since it was
+        // read, and this one must go on from there, not run that batch again.
+        let mut queued = std::borrow::Cow::Borrowed(queued);
+        match outbox::claim(&conn, queued.id) {
+            Ok(Some(cursor)) => {
+                if cursor != queued.task.cursor {
+                    queued.to_mut().task.cursor = cursor;
+                }
+            }
+            Ok(None) => {
+                let _ = run(&conn, "ROLLBACK");
+                return Step::Progress;
+            }
+            Err(e) => {
+                let _ = run(&conn, "ROLLBACK");
+                tracing::warn!(error = %e, "background: cannot claim the task");
+                return Step::Failed;
+            }
+        }
+        let queued = &*queued;
         let batch_id = format!("{:016x}", rand::random::<u64>());
         let context = RequestContext {
             tenant: queued.tenant_name.clone(),

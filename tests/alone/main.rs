@@ -3,6 +3,10 @@
 //! end-to-end tests, so that dozens of servers starting and stopping beside
 //! them do not starve the background checkpointer they observe.
 
+/// Read by `support::postgres_backend`: servers here use SQLite unless
+/// `SCIM_TEST_BACKEND=postgres`.
+pub const POSTGRES: bool = false;
+
 // Shared with the main end-to-end suite, of which this binary uses a part.
 #[allow(dead_code)]
 #[path = "../e2e/support.rs"]

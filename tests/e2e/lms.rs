@@ -19,18 +19,18 @@ const MANUAL: &str = "manual";
 // Helpers
 
 /// The source of a team mapped from group `gid`.
-fn from_group(gid: &str) -> String {
+pub(crate) fn from_group(gid: &str) -> String {
     format!("default:groups-as-teams@group:{gid}")
 }
 
 /// The names of a learner's teams, sorted (a name held twice shows twice).
-fn team_names(l: &Value) -> Vec<String> {
+pub(crate) fn team_names(l: &Value) -> Vec<String> {
     grants(l, "teams").into_iter().map(|(n, _)| n).collect()
 }
 
 /// Asserts the learner's status, roles and teams in one go.
 #[track_caller]
-fn assert_learner(
+pub(crate) fn assert_learner(
     l: &Value,
     status: &str,
     roles: &[(String, Vec<String>)],
@@ -42,14 +42,14 @@ fn assert_learner(
 }
 
 /// The `learner` role from the default mapping.
-fn mapped_role() -> (String, Vec<String>) {
+pub(crate) fn mapped_role() -> (String, Vec<String>) {
     item("learner", &[LEARNER_ROLE])
 }
 
 /// Polls `GET /admin/v1/sync` until nothing is pending (60 s at most) and
 /// returns the last answer.
 #[track_caller]
-fn wait_synced(s: &LmsServer) -> Value {
+pub(crate) fn wait_synced(s: &LmsServer) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let r = s.admin_get("/admin/v1/sync").expect(200);
@@ -74,7 +74,7 @@ fn wait_synced(s: &LmsServer) -> Value {
 
 /// `GET /admin/v1/events?{query}`, newest first.
 #[track_caller]
-fn events(s: &LmsServer, query: &str) -> Vec<Value> {
+pub(crate) fn events(s: &LmsServer, query: &str) -> Vec<Value> {
     let r = s
         .admin_get(&format!("/admin/v1/events?{query}"))
         .expect(200);
@@ -85,7 +85,7 @@ fn events(s: &LmsServer, query: &str) -> Vec<Value> {
 }
 
 /// The events of one user (its `User` and `Learner` events), newest first.
-fn user_events(s: &LmsServer, user: &str) -> Vec<Value> {
+pub(crate) fn user_events(s: &LmsServer, user: &str) -> Vec<Value> {
     events(s, &format!("user={user}&limit=100"))
 }
 
@@ -104,7 +104,7 @@ fn newest<'a>(evs: &'a [Value], resource_type: &str, action: &str) -> &'a Value 
 
 /// Whether an event grants (`side` = "new") or revokes (`side` = "old") the
 /// item `name` of this change kind (`team`, `role`, `learningPath`).
-fn touches(e: &Value, kind: &str, side: &str, name: &str) -> bool {
+pub(crate) fn touches(e: &Value, kind: &str, side: &str, name: &str) -> bool {
     e["changes"].as_array().is_some_and(|cs| {
         cs.iter()
             .any(|c| c["name"] == kind && c[side]["name"] == name)
@@ -112,7 +112,7 @@ fn touches(e: &Value, kind: &str, side: &str, name: &str) -> bool {
 }
 
 /// The `Learner` events among `evs` that grant team `name`.
-fn granting_team<'a>(evs: &'a [Value], name: &str) -> Vec<&'a Value> {
+pub(crate) fn granting_team<'a>(evs: &'a [Value], name: &str) -> Vec<&'a Value> {
     evs.iter()
         .filter(|e| e["resourceType"] == "Learner" && touches(e, "team", "new", name))
         .collect()
@@ -128,13 +128,13 @@ fn id_of(r: &crate::support::Resp) -> String {
 }
 
 /// A SCIM PatchOp request body.
-fn patch_ops(ops: Value) -> Value {
+pub(crate) fn patch_ops(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
 /// Creates `n` users in one Bulk request; their ids, in request order.
 #[track_caller]
-fn bulk_users(s: &LmsServer, n: usize) -> Vec<String> {
+pub(crate) fn bulk_users(s: &LmsServer, n: usize) -> Vec<String> {
     let ops: Vec<Value> = (0..n)
         .map(|i| {
             json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"),

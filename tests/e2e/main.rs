@@ -1,7 +1,15 @@
 //! End-to-end tests: the real `scim-host` binary with the real engine
 //! component, driven over HTTP on a loopback port with a temporary database.
 
+// Shared with `e2e_postgres` and `alone`, which use parts this suite does
+// not (replicas, for one).
+#[allow(dead_code)]
 mod support;
+
+/// Whether every server of this suite runs on PostgreSQL (the
+/// `e2e_postgres` target includes these modules with `true`); otherwise
+/// `SCIM_TEST_BACKEND=postgres` chooses it.
+pub const POSTGRES: bool = false;
 
 mod dialects;
 mod discovery;

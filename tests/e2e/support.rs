@@ -104,6 +104,24 @@ impl Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = new_database(dir.path());
         let token = format!("test-{:x}", std::process::id() as u64 * 7919 + rand_u64());
+        Self::launch(dir, db, token, extra, env)
+    }
+
+    /// Another `scim-host` on this server's database with the same token: a
+    /// replica (PostgreSQL only; SQLite refuses a second server).
+    pub fn replica(&self, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::launch(dir, self.db.clone(), self.token.clone(), extra, &[])
+    }
+
+    /// Starts `scim-host serve` on `db` with the SCIM token `token`.
+    pub fn launch(
+        dir: tempfile::TempDir,
+        db: String,
+        token: String,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_scim-host"))
             .args(["serve", "--listen", "127.0.0.1:0", "--token", &token])
@@ -353,6 +371,9 @@ pub mod postgres;
 /// (`SCIM_TEST_BACKEND=postgres`) rather than in SQLite files (unset, or
 /// `sqlite`).
 pub fn postgres_backend() -> bool {
+    if crate::POSTGRES {
+        return true;
+    }
     match std::env::var("SCIM_TEST_BACKEND").as_deref() {
         Ok("postgres") => true,
         Ok("sqlite") | Ok("") | Err(std::env::VarError::NotPresent) => false,
@@ -508,6 +529,18 @@ impl LmsServer {
 
     pub fn admin_get(&self, path: &str) -> Resp {
         self.admin("GET", path, None)
+    }
+
+    /// A replica of this server (see [`Server::replica`]) with the same
+    /// admin token and arguments.
+    pub fn replica(&self) -> Self {
+        let refs: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        LmsServer {
+            scim: self.scim.replica(&refs),
+            admin_token: self.admin_token.clone(),
+            extra: self.extra.clone(),
+            env: self.env.clone(),
+        }
     }
 
     /// Kills the server with SIGKILL (no shutdown of any kind) and waits for

@@ -72,7 +72,7 @@ impl std::fmt::Display for Location {
 pub struct Manager(Backend);
 
 enum Backend {
-    Sqlite(SqliteConnectionManager),
+    Sqlite(Box<SqliteConnectionManager>),
     Postgres(Box<postgres::Config>),
 }
 
@@ -287,7 +287,7 @@ pub fn open_file(path: &Path, max_connections: u32, checkpoints: Checkpoints) ->
         // which `Manager` sees when they come back).
         .test_on_check_out(false)
         .connection_timeout(CONNECTION_TIMEOUT)
-        .build(Manager(Backend::Sqlite(manager)))
+        .build(Manager(Backend::Sqlite(Box::new(manager))))
         .context("creating the connection pool")
 }
 

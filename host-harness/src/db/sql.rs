@@ -47,6 +47,10 @@ pub enum Error {
     Postgres(#[from] postgres::Error),
     #[error("{0}")]
     Conversion(String),
+    /// PostgreSQL refused to prepare a statement: a query this dialect
+    /// does not accept (a defect, named with its SQL).
+    #[error("{message} (in: {sql})")]
+    Prepare { message: String, sql: String },
 }
 
 /// PostgreSQL's own message (with its detail) rather than the driver's
@@ -58,7 +62,10 @@ fn postgres_message(e: &postgres::Error) -> String {
             None => db.message().to_string(),
         },
         None if e.is_closed() => "the connection to PostgreSQL is closed".into(),
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -584,7 +591,8 @@ const PG_STATEMENT_CACHE: usize = 512;
 
 /// A PostgreSQL connection, with its prepared statements.
 pub struct PgConnection {
-    client: RefCell<postgres::Client>,
+    /// `None` only while dropping.
+    client: RefCell<Option<postgres::Client>>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
     in_transaction: StdCell<bool>,
 }
@@ -593,7 +601,7 @@ impl PgConnection {
     pub fn connect(config: &postgres::Config) -> Result<Self> {
         let client = off_runtime(|| config.connect(postgres::NoTls))?;
         Ok(PgConnection {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             statements: RefCell::new(HashMap::new()),
             in_transaction: StdCell::new(false),
         })
@@ -604,8 +612,15 @@ impl PgConnection {
             return Ok(s.clone());
         }
         let translated = postgres_sql(sql);
-        let client: &mut postgres::Client = &mut self.client.borrow_mut();
-        let stmt = off_runtime(|| client.prepare(&translated))?;
+        let client: &mut postgres::Client = &mut self.client();
+        let stmt =
+            off_runtime(|| client.prepare(&translated)).map_err(|e| match e.as_db_error() {
+                Some(_) => Error::Prepare {
+                    message: postgres_message(&e),
+                    sql: translated.split_whitespace().collect::<Vec<_>>().join(" "),
+                },
+                None => Error::Postgres(e),
+            })?;
         let mut cache = self.statements.borrow_mut();
         if cache.len() >= PG_STATEMENT_CACHE {
             cache.clear();
@@ -619,7 +634,7 @@ impl PgConnection {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let client: &mut postgres::Client = &mut self.client.borrow_mut();
+        let client: &mut postgres::Client = &mut self.client();
         Ok(off_runtime(|| client.execute(stmt, &refs))? as usize)
     }
 
@@ -632,13 +647,13 @@ impl PgConnection {
             .iter()
             .map(|v| v as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let client: &mut postgres::Client = &mut self.client.borrow_mut();
+        let client: &mut postgres::Client = &mut self.client();
         Ok(off_runtime(|| client.query(stmt, &refs))?)
     }
 
     fn batch(&self, sql: &str) -> Result<()> {
         let translated = postgres_sql(sql);
-        let client: &mut postgres::Client = &mut self.client.borrow_mut();
+        let client: &mut postgres::Client = &mut self.client();
         off_runtime(|| client.batch_execute(&translated))?;
         // Track the transaction for `is_autocommit` and the pool.
         for stmt in sql.split(';') {
@@ -655,9 +670,34 @@ impl PgConnection {
         Ok(())
     }
 
+    fn client(&self) -> std::cell::RefMut<'_, postgres::Client> {
+        std::cell::RefMut::map(self.client.borrow_mut(), |c| {
+            c.as_mut().expect("a connection not yet dropped")
+        })
+    }
+
     /// The connection is gone (the server closed it or failed over).
     pub fn is_closed(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.client.borrow().as_ref().is_none_or(|c| c.is_closed())
+    }
+}
+
+impl Drop for PgConnection {
+    /// The driver's client says goodbye to the server by blocking on its
+    /// own runtime, which panics on a Tokio worker, where the pool drops a
+    /// broken connection (and where unwinding from a panicked request
+    /// drops its connection). There it is dropped on a thread of its own.
+    fn drop(&mut self) {
+        let Some(client) = self.client.get_mut().take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(client));
+        } else {
+            drop(client);
+        }
     }
 }
 
@@ -995,6 +1035,8 @@ enum RowsInner<'s> {
 }
 
 impl Rows<'_> {
+    /// The next row (a lending iterator, as rusqlite's `Rows`).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Row<'_>>> {
         match &mut self.0 {
             RowsInner::Sqlite(rows) => Ok(rows.next()?.map(Row::Sqlite)),
@@ -1010,7 +1052,9 @@ impl Rows<'_> {
 /// - `?N` becomes `$N`, and each bare `?` the next `$N`;
 /// - `INSERT OR IGNORE INTO ...` becomes `INSERT INTO ... ON CONFLICT DO NOTHING`;
 /// - `instr(` becomes `strpos(` (same arguments);
-/// - ` LIKE ` becomes ` ILIKE `: SQLite's `LIKE` ignores ASCII case.
+/// - ` LIKE ` becomes ` ILIKE `: SQLite's `LIKE` ignores ASCII case;
+/// - ` CROSS JOIN ` becomes ` JOIN `: in SQLite it is an inner join whose
+///   order the planner keeps, and PostgreSQL allows no `ON` after it.
 ///
 /// Text inside single quotes is left alone.
 pub fn postgres_sql(sql: &str) -> String {
@@ -1067,6 +1111,12 @@ pub fn postgres_sql(sql: &str) -> String {
             _ if starts("instr(") && !prev_is_word(&out) => {
                 out.push_str("strpos(");
                 for _ in 0.."instr(".len() - 1 {
+                    chars.next();
+                }
+            }
+            _ if starts(" CROSS JOIN ") => {
+                out.push_str(" JOIN ");
+                for _ in 0.." CROSS JOIN ".len() - 1 {
                     chars.next();
                 }
             }

@@ -351,12 +351,20 @@ pub fn has_admin_token(conn: &Connection, name: &str) -> Result<bool> {
 /// Every table with a `tenant` column, read from the schema so that a table
 /// added later cannot be forgotten when a tenant is removed.
 fn tenant_tables(conn: &Connection) -> crate::db::sql::Result<Vec<String>> {
-    conn.prepare(
-        "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
-         WHERE m.type = 'table' AND c.name = 'tenant'",
-    )?
-    .query_map([], |r| r.get(0))?
-    .collect()
+    let sql = match conn.dialect() {
+        crate::db::Dialect::Sqlite => {
+            "SELECT m.name FROM sqlite_schema m, pragma_table_info(m.name) c
+             WHERE m.type = 'table' AND c.name = 'tenant'"
+        }
+        crate::db::Dialect::Postgres => {
+            "SELECT c.table_name::text FROM information_schema.columns c
+             JOIN information_schema.tables t
+               ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+             WHERE c.table_schema = current_schema() AND c.column_name = 'tenant'
+               AND t.table_type = 'BASE TABLE'"
+        }
+    };
+    conn.prepare(sql)?.query_map([], |r| r.get(0))?.collect()
 }
 
 pub fn tenant_names(conn: &Connection) -> Result<Vec<String>> {

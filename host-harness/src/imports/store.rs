@@ -205,7 +205,7 @@ fn matching_from(
                 })
                 .collect();
             format!(
-                "FROM ({}) m CROSS JOIN documents d ON d.seq = m.seq WHERE 1",
+                "FROM ({}) m CROSS JOIN documents d ON d.seq = m.seq WHERE TRUE",
                 parts.join(" UNION ")
             )
         }
@@ -220,7 +220,7 @@ fn matching_from(
             continue;
         }
         match clause {
-            wit::Clause::AnyTerm(queries) if queries.is_empty() => sql.push_str(" AND 0"),
+            wit::Clause::AnyTerm(queries) if queries.is_empty() => sql.push_str(" AND FALSE"),
             wit::Clause::AnyTerm(queries) => {
                 let any: Vec<String> = queries
                     .iter()
@@ -378,7 +378,7 @@ impl SqlStore {
     fn adjust_count(conn: &Connection, tenant: i64, kind: &str, by: i64) -> R<()> {
         conn.prepare_cached(
             "INSERT INTO kind_counts (tenant, kind, n) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant, kind) DO UPDATE SET n = n + excluded.n",
+             ON CONFLICT (tenant, kind) DO UPDATE SET n = kind_counts.n + excluded.n",
         )
         .and_then(|mut s| s.execute(params![tenant, kind, by]))
         .map(|_| ())
@@ -417,7 +417,7 @@ impl SqlStore {
             .prepare_cached(
                 "INSERT INTO term_stats (tenant, kind, name, terms, docs) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant, kind, name) DO UPDATE
-                 SET terms = terms + excluded.terms, docs = docs + excluded.docs",
+                 SET terms = term_stats.terms + excluded.terms, docs = term_stats.docs + excluded.docs",
             )
             .map_err(unavailable)?;
         let names = old
@@ -626,7 +626,7 @@ impl SqlStore {
     fn kind_total(&self, kind: &str) -> R<u64> {
         db(&self.conn)?
             .prepare_cached(
-                "SELECT coalesce(sum(n), 0) FROM kind_counts WHERE tenant = ?1 AND kind = ?2",
+                "SELECT coalesce((SELECT n FROM kind_counts WHERE tenant = ?1 AND kind = ?2), 0)",
             )
             .and_then(|mut s| s.query_row(params![self.tenant, kind], |r| r.get::<_, i64>(0)))
             .map(|n| n.max(0) as u64)
@@ -670,7 +670,7 @@ impl SqlStore {
                 args.push(Box::new(DIRECT_COUNT_CAP));
                 let direct = count(
                     &format!(
-                        "SELECT count(*) FROM (SELECT 1 FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond} LIMIT ?)"
+                        "SELECT count(*) FROM (SELECT 1 FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond} LIMIT ?) c"
                     ),
                     args,
                 )?;

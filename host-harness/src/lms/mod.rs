@@ -556,8 +556,9 @@ pub fn grant(
         .prepare_cached(
             "INSERT INTO assignments (tenant, scim_id, kind, name, source, via, granted)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT DO UPDATE SET withdrawn = 0, granted = excluded.granted
-               WHERE withdrawn = 1",
+             ON CONFLICT (tenant, scim_id, kind, name, source)
+             DO UPDATE SET withdrawn = 0, granted = excluded.granted
+               WHERE assignments.withdrawn = 1",
         )?
         .execute(params![
             tenant,
