@@ -1,6 +1,8 @@
 //! The store's query strategies against naive answers: counts by
 //! complement, pages found by walking documents, intersections, and the
 //! term statistics they rely on staying right through replaces and deletes.
+//! The contract tests run on both databases: SQLite, and PostgreSQL in a
+//! throwaway cluster this test process starts (and stops when it exits).
 
 use super::*;
 use crate::bindings::lms::scim::store::{Bound, Clause, Host as _, Term, TermQuery};
@@ -8,18 +10,65 @@ use crate::db::{self, Checkpoints};
 
 const N: usize = 3000;
 
+#[path = "../../../../tests/support/postgres.rs"]
+mod cluster;
+
+/// Which database a contract test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test (a function taking a [`Backend`]) on both
+/// databases, as `<name>::sqlite` and `<name>::postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+on_both!(
+    counts_and_pages_match_the_naive_answer,
+    term_statistics_follow_replaces_and_deletes,
+    a_replace_rewrites_only_the_terms_that_changed,
+    groups_of_nested_says_which_groups_are_themselves_in_a_group,
+);
+
 struct Fixture {
     store: SqlStore,
     _dir: tempfile::TempDir,
 }
 
+/// An empty database on `backend` with one connection.
+fn database(backend: Backend) -> (tempfile::TempDir, db::Pool) {
+    match backend {
+        Backend::Sqlite => db::scratch(),
+        Backend::Postgres => {
+            let url = cluster::shared().create_database();
+            let pool = db::open(&db::Location::Postgres(url), 1, Checkpoints::InCommit).unwrap();
+            (tempfile::tempdir().unwrap(), pool)
+        }
+    }
+}
+
 /// `user{i:05}` for every document; an `email` term for two of every three
 /// (two for the even ones); the body says "manager" for multiples of 5.
-fn fixture() -> Fixture {
-    let (dir, pool) = db::scratch();
+fn fixture(backend: Backend) -> Fixture {
+    let (dir, pool) = database(backend);
     let conn = pool.get().unwrap();
     db::add_tenant(&conn, "t").unwrap();
-    conn.execute_batch("BEGIN").unwrap();
+    assert_eq!(db::tenant_id(&conn, "t").unwrap(), 1);
+    conn.begin(db::Begin::Write(Some(1))).unwrap();
     let mut store = SqlStore::new(conn, 1);
     for i in 0..N {
         store.insert("User".into(), doc(i, 0)).unwrap();
@@ -83,9 +132,8 @@ fn naive(keep: impl Fn(usize) -> bool) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn counts_and_pages_match_the_naive_answer() {
-    let mut f = fixture();
+fn counts_and_pages_match_the_naive_answer(backend: Backend) {
+    let mut f = fixture(backend);
     let prefix = |p: &str| Selection::Term(q("userName", TermMatch::Prefix(p.into())));
     let cases: Vec<(Selection, Vec<String>)> = vec![
         // Every document: counted by complement, paged by walking documents.
@@ -149,9 +197,8 @@ fn counts_and_pages_match_the_naive_answer() {
     }
 }
 
-#[test]
-fn term_statistics_follow_replaces_and_deletes() {
-    let mut f = fixture();
+fn term_statistics_follow_replaces_and_deletes(backend: Backend) {
+    let mut f = fixture(backend);
     // Give every document one email: the name becomes single-valued.
     for i in 0..N {
         let mut d = doc(i, 1);
@@ -204,9 +251,8 @@ fn stored_terms(store: &SqlStore, i: usize) -> Vec<(i64, String, String, bool)> 
     .unwrap()
 }
 
-#[test]
-fn a_replace_rewrites_only_the_terms_that_changed() {
-    let mut f = fixture();
+fn a_replace_rewrites_only_the_terms_that_changed(backend: Backend) {
+    let mut f = fixture(backend);
     // Document 4 has a userName and two emails.
     let before = stored_terms(&f.store, 4);
     assert_eq!(before.len(), 3);
@@ -327,9 +373,8 @@ fn a_first_release_database_is_migrated() {
     assert_eq!(share, (None, None));
 }
 
-#[test]
-fn groups_of_nested_says_which_groups_are_themselves_in_a_group() {
-    let Fixture { mut store, _dir } = fixture();
+fn groups_of_nested_says_which_groups_are_themselves_in_a_group(backend: Backend) {
+    let Fixture { mut store, _dir } = fixture(backend);
     let group = |store: &mut SqlStore, id: &str| {
         let mut d = doc(0, 0);
         d.id = id.into();
