@@ -168,10 +168,8 @@ impl App {
         } else {
             Begin::Write(Some(id))
         };
-        let begun = conn.begin(mode).and_then(|_| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            conn.statement_timeout(left.as_millis() as u64)
-        });
+        let left = deadline.saturating_duration_since(Instant::now());
+        let begun = conn.begin_within(mode, Some(left.as_millis() as u64));
         if let Err(e) = begun {
             tracing::error!(error = %e, "could not begin a transaction");
             let _ = run(&conn, "ROLLBACK");

@@ -32,8 +32,8 @@ pub struct Loader {
     context: RequestContext,
     tenant: i64,
     store: Option<SqlStore>,
-    path: PathBuf,
-    tmp: PathBuf,
+    /// For a SQLite file: where it is built, and where it goes when done.
+    files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Loader {
@@ -42,6 +42,16 @@ impl Loader {
         let tmp = path.with_extension("partial");
         let _ = std::fs::remove_file(&tmp);
         let pool = db::open_file(&tmp, 2, db::Checkpoints::InCommit).unwrap();
+        Self::with_pool(pool, Some((path.to_path_buf(), tmp)))
+    }
+
+    /// Starts filling the (empty) database at `location`, in place.
+    pub fn at(location: &db::Location) -> Self {
+        let pool = db::open(location, 2, db::Checkpoints::InCommit).unwrap();
+        Self::with_pool(pool, None)
+    }
+
+    fn with_pool(pool: Pool, files: Option<(PathBuf, PathBuf)>) -> Self {
         let tenant = tenant_with_token(&pool, "default", TOKEN);
         let limits = Limits {
             timeout: Duration::from_secs(120),
@@ -64,8 +74,7 @@ impl Loader {
             context,
             tenant: tenant.id,
             store: None,
-            path: path.to_path_buf(),
-            tmp,
+            files,
         };
         loader.begin();
         loader
@@ -98,7 +107,7 @@ impl Loader {
 
     fn begin(&mut self) {
         let conn = self.pool.get().unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.begin(db::Begin::Write(Some(self.tenant))).unwrap();
         self.store = Some(SqlStore::new(conn, self.tenant));
     }
 
@@ -147,9 +156,11 @@ impl Loader {
         conn.execute_batch("COMMIT").unwrap();
         drop(conn);
         drop(self.pool);
-        std::fs::rename(&self.tmp, &self.path).unwrap();
-        for ext in ["partial-wal", "partial-shm"] {
-            let _ = std::fs::remove_file(self.path.with_extension(ext));
+        if let Some((path, tmp)) = &self.files {
+            std::fs::rename(tmp, path).unwrap();
+            for ext in ["partial-wal", "partial-shm"] {
+                let _ = std::fs::remove_file(path.with_extension(ext));
+            }
         }
     }
 }
@@ -177,14 +188,24 @@ impl Drop for Server {
 
 /// Starts the release `scim-host` on `db` with extra `serve` arguments.
 pub fn serve(db: &Path, extra: &[&str]) -> Server {
+    serve_at(
+        &db.display().to_string(),
+        &format!("{}.log", db.display()),
+        extra,
+    )
+}
+
+/// Starts the release `scim-host` on `db` (a file or a PostgreSQL URL),
+/// its warnings in `log`.
+pub fn serve_at(db: &str, log: &str, extra: &[&str]) -> Server {
     // `SCIM_BENCH_HOST` serves from another build (e.g. a copy of main's
     // binary) so that two builds can be compared back to back.
     let binary = std::env::var("SCIM_BENCH_HOST")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_scim-host").to_string());
     // `SCIM_BENCH_LOG` (a `RUST_LOG` filter) shows the server's log;
     // otherwise its warnings go to `<db>.log`, shown if it fails to start.
+    let log_file = PathBuf::from(log);
     let log = std::env::var("SCIM_BENCH_LOG").ok();
-    let log_file = PathBuf::from(format!("{}.log", db.display()));
     let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN])
         .args(extra)

@@ -811,60 +811,48 @@ impl Connection {
     /// process, and each sees the one before it (READ COMMITTED); a read
     /// runs on one snapshot (REPEATABLE READ).
     pub fn begin(&self, mode: Begin) -> Result<()> {
-        match (self, mode) {
+        self.begin_within(mode, None)
+    }
+
+    /// [`Connection::begin`], with each statement of the transaction, the
+    /// wait for the write lock included, limited to `timeout_ms` on
+    /// PostgreSQL (SQLite's deadline is a progress handler). On PostgreSQL
+    /// it is one round trip.
+    pub fn begin_within(&self, mode: Begin, timeout_ms: Option<u64>) -> Result<()> {
+        let pg = match (self, mode) {
             (Connection::Sqlite(c), Begin::Read) => {
                 c.prepare_cached("BEGIN DEFERRED")?.execute([])?;
-                Ok(())
+                return Ok(());
             }
             (Connection::Sqlite(c), Begin::Write(_)) => {
                 c.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-                Ok(())
+                return Ok(());
             }
-            (Connection::Postgres(_), Begin::Read) => {
-                self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            }
-            (Connection::Postgres(_), Begin::Write(lock)) => {
-                self.execute_batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
-                let key = match lock {
-                    Some(tenant) => tenant,
-                    None => GLOBAL_WRITE_LOCK,
-                };
-                let locked = self
-                    .query_row(
-                        "SELECT pg_advisory_xact_lock(?1, ?2)",
-                        params![WRITE_LOCK_CLASS, key],
-                        |_| Ok(()),
-                    )
-                    .and_then(|_| {
-                        if lock.is_some() {
-                            // Tenant writes also wait for writes that span tenants.
-                            self.query_row(
-                                "SELECT pg_advisory_xact_lock_shared(?1, ?2)",
-                                params![WRITE_LOCK_CLASS, GLOBAL_WRITE_LOCK],
-                                |_| Ok(()),
-                            )
-                        } else {
-                            Ok(())
-                        }
-                    });
-                if let Err(e) = locked {
-                    let _ = self.execute_batch("ROLLBACK");
-                    return Err(e);
-                }
-                Ok(())
-            }
+            (Connection::Postgres(c), _) => c,
+        };
+        let mut sql = String::from(match mode {
+            Begin::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ;",
+            Begin::Write(_) => "BEGIN ISOLATION LEVEL READ COMMITTED;",
+        });
+        if let Some(ms) = timeout_ms {
+            sql.push_str(&format!(" SET LOCAL statement_timeout = {};", ms.max(1)));
         }
-    }
-
-    /// Limits each statement of the current transaction to `ms`
-    /// milliseconds (PostgreSQL; SQLite uses a progress handler).
-    pub fn statement_timeout(&self, ms: u64) -> Result<()> {
-        match self {
-            Connection::Sqlite(_) => Ok(()),
-            Connection::Postgres(_) => {
-                self.execute_batch(&format!("SET LOCAL statement_timeout = {}", ms.max(1)))
-            }
+        match mode {
+            Begin::Read => {}
+            // Tenant writes also wait for writes that span tenants.
+            Begin::Write(Some(tenant)) => sql.push_str(&format!(
+                " SELECT pg_advisory_xact_lock({WRITE_LOCK_CLASS}, {tenant});
+                  SELECT pg_advisory_xact_lock_shared({WRITE_LOCK_CLASS}, {GLOBAL_WRITE_LOCK});"
+            )),
+            Begin::Write(None) => sql.push_str(&format!(
+                " SELECT pg_advisory_xact_lock({WRITE_LOCK_CLASS}, {GLOBAL_WRITE_LOCK});"
+            )),
         }
+        if let Err(e) = pg.batch(&sql) {
+            let _ = pg.batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
     }
 }
 

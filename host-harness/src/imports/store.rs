@@ -767,13 +767,18 @@ impl wit::Host for SqlStore {
         self.atomic(|conn, tenant| {
             // The new `seq` is the rowid just assigned (`RETURNING` would
             // build and tear down an ephemeral table on every insert).
-            conn.prepare_cached("INSERT INTO documents (tenant, kind, id, version, label, body, ascii) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)")
-                .and_then(|mut s| s.execute(params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()]))
-                .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) })?;
-            let seq = match conn.sqlite() {
-                Some(c) => c.last_insert_rowid(),
-                // The identity sequence `documents.seq` just advanced.
-                None => conn.query_row("SELECT lastval()", [], |r| r.get(0)).map_err(unavailable)?,
+            const INSERT: &str = "INSERT INTO documents (tenant, kind, id, version, label, body, ascii) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)";
+            let args = params![tenant, kind, doc.id, doc.label, doc.body, doc.body.is_ascii()];
+            let conflict = |e| if is_unique_violation(&e) { StoreError::Conflict(0) } else { unavailable(e) };
+            let seq: i64 = match conn.sqlite() {
+                Some(c) => {
+                    conn.prepare_cached(INSERT).and_then(|mut s| s.execute(args)).map_err(conflict)?;
+                    c.last_insert_rowid()
+                }
+                // One round trip on PostgreSQL.
+                None => conn
+                    .query_row(&format!("{INSERT} RETURNING seq"), args, |r| r.get(0))
+                    .map_err(conflict)?,
             };
             Self::insert_terms(conn, tenant, &kind, seq, &doc.terms)?;
             Self::update_term_stats(conn, tenant, &kind, &HashMap::new(), &Self::names_of_new(&doc))?;
