@@ -2,7 +2,8 @@
 //! database, and talks to it over HTTP.
 //!
 //! The database is a SQLite file in the server's temporary directory, or,
-//! with `SCIM_TEST_BACKEND=postgres`, a new database of its own on a
+//! in the `e2e_postgres` target (`crate::POSTGRES`) and wherever
+//! `SCIM_TEST_BACKEND=postgres` is set, a new database of its own on a
 //! PostgreSQL cluster the test process starts on first use (see
 //! [`postgres::shared`]; it needs the PostgreSQL server binaries, e.g.
 //! `apt-get install postgresql-15`):
