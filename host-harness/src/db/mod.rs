@@ -142,8 +142,9 @@ pub enum Checkpoints {
 const STATEMENT_JOURNAL_IN_MEMORY: i32 = -1;
 
 /// Process-wide SQLite settings; they must be made before the first
-/// connection, and later calls do nothing.
-fn configure_sqlite() {
+/// connection, and later calls do nothing: every SQLite connection the
+/// process opens (tests included) goes through here first.
+pub(crate) fn configure_sqlite() {
     static CONFIGURE: std::sync::Once = std::sync::Once::new();
     CONFIGURE.call_once(|| {
         // SAFETY: sqlite3_config with this option takes one int and only
@@ -241,6 +242,7 @@ pub fn status(location: &Location) -> Result<SchemaStatus> {
     let conn = match location {
         Location::File(path) => {
             anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+            configure_sqlite();
             Connection::Sqlite(rusqlite::Connection::open_with_flags(
                 path,
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,

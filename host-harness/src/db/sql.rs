@@ -1157,6 +1157,7 @@ mod tests {
 
     #[test]
     fn sqlite_reads_and_writes_through_the_common_interface() {
+        super::super::configure_sqlite();
         let conn = Connection::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BLOB, d REAL)")
             .unwrap();
