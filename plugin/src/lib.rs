@@ -6,6 +6,8 @@
 //! benchmarks call it natively with [`memstore::MemStore`].
 
 pub mod ambient;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod error;
 pub mod filter;
 pub mod handlers;
@@ -22,6 +24,8 @@ pub mod resource;
 pub mod rules;
 pub mod schema;
 pub mod store;
+#[cfg(test)]
+mod strategies;
 #[cfg(test)]
 mod testkit;
 

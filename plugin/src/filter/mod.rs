@@ -237,3 +237,6 @@ pub fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

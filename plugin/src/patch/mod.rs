@@ -132,4 +132,6 @@ pub fn apply_all(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

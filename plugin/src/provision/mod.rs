@@ -17,6 +17,8 @@ pub mod record;
 pub mod sync;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use host::LmsHost;

@@ -7,6 +7,8 @@ mod exec;
 #[cfg(test)]
 mod exec_tests;
 pub mod plan;
+#[cfg(test)]
+mod proptests;
 mod sort;
 
 use serde_json::{Map, Value};
