@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 mod cli;
 use scim_host::app::{App, Background};
 use scim_host::db::TokenKind;
-use scim_host::http::{BASE_PATH, serve};
+use scim_host::http::connections::Limits as ConnectionLimits;
+use scim_host::http::{BASE_PATH, Options, serve, shutdown_signal, tls::Tls};
 use scim_host::runtime::{Limits, Runtime};
 use scim_host::{ENGINE_WASM, db, events, outbox};
 
@@ -35,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve SCIM over HTTP at http://LISTEN/scim/v2.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage tenants, their tokens and their provisioning policy.
     Tenant {
         #[command(subcommand)]
@@ -84,6 +85,22 @@ enum DbCommand {
     /// The schema version the database has and the one this build knows,
     /// without changing anything.
     Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArg,
+    },
+    /// Copy a SQLite database into FILE, consistently, while a server runs
+    /// on it. To restore: stop the server, copy FILE over the database
+    /// (removing its -wal and -shm files), start the server. PostgreSQL is
+    /// backed up with pg_dump.
+    Backup {
+        /// Where to write the copy.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -215,6 +232,31 @@ struct ServeArgs {
     /// Compile the engine on every start instead of caching it.
     #[arg(long)]
     no_cache: bool,
+    /// PEM certificate chain to serve HTTPS with (with --tls-key); read
+    /// again on SIGHUP.
+    #[arg(long, env = "SCIM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; read again on SIGHUP.
+    #[arg(long, env = "SCIM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's start or its previous response: also how long an idle
+    /// connection stays open.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+    /// Seconds a request's body has to arrive whole once its headers have,
+    /// plus one per 64 KiB its Content-Length declares; a slower one is
+    /// answered 408.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted (default: the
+    /// open-file limit, less some for the database and the engine).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Seconds that requests in flight and the background batch in progress
+    /// get to finish on SIGTERM before the server exits anyway.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_secs: u64,
     /// Serve the test API under /test/v1 (the tenant's learners, sync log
     /// and a wait for background work, behind its SCIM token): for the
     /// host test suite (tests/hosts); never in production.
@@ -327,7 +369,7 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => run_server(args),
+        Command::Serve(args) => run_server(*args),
         Command::Tenant { command } => tenant(command),
         Command::Events(args) => list_events(args),
         Command::Mapping { command } => cli::mapping::run(command),
@@ -374,6 +416,27 @@ fn database(command: DbCommand) -> Result<()> {
             }
             if status.version > status.latest {
                 std::process::exit(2);
+            }
+        }
+        DbCommand::Backup {
+            file,
+            force,
+            json,
+            db,
+        } => {
+            let written = cli::backup::run(&db.db, &file, force)?;
+            if json {
+                println!("{}", serde_json::to_string(&written)?);
+            } else {
+                println!(
+                    "Backed up {} to {}: {} pages of {} bytes ({} bytes) in {} ms",
+                    db.db,
+                    written.file.display(),
+                    written.pages,
+                    written.page_size,
+                    written.bytes,
+                    written.millis
+                );
             }
         }
     }
@@ -604,6 +667,12 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 fn run_server(args: ServeArgs) -> Result<()> {
+    // A certificate that does not load stops the start before anything else.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+        _ => None,
+    };
+    let open_files = raise_open_file_limit();
     // One server per SQLite file; any number of replicas share PostgreSQL.
     let (_serving, checkpointer) = match &args.db.db {
         db::Location::File(path) => (
@@ -707,14 +776,48 @@ fn run_server(args: ServeArgs) -> Result<()> {
         .worker_threads(args.workers.unwrap_or(cores + 1).max(1))
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        // The rest of the descriptors: the database's files, the engine's
+        // cache, plugins, the listener.
+        max_connections: args
+            .max_connections
+            .map_or(open_files.saturating_sub(512).max(64), |m| m as usize),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+    };
+    let sqlite_file = match &args.db.db {
+        db::Location::File(path) => Some(path.clone()),
+        db::Location::Postgres(_) => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let finished = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "serving SCIM at http://{addr}{BASE_PATH}");
+        // Installed before the line below, which tools wait for: a SIGTERM
+        // after it is a graceful stop.
+        let signal = shutdown_signal().context("installing the SIGTERM handler")?;
+        let stopping = Arc::new(std::sync::OnceLock::new());
+        let shutdown = {
+            let stopping = stopping.clone();
+            async move {
+                signal.await;
+                let _ = stopping.set(std::time::Instant::now());
+            }
+        };
+        if let Some(tls) = &tls {
+            tokio::spawn(tls.clone().reload_on_sighup());
+        }
+        tracing::info!(
+            %addr,
+            max_connections = limits.max_connections,
+            open_files,
+            "serving SCIM at {scheme}://{addr}{BASE_PATH}"
+        );
         // A line tools can wait for (the end-to-end tests do).
-        println!("listening on http://{addr}{BASE_PATH}");
+        println!("listening on {scheme}://{addr}{BASE_PATH}");
         tokio::spawn(scim_host::worker::run_worker(app.clone()));
         if let Some(checkpointer) = checkpointer {
             tokio::spawn(scim_host::checkpoints::run(
@@ -728,6 +831,104 @@ fn run_server(args: ServeArgs) -> Result<()> {
                 "the test API is on at /test/v1: for the host test suite, never in production"
             );
         }
-        serve(app, listener, args.test_api).await
+        let options = Options {
+            test_api: args.test_api,
+            tls,
+            limits,
+        };
+        let drained = serve(app.clone(), listener, options, shutdown).await;
+        let since = stopping
+            .get()
+            .copied()
+            .unwrap_or_else(std::time::Instant::now);
+        let left = limits.shutdown_grace.saturating_sub(since.elapsed());
+        finish_background(&app, sqlite_file.as_deref(), left, drained).await;
+        anyhow::Ok(drained)
+    });
+    // Requests still running past the grace period are abandoned.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if finished? {
+        tracing::info!("stopped");
+    }
+    Ok(())
+}
+
+/// After the last request: waits (at most `left`) for the background batch
+/// in progress, keeps the write turn so that no other starts, and moves the
+/// write-ahead log into the database file, leaving it empty.
+async fn finish_background(
+    app: &App,
+    sqlite_file: Option<&std::path::Path>,
+    left: Duration,
+    drained: bool,
+) {
+    if !drained {
+        tracing::warn!("requests still in flight after the shutdown grace period are abandoned");
+    }
+    match tokio::time::timeout(left.max(Duration::from_secs(1)), app.writers.lock()).await {
+        // Held until the process exits.
+        Ok(turn) => std::mem::forget(turn),
+        Err(_) => {
+            tracing::warn!(
+                "the background batch in progress did not finish in time; it rolls back"
+            );
+            return;
+        }
+    }
+    let Some(path) = sqlite_file else { return };
+    let checkpoint = tokio::task::spawn_blocking({
+        let path = path.to_path_buf();
+        move || -> Result<(i64, i64, i64)> {
+            let conn = rusqlite::Connection::open(&path)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            Ok(conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?)
+        }
     })
+    .await;
+    match checkpoint {
+        Ok(Ok((0, _, _))) => tracing::info!("write-ahead log checkpointed and emptied"),
+        Ok(Ok((_, frames, copied))) => {
+            tracing::warn!(
+                frames,
+                copied,
+                "final checkpoint incomplete: a reader held the log"
+            )
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "final checkpoint failed"),
+        Err(e) => tracing::error!(error = %e, "final checkpoint panicked"),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (each connection
+/// is a descriptor) and returns it.
+#[cfg(unix)]
+fn raise_open_file_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    // An unlimited hard limit is still bounded by the kernel (nr_open).
+    let wanted = limit.rlim_max.min(1 << 20);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = wanted;
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> usize {
+    1024
 }

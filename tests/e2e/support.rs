@@ -632,3 +632,57 @@ pub fn item(name: &str, sources: &[&str]) -> (String, Vec<String>) {
     sources.sort();
     (name.to_string(), sources)
 }
+
+// ---------------------------------------------------------------------------
+// Signals, exits and other clients (tests/e2e/operations.rs).
+
+impl Server {
+    /// Sends the server a signal (`libc::SIGTERM`, `libc::SIGHUP`, ...).
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid");
+        // SAFETY: kill only sends a signal to the child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {signal}");
+    }
+
+    /// Waits, at most `within`, for the server to exit, and returns how.
+    #[track_caller]
+    pub fn wait_for_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "scim-host still running after {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends this server's requests through `client` from now on (one that
+    /// trusts the server's TLS certificate, say).
+    pub fn use_client(&mut self, client: reqwest::blocking::Client) {
+        self.client = client;
+    }
+}
+
+/// Raises this process's soft limit on open files to the hard one and
+/// returns it.
+pub fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let wanted = limit.rlim_max.min(1 << 20);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    limit.rlim_cur
+}

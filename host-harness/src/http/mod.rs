@@ -1,14 +1,20 @@
 //! HTTP routing: SCIM under `/scim/v2`, the admin API under `/admin/v1`,
-//! `/metrics` and `/healthz`; the test API under `/test/v1` when asked for.
+//! `/metrics`, `/healthz` and `/readyz`; the test API under `/test/v1` when
+//! asked for. The connections themselves are `connections`' (timeouts,
+//! limits, graceful shutdown) and `tls`' (HTTPS).
 
 pub mod admin;
 mod api;
+pub mod connections;
 pub mod mapper;
 pub mod mapping;
 pub mod scim;
 pub mod test_api;
+pub mod tls;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -22,37 +28,98 @@ use crate::app::{App, bearer};
 
 pub use scim::BASE_PATH;
 
-/// Serves until Ctrl-C or SIGTERM; with `test_api`, also the test API
-/// under `/test/v1` (for the host test suite, never in production).
-pub async fn serve(app: Arc<App>, listener: TcpListener, test_api: bool) -> anyhow::Result<()> {
+/// How the server is reached.
+pub struct Options {
+    /// The test API under `/test/v1` (for the host test suite, never in
+    /// production).
+    pub test_api: bool,
+    /// HTTPS with this certificate; plain HTTP without.
+    pub tls: Option<Arc<tls::Tls>>,
+    pub limits: connections::Limits,
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish
+/// (see `connections`). Returns whether they all did in time.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/admin/v1", admin::router());
-    if test_api {
+    if options.test_api {
         router = router.nest("/test/v1", test_api::router());
     }
     let router = router.fallback(scim::handle).with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    Ok(())
+    connections::serve(listener, router, options.tls, options.limits, shutdown).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on the first SIGTERM or SIGINT (Ctrl-C). The handlers are
+/// installed by this call, so a signal that arrives once it returned is
+/// never the default (immediate) exit.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            let signal = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal, "shutting down");
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// How long `/readyz` waits for the database.
+const READY_WAIT: Duration = Duration::from_secs(2);
+
+/// `/readyz`: whether this server can serve requests now, for a load
+/// balancer (`/healthz` only says the process is alive). The engine is
+/// compiled before the server listens; the database must answer a trivial
+/// query within [`READY_WAIT`]. 503 with the reason when not.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let check = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let conn = app
+            .pool
+            .get_timeout(READY_WAIT)
+            .map_err(|e| format!("no database connection: {e}"))?;
+        // Reads a table, so SQLite touches the file (`SELECT 1` would not).
+        conn.query_row("SELECT count(*) FROM tenants", (), |r| r.get::<_, i64>(0))
+            .map_err(|e| format!("the database does not answer: {e}"))?;
+        Ok(())
+    });
+    let outcome = match tokio::time::timeout(READY_WAIT * 2, check).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Err(format!("the database check failed: {e}")),
+        Err(_) => Err(format!(
+            "the database did not answer within {} s",
+            (READY_WAIT * 2).as_secs()
+        )),
+    };
+    match outcome {
+        Ok(()) => axum::Json(serde_json::json!({
+            "ready": true, "database": "ok", "engine": "compiled"
+        }))
+        .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "ready": false, "database": "unavailable", "engine": "compiled", "reason": reason
+            })),
+        )
+            .into_response(),
+    }
 }
 
 /// `/metrics` in Prometheus text format, for the bearer of the metrics
