@@ -204,10 +204,14 @@ fn matching_from(
                     )
                 })
                 .collect();
-            format!(
-                "FROM ({}) m CROSS JOIN documents d ON d.seq = m.seq WHERE TRUE",
-                parts.join(" UNION ")
-            )
+            // One row per document: a document may hold several matching
+            // terms (two work emails); `UNION` merges them across parts,
+            // `DISTINCT` within a lone part.
+            let union = match parts.as_slice() {
+                [one] => one.replacen("SELECT t.seq", "SELECT DISTINCT t.seq", 1),
+                _ => parts.join(" UNION "),
+            };
+            format!("FROM ({union}) m CROSS JOIN documents d ON d.seq = m.seq WHERE TRUE")
         }
         _ => {
             args.push(Box::new(tenant));

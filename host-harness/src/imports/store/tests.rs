@@ -37,6 +37,9 @@ macro_rules! on_both {
     )*};
 }
 
+mod contract;
+mod props;
+
 on_both!(
     counts_and_pages_match_the_naive_answer,
     term_statistics_follow_replaces_and_deletes,
