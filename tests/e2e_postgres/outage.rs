@@ -40,6 +40,17 @@ fn postgres_down_for_10_s_gives_503s_and_service_returns_without_a_restart() {
             );
             refused += 1;
         }
+        // Alive, but not ready: a load balancer sends its traffic elsewhere.
+        let ready = server.send_as(None, "GET", &format!("{}/readyz", server.origin()), None);
+        assert_eq!(ready.status, 503, "{}", ready.text);
+        assert_eq!(ready.json["ready"], false, "{}", ready.text);
+        assert!(
+            ready.json["reason"].as_str().is_some_and(|d| !d.is_empty()),
+            "{}",
+            ready.text
+        );
+        let healthz = format!("{}/healthz", server.origin());
+        server.send_as(None, "GET", &healthz, None).expect(200);
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(refused >= 2);
@@ -59,6 +70,8 @@ fn postgres_down_for_10_s_gives_503s_and_service_returns_without_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let ready = format!("{}/readyz", server.origin());
+    server.send_as(None, "GET", &ready, None).expect(200);
     server.create_user("after");
     let list = server.get("/Users").expect(200).json;
     assert_eq!(list["totalResults"], 2, "only acknowledged writes: {list}");
