@@ -258,3 +258,38 @@ proptest! {
         }
     }
 }
+
+on_both!(a_matching_selection_counts_a_document_with_two_matching_terms_once);
+
+/// Regression: a `matching` selection whose driving clause is one term
+/// query listed and counted a document once per matching term (two work
+/// emails), where `UNION` had merged them only across several queries.
+fn a_matching_selection_counts_a_document_with_two_matching_terms_once(backend: Backend) {
+    let (_dir, pool) = database(backend);
+    let conn = pool.get().unwrap();
+    db::add_tenant(&conn, "t").unwrap();
+    let tenant = db::tenant_id(&conn, "t").unwrap();
+    conn.begin(db::Begin::Write(Some(tenant))).unwrap();
+    let mut store = SqlStore::new(conn, tenant);
+    let terms = ["a@x.example", "b@x.example"].map(|v| ("email".to_string(), v.to_string()));
+    store
+        .insert("User".into(), new_doc(0, &terms, "{\"title\":\"Manager\"}"))
+        .unwrap();
+    let sel = Selection::Matching(vec![
+        Clause::AnyTerm(vec![TermQuery {
+            name: "email".into(),
+            match_: TermMatch::Contains("x.example".into()),
+        }]),
+        Clause::BodyContains("manager".into()),
+    ]);
+    assert_eq!(store.count("User".into(), sel.clone()).unwrap(), 1);
+    let page = Page {
+        after: None,
+        offset: 0,
+        limit: 10,
+        descending: false,
+    };
+    let keys = store.scan_keys("User".into(), sel.clone(), page).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(store.scan("User".into(), sel, page).unwrap().len(), 1);
+}
