@@ -20,3 +20,5 @@ mod hostile;
 mod uploads;
 
 mod pg_cluster;
+
+mod storage;

@@ -11,10 +11,12 @@ mod support;
 /// `SCIM_TEST_BACKEND=postgres` chooses it.
 pub const POSTGRES: bool = false;
 
+mod crashes;
 mod dialects;
 mod discovery;
 mod faults;
 mod groups;
+mod hostile;
 mod lms;
 mod mapper;
 mod mapper_python;

@@ -117,7 +117,7 @@ impl r2d2::ManageConnection for Manager {
 const STATEMENT_CACHE: usize = 256;
 
 /// How long a writer waits for another writer's transaction.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who moves the write-ahead log into the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell as StdCell, RefCell};
 use std::collections::HashMap;
+use std::time::Duration;
 
 use postgres::types::{IsNull, Type};
 
@@ -816,8 +817,10 @@ impl Connection {
 
     /// [`Connection::begin`], with each statement of the transaction, the
     /// wait for the write lock included, limited to `timeout_ms` on
-    /// PostgreSQL (SQLite's deadline is a progress handler). On PostgreSQL
-    /// it is one round trip.
+    /// PostgreSQL (SQLite's deadline is a progress handler, which does not
+    /// run while SQLite waits for a lock held by another process, so the
+    /// wait for the write lock is bounded here). On PostgreSQL it is one
+    /// round trip.
     pub fn begin_within(&self, mode: Begin, timeout_ms: Option<u64>) -> Result<()> {
         let pg = match (self, mode) {
             (Connection::Sqlite(c), Begin::Read) => {
@@ -825,7 +828,17 @@ impl Connection {
                 return Ok(());
             }
             (Connection::Sqlite(c), Begin::Write(_)) => {
-                c.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+                let Some(ms) = timeout_ms else {
+                    c.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+                    return Ok(());
+                };
+                let wait = Duration::from_millis(ms.max(1)).min(super::BUSY_TIMEOUT);
+                c.busy_timeout(wait)?;
+                let begun = c
+                    .prepare_cached("BEGIN IMMEDIATE")
+                    .and_then(|mut s| s.execute([]));
+                c.busy_timeout(super::BUSY_TIMEOUT)?;
+                begun?;
                 return Ok(());
             }
             (Connection::Postgres(c), _) => c,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +69,12 @@ pub fn router() -> Router<Arc<App>> {
             error(
                 StatusCode::NOT_FOUND,
                 "No admin endpoint here; see the README's admin API section",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This admin endpoint does not take that method; see the README's admin API section",
             )
         })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -152,9 +159,24 @@ async fn write<T>(
     Ok(out)
 }
 
-/// The `name` of a `{"name": "..."}` body.
-fn name_of(body: Option<&Json<Value>>) -> Result<String, ApiError> {
-    body.and_then(|b| b.get("name"))
+/// The `name` of a `{"name": "..."}` body. A body that is not JSON is
+/// refused in the admin API's error shape; none at all asks for the name.
+fn name_of(body: Result<Json<Value>, JsonRejection>) -> Result<String, ApiError> {
+    let body = match body {
+        Ok(b) => Some(b),
+        Err(JsonRejection::MissingJsonContentType(_)) => None,
+        Err(e) => {
+            return Err(error(
+                e.status(),
+                format!(
+                    "The body must be a JSON object such as {{\"name\": \"...\"}}: {}",
+                    e.body_text()
+                ),
+            ));
+        }
+    };
+    body.as_ref()
+        .and_then(|b| b.get("name"))
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| admin_error(AdminError::NoName))
@@ -164,7 +186,7 @@ async fn post_grant(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path((id, kind)): Path<(String, String)>,
-    body: Option<Json<Value>>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Reply {
     let (tenant, mut conn) = authenticate(&app, &headers)?;
     let kind = kind_segment(&kind).ok_or_else(|| {
@@ -173,7 +195,7 @@ async fn post_grant(
             "Grant under /roles, /teams or /learningPaths",
         )
     })?;
-    let name = name_of(body.as_ref())?;
+    let name = name_of(body)?;
     let stamp = stamp();
     let learner = write(&app, &tenant.name, &mut conn, |c| {
         grant_manual(c, tenant.id, &id, kind, &name, &stamp)
@@ -213,7 +235,7 @@ async fn post_catalogue(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
-    body: Option<Json<Value>>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
     let kind = kind_segment(&kind).ok_or_else(|| {
@@ -222,7 +244,7 @@ async fn post_catalogue(
             "Add to /catalogue/roles, /catalogue/teams or /catalogue/learningPaths",
         )
     })?;
-    let name = name_of(body.as_ref())?;
+    let name = name_of(body)?;
     let _turn = app.writers.lock().await;
     let added = lms::catalogue::add(&conn, tenant.id, kind, &name)
         .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;

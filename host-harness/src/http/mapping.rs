@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::api::{ApiError, Reply, authenticate, db_error, error, internal_error};
@@ -66,7 +68,41 @@ pub(super) fn number<T: std::str::FromStr>(
         .transpose()
 }
 
-fn document(body: String) -> Result<String, ApiError> {
+/// The largest rules document a request may carry.
+const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
+
+/// The request body as text, read after the admin token is checked: at
+/// most [`MAX_DOCUMENT_BYTES`], UTF-8.
+async fn text(body: Body) -> Result<String, ApiError> {
+    let bytes = match Limited::new(body, MAX_DOCUMENT_BYTES).collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("A rules document may be at most {MAX_DOCUMENT_BYTES} bytes"),
+            ));
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("Could not read the request body: {e}"),
+            ));
+        }
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The rules document is not UTF-8 text: byte {} is not valid UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// A rules document from the body: UTF-8 text that is not blank.
+async fn document(body: Body) -> Result<String, ApiError> {
+    let body = text(body).await?;
     if body.trim().is_empty() {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -151,10 +187,10 @@ pub async fn put_mapping(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-    body: String,
+    body: Body,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    let text = document(body)?;
+    let text = document(body).await?;
     change(app, tenant, Some(text), &params).await
 }
 
@@ -210,9 +246,9 @@ pub async fn rollback(
     change(app, tenant, document, &params).await
 }
 
-pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: String) -> Reply {
+pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    let text = document(body)?;
+    let text = document(body).await?;
     let turn = mapping_turn(&app, tenant.id).await?;
     let report = work(turn, move || {
         mapping::check(&app.runtime, Some((&app.pool, &tenant)), &text)
@@ -225,10 +261,11 @@ pub async fn preview(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-    body: String,
+    body: Body,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
     let keep = number::<usize>(&params, "limit", "a number")?.unwrap_or(KEEP);
+    let body = text(body).await?;
     let choice = if flag(&params, "default")? {
         Choice::Default
     } else if body.trim().is_empty() {
@@ -258,10 +295,10 @@ pub async fn explain_candidate(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: String,
+    body: Body,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    let choice = Choice::Document(document(body)?);
+    let choice = Choice::Document(document(body).await?);
     explain_with(app, tenant, choice, id).await
 }
 

@@ -49,6 +49,14 @@ fn endpoint_label(segment: Option<&str>) -> &'static str {
 }
 
 fn route(req: &Request, store: &mut dyn Store) -> ScimResult<Response> {
+    // Replacing bytes that are not UTF-8 would answer a question the client
+    // did not ask (a filter on another value, say).
+    if !req.query_is_utf8() {
+        return Err(ScimError::invalid_value(
+            "The query string is not UTF-8 once percent-decoded; \
+             percent-encode the UTF-8 bytes of each character",
+        ));
+    }
     let segments: Vec<String> = req
         .path
         .split('/')

@@ -61,10 +61,17 @@ pub fn resolve(
     Ok(refs)
 }
 
+/// How many unknown member ids an error names; the rest are counted.
+const NAMED_MISSING: usize = 20;
+
 fn missing(ids: &[String]) -> ScimError {
+    let named = ids[..ids.len().min(NAMED_MISSING)].join(", ");
+    let more = match ids.len().saturating_sub(NAMED_MISSING) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
     ScimError::invalid_value(format!(
-        "Members must be existing Users or Groups of this tenant; not found: {}",
-        ids.join(", ")
+        "Members must be existing Users or Groups of this tenant; not found: {named}{more}"
     ))
 }
 

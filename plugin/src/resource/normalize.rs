@@ -11,6 +11,8 @@
 //! rejected, because silently dropping data the client meant to store is
 //! worse.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 
 use crate::error::{ScimError, ScimResult};
@@ -388,6 +390,9 @@ pub fn member_inputs(attr: &Attribute, value: Value) -> ScimResult<Vec<MemberInp
         single => vec![single],
     };
     let mut out: Vec<MemberInput> = Vec::with_capacity(items.len());
+    // A set, not a scan of `out`: a body's worth of members (tens of
+    // thousands) would otherwise cost quadratic time.
+    let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
     for item in items {
         let (value, kind) = match item {
             Value::Null => continue,
@@ -414,7 +419,7 @@ pub fn member_inputs(attr: &Attribute, value: Value) -> ScimResult<Vec<MemberInp
                 )));
             }
         };
-        if !out.iter().any(|o| o.value == value) {
+        if seen.insert(value.clone()) {
             out.push(MemberInput { value, kind });
         }
     }
