@@ -6,7 +6,9 @@
 //!   SQLite, in a fresh instance and in a warm one (kept from the previous
 //!   request, as `scim-host` does for a tenant's requests);
 //! - `native GET /Users/{id}`: the same request handled by the engine core
-//!   compiled natively, against its in-memory store.
+//!   compiled natively, against its in-memory store;
+//! - `native-vs-wasm`: a read, a filter, a page and a PATCH, each natively
+//!   and in a warm instance on SQLite, with 1,000 users on both sides.
 //!
 //! Run: `cargo bench -p scim-host --bench instantiate`
 
@@ -96,9 +98,10 @@ fn bench(c: &mut Criterion) {
 
     let mut mem = scim_engine::memstore::MemStore::new();
     let mut lms = scim_engine::provision::memlms::MemLms::new();
-    let native = |method: &str, path: &str, body: &str| scim_engine::Request {
+    let native = |method: &str, path: &str, query: &str, body: &str| scim_engine::Request {
         method: method.into(),
         path: path.into(),
+        query: query.into(),
         body: body.as_bytes().to_vec(),
         context: scim_engine::Context {
             base_url: "http://localhost/scim/v2".into(),
@@ -110,16 +113,64 @@ fn bench(c: &mut Criterion) {
         &native(
             "POST",
             "/Users",
+            "",
             r#"{"userName":"bench","emails":[{"value":"b@example.com","type":"work"}]}"#,
         ),
         &mut mem,
         &mut lms,
     );
     let nid = created.body_json()["id"].as_str().unwrap().to_string();
-    let nget = native("GET", &format!("/Users/{nid}"), "");
+    let nget = native("GET", &format!("/Users/{nid}"), "", "");
     g.bench_function("native GET /Users/{id}", |b| {
         b.iter(|| scim_engine::handle(&nget, &mut mem, &mut lms))
     });
+    g.finish();
+
+    // The same inputs through the engine compiled natively (in-memory
+    // store and LMS) and inside wasmtime (a warm instance on SQLite, as
+    // `scim-host` serves them): the ratio is the cost of the sandbox, its
+    // boundary and the durable store together.
+    for i in 1..1000 {
+        let body = serde_json::json!({"userName": format!("bench{i:04}"), "title": "Engineer"})
+            .to_string();
+        run(&request("POST", "/Users", &body));
+        scim_engine::handle(&native("POST", "/Users", "", &body), &mut mem, &mut lms);
+    }
+    let patch = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"title","value":"Manager"}]}"#;
+    let cases = [
+        ("GET /Users/{id}", "GET", "/Users/{id}".to_string(), "", ""),
+        (
+            "GET /Users?filter=userName eq (1,000 users)",
+            "GET",
+            "/Users".to_string(),
+            "filter=userName%20eq%20%22bench0500%22",
+            "",
+        ),
+        (
+            "GET /Users?count=50 (1,000 users)",
+            "GET",
+            "/Users".to_string(),
+            "count=50",
+            "",
+        ),
+        (
+            "PATCH /Users/{id} replace title",
+            "PATCH",
+            "/Users/{id}".to_string(),
+            "",
+            patch,
+        ),
+    ];
+    let mut g = c.benchmark_group("native-vs-wasm");
+    for (name, method, path, query, body) in cases {
+        let mut wreq = request(method, &path.replace("{id}", &id), body);
+        wreq.query = query.into();
+        let nreq = native(method, &path.replace("{id}", &nid), query, body);
+        g.bench_function(format!("wasm {name}"), |b| b.iter(|| run_in(&warm, &wreq)));
+        g.bench_function(format!("native {name}"), |b| {
+            b.iter(|| scim_engine::handle(&nreq, &mut mem, &mut lms))
+        });
+    }
     g.finish();
 }
 

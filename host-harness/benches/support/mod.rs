@@ -179,6 +179,13 @@ pub struct Server {
     pub base: String,
 }
 
+impl Server {
+    /// The server's process id (to read its resources from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -338,6 +345,11 @@ impl Conn {
             closed: false,
             retry_after: None,
         })
+    }
+
+    /// The `host:port` the connection goes to.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// A SCIM request as the `default` tenant: `path` is under `/scim/v2`,
