@@ -28,6 +28,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+invocation="scripts/benchmarks.sh $*"
 
 quick=0
 only=""
@@ -137,7 +138,7 @@ run hosts "The same requests through scim-host, the Python host and the Node hos
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`scripts/benchmarks.sh$([ "$quick" = 1 ] && echo " --quick")\`; do not edit by hand."
+  echo "Written by \`${invocation% }\`; do not edit by hand."
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
