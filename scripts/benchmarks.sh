@@ -59,6 +59,7 @@ wanted() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 say() { [ -n "${NO_PROGRESS:-}" ] || echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 body=$(mktemp)
+load=$(cut -d" " -f1-3 /proc/loadavg)
 failed=()
 # run NAME DESCRIPTION COMMAND...: runs the command, keeps its stdout.
 run() {
@@ -105,8 +106,18 @@ run() {
 }
 
 criterion() {
-  # Criterion's report, one line per measurement: name and median.
-  "$@" 2>/dev/null | awk '/time:/ { sub(/^ +/, ""); print }'
+  # Criterion's report as a table: each measurement's name and median.
+  echo "| measurement | median |"
+  echo "|---|---:|"
+  "$@" 2>/dev/null | awk '
+    /time:/ {
+      name = ($0 ~ /^ /) ? prev : $1
+      match($0, /\[[^]]*\]/)
+      split(substr($0, RSTART + 1, RLENGTH - 2), t, " ")
+      print "| " name " | " t[3] " " t[4] " |"
+      next
+    }
+    NF && $0 !~ /^ / && $1 != "Found" && $1 != "Benchmarking" { prev = $0 }'
 }
 export -f criterion
 
@@ -144,6 +155,7 @@ run hosts "The same requests through scim-host, the Python host and the Node hos
   echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r)"
   echo "- toolchain: $(rustc --version)"
+  echo "- load average when it started: $load"
   echo "- sizes: $sizes users where a bench takes sizes"
   echo
   cat "$body"
