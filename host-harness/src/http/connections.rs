@@ -167,7 +167,8 @@ async fn request(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .unwrap_or(0);
     let allowed = body_timeout.saturating_add(Duration::from_secs(declared / SLOW_LINK));
-    let deadline = (!req.body().is_end_stream()).then(|| Box::pin(tokio::time::sleep(allowed)));
+    let deadline =
+        (!req.body().is_end_stream()).then(|| (Box::pin(tokio::time::sleep(allowed)), allowed));
     let req = req.map(|body| {
         Body::new(Deadline {
             body,
@@ -179,49 +180,60 @@ async fn request(
         Ok(r) => r,
         Err(never) => match never {},
     };
-    if expired.load(Ordering::Relaxed) {
-        return too_slow(scim, allowed);
+    if !expired.load(Ordering::Relaxed) {
+        return response;
     }
-    response
+    if scim {
+        // The SCIM handler answered it (408, rendered by the engine); the
+        // rest of the body is not worth waiting for.
+        let mut response = response;
+        response
+            .headers_mut()
+            .insert("connection", axum::http::HeaderValue::from_static("close"));
+        return response;
+    }
+    too_slow(allowed)
 }
 
-/// 408 for a body that did not arrive in time (a SCIM error on SCIM
-/// paths); the connection is closed after it.
-fn too_slow(scim: bool, allowed: Duration) -> Response {
-    let detail = format!(
-        "The request body did not arrive within {} s of its headers; send it without pauses",
-        allowed.as_secs()
-    );
-    let (content_type, text) = if scim {
-        (
-            "application/scim+json",
-            serde_json::json!({
-                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-                "status": "408",
-                "detail": detail,
-            })
-            .to_string(),
-        )
-    } else {
-        ("text/plain; charset=utf-8", format!("{detail}\n"))
-    };
-    let mut r = Response::new(Body::from(text));
+/// 408 for a body that did not arrive in time, off the SCIM paths; the
+/// connection is closed after it.
+fn too_slow(allowed: Duration) -> Response {
+    let mut r = Response::new(Body::from(format!("{}\n", BodyTooSlow { allowed })));
     *r.status_mut() = axum::http::StatusCode::REQUEST_TIMEOUT;
     let headers = r.headers_mut();
     headers.insert(
         "content-type",
-        axum::http::HeaderValue::from_static(content_type),
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert("connection", axum::http::HeaderValue::from_static("close"));
     r
 }
 
+/// The error a request body's read fails with once its deadline passed
+/// (the SCIM handler answers it with 408).
+#[derive(Debug)]
+pub struct BodyTooSlow {
+    allowed: Duration,
+}
+
+impl std::fmt::Display for BodyTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "The request body did not arrive within {} s of its headers; send it without pauses",
+            self.allowed.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for BodyTooSlow {}
+
 /// A request body that fails once its deadline passes, and says so in
 /// `expired` (the handler's answer to the failed read is replaced by 408).
 struct Deadline {
     body: Incoming,
-    /// `None` for a request without a body.
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When, and how long it was given; `None` for a request without a body.
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
     expired: Arc<AtomicBool>,
 }
 
@@ -237,11 +249,12 @@ impl HttpBody for Deadline {
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if let Some(deadline) = &mut this.deadline
+        if let Some((deadline, allowed)) = &mut this.deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
             this.expired.store(true, Ordering::Relaxed);
-            return Poll::Ready(Some(Err("the request body did not arrive in time".into())));
+            let allowed = *allowed;
+            return Poll::Ready(Some(Err(Box::new(BodyTooSlow { allowed }))));
         }
         Poll::Pending
     }

@@ -96,10 +96,13 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 (Vec::new(), Some(too_large))
             }
-            Err(e) => (
-                Vec::new(),
-                Some((400, format!("Could not read the request body: {e}"))),
-            ),
+            Err(e) => match too_slow(&*e) {
+                Some(slow) => (Vec::new(), Some((408, slow.to_string()))),
+                None => (
+                    Vec::new(),
+                    Some((400, format!("Could not read the request body: {e}"))),
+                ),
+            },
         }
     };
     let query = parts.uri.query().unwrap_or("").to_string();
@@ -160,6 +163,14 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         );
     }
     finish(outcome)
+}
+
+/// The connection's body deadline, if that is why reading the body failed
+/// (it arrives wrapped in the body layers' errors).
+fn too_slow<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e super::connections::BodyTooSlow> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref())
 }
 
 /// The headers the engine sees: all but credentials, which the host has
