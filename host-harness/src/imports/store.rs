@@ -193,24 +193,24 @@ fn matching_from(
         .position(|c| matches!(c, wit::Clause::AnyTerm(qs) if !qs.is_empty()));
     let mut sql = match driver.map(|i| &clauses[i]) {
         Some(wit::Clause::AnyTerm(queries)) => {
+            // One row per document: a document may hold several matching
+            // terms (two work emails); `UNION` merges them across parts,
+            // `DISTINCT` within a lone part.
+            let select = if queries.len() == 1 {
+                "SELECT DISTINCT t.seq"
+            } else {
+                "SELECT t.seq"
+            };
             let parts: Vec<String> = queries
                 .iter()
                 .map(|q| {
                     args.push(Box::new(tenant));
                     args.push(Box::new(kind.to_string()));
                     let cond = term_condition(q, args);
-                    format!(
-                        "SELECT t.seq FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}"
-                    )
+                    format!("{select} FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond}")
                 })
                 .collect();
-            // One row per document: a document may hold several matching
-            // terms (two work emails); `UNION` merges them across parts,
-            // `DISTINCT` within a lone part.
-            let union = match parts.as_slice() {
-                [one] => one.replacen("SELECT t.seq", "SELECT DISTINCT t.seq", 1),
-                _ => parts.join(" UNION "),
-            };
+            let union = parts.join(" UNION ");
             format!("FROM ({union}) m CROSS JOIN documents d ON d.seq = m.seq WHERE TRUE")
         }
         _ => {
