@@ -151,6 +151,15 @@ pub fn set_tenant_token(conn: &Connection, name: &str, kind: TokenKind, token: &
             &random_bytes::<32>()[..]
         ],
     )?;
+    if kind == TokenKind::Admin {
+        // A different admin token (a leaked one replaced at a restart) ends
+        // the sessions opened with the old one; the same token keeps them.
+        conn.execute(
+            "DELETE FROM admin_sessions WHERE tenant IN (SELECT id FROM tenants
+                WHERE name = ?1 AND (admin_token_hash IS NULL OR admin_token_hash <> ?2))",
+            params![name, &hash_token(token)[..]],
+        )?;
+    }
     conn.execute(
         &format!("UPDATE tenants SET {col} = ?2 WHERE name = ?1"),
         params![name, &hash_token(token)[..]],
@@ -163,8 +172,13 @@ pub fn set_tenant_token(conn: &Connection, name: &str, kind: TokenKind, token: &
 }
 
 /// Replaces a tenant's token of `kind` with a new random one; returns it.
+/// A new admin token ends every console session of the tenant: whoever
+/// signed in with the old one is signed out.
 pub fn rotate_token(conn: &Connection, name: &str, kind: TokenKind) -> Result<String> {
     let token = new_token(kind);
+    if kind == TokenKind::Admin {
+        end_sessions_of(conn, name)?;
+    }
     let n = conn.execute(
         &format!("UPDATE tenants SET {} = ?2 WHERE name = ?1", kind.column()),
         params![name, &hash_token(&token)[..]],
@@ -173,6 +187,101 @@ pub fn rotate_token(conn: &Connection, name: &str, kind: TokenKind) -> Result<St
         bail!("no tenant named '{name}'; see `scim-host tenant list`");
     }
     Ok(token)
+}
+
+/// How long a console session lasts (the cookie's `Max-Age`).
+pub const SESSION_SECONDS: i64 = 8 * 3600;
+
+/// A console session: what the admin token was exchanged for at sign-in.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub tenant: Tenant,
+    /// The token every write of the session must echo (`X-CSRF-Token`).
+    pub csrf: String,
+    /// When it ends, as stored (RFC 3339, UTC).
+    pub expires: String,
+}
+
+/// Starts a session for `tenant`: returns the cookie's value (only its hash
+/// is stored) and the session. Expired sessions of every tenant are purged
+/// on the way, so the table holds live sessions and a few stale ones.
+pub fn start_session(conn: &Connection, tenant: &Tenant) -> Result<(String, Session)> {
+    let now = time::OffsetDateTime::now_utc();
+    conn.execute(
+        "DELETE FROM admin_sessions WHERE expires <= ?1",
+        [crate::events::timestamp(now)],
+    )?;
+    let cookie = hex::encode(random_bytes::<32>());
+    let csrf = hex::encode(random_bytes::<32>());
+    let expires = crate::events::timestamp(now + time::Duration::seconds(SESSION_SECONDS));
+    conn.execute(
+        "INSERT INTO admin_sessions (id_hash, tenant, csrf, created, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            &hash_token(&cookie)[..],
+            tenant.id,
+            csrf,
+            crate::events::timestamp(now),
+            expires
+        ],
+    )?;
+    Ok((
+        cookie,
+        Session {
+            tenant: tenant.clone(),
+            csrf,
+            expires,
+        },
+    ))
+}
+
+/// The live session a cookie's value names; `None` when it is unknown,
+/// ended or expired.
+pub fn session(conn: &Connection, cookie: &str) -> Result<Option<Session>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT t.id, t.name, t.signing_key, t.max_concurrent, t.rate_per_sec, s.csrf, s.expires
+             FROM admin_sessions s JOIN tenants t ON t.id = s.tenant
+             WHERE s.id_hash = ?1 AND s.expires > ?2",
+        )?
+        .query_row(
+            params![&hash_token(cookie)[..], crate::events::now()],
+            |r| {
+                Ok(Session {
+                    tenant: Tenant {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        signing_key: r.get(2)?,
+                        share: Share {
+                            max_concurrent: r.get(3)?,
+                            rate_per_sec: r.get(4)?,
+                        },
+                    },
+                    csrf: r.get(5)?,
+                    expires: r.get(6)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(row)
+}
+
+/// Ends the session a cookie's value names (nothing when there is none).
+pub fn end_session(conn: &Connection, cookie: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM admin_sessions WHERE id_hash = ?1",
+        [&hash_token(cookie)[..]],
+    )?;
+    Ok(())
+}
+
+/// Ends every session of tenant `name`.
+fn end_sessions_of(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM admin_sessions WHERE tenant IN (SELECT id FROM tenants WHERE name = ?1)",
+        [name],
+    )?;
+    Ok(())
 }
 
 /// Deletes a tenant and everything stored for it, in one transaction.

@@ -24,6 +24,13 @@ use crate::lms::{self, kind_of};
 /// The admin routes, relative to `/admin/v1`.
 pub fn router() -> Router<Arc<App>> {
     Router::new()
+        .merge(super::alerts::router())
+        .route(
+            "/session",
+            axum::routing::post(super::session::sign_in)
+                .get(super::session::current)
+                .delete(super::session::sign_out),
+        )
         .route("/learners/{id}", get(get_learner))
         .route("/learners/{id}/{kind}", axum::routing::post(post_grant))
         .route("/learners/{id}/{kind}/{name}", delete(delete_grant))

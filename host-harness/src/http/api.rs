@@ -1,5 +1,6 @@
 //! What every admin API handler shares, whichever module routes it: the
-//! refusal it answers with (`ApiError`) and the admin token's check.
+//! refusal it answers with (`ApiError`) and the check of the admin token or
+//! console session.
 
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
@@ -72,22 +73,36 @@ impl ApiError {
 
 pub(crate) type Reply = Result<Response, ApiError>;
 
-/// The tenant whose admin token the request carries, and a connection.
+/// The tenant whose admin token the request carries, or whose console
+/// session its cookie names, and a connection. A bearer token wins over a
+/// cookie. The cookie's writes were checked for CSRF before any handler ran
+/// (`session::guard`).
 pub(crate) fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), ApiError> {
     let header = headers.get("authorization").and_then(|h| h.to_str().ok());
-    let Some(token) = bearer(header) else {
+    let token = bearer(header);
+    let cookie = super::session::cookie(headers);
+    if token.is_none() && cookie.is_none() {
         return Err(unauthorized(
-            "Authentication required: send 'Authorization: Bearer <admin token>'",
+            "Authentication required: send 'Authorization: Bearer <admin token>', \
+             or sign in to the console at /admin",
         ));
-    };
+    }
     let conn = app.pool.get().map_err(|_| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
             "The database is unavailable; retry later",
         )
     })?;
-    match db::authenticate(&conn, TokenKind::Admin, token) {
+    let found = match (token, cookie) {
+        (Some(token), _) => db::authenticate(&conn, TokenKind::Admin, token),
+        (None, Some(cookie)) => db::session(&conn, cookie).map(|s| s.map(|s| s.tenant)),
+        (None, None) => Ok(None),
+    };
+    match found {
         Ok(Some(t)) => Ok((t, conn)),
+        Ok(None) if token.is_none() => Err(unauthorized(
+            "The console session has ended or expired; sign in again",
+        )),
         Ok(None) => Err(unauthorized(
             "The token is not an admin token (the identity provider's SCIM token does not open the admin API); \
              see `scim-host tenant rotate-token --admin`",

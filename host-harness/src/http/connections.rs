@@ -71,7 +71,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -93,12 +93,12 @@ pub async fn serve(
             let _slot = slot;
             let _open = open;
             match tls {
-                None => connection(TokioIo::new(stream), router, limits, stopping).await,
+                None => connection(TokioIo::new(stream), peer, router, limits, stopping).await,
                 Some(tls) => {
                     let handshake = tls.acceptor().accept(stream);
                     match tokio::time::timeout(limits.header_timeout, handshake).await {
                         Ok(Ok(stream)) => {
-                            connection(TokioIo::new(stream), router, limits, stopping).await
+                            connection(TokioIo::new(stream), peer, router, limits, stopping).await
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -120,6 +120,7 @@ pub async fn serve(
 /// shutdown (then after the request in flight, if any).
 async fn connection<I>(
     io: TokioIo<I>,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
@@ -127,7 +128,10 @@ async fn connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let body_timeout = limits.body_timeout;
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // The client's address, for the console's sign-in throttle.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let router = router.clone();
         async move { Ok::<_, Infallible>(request(router, req, body_timeout).await) }
     });

@@ -1,14 +1,17 @@
-//! HTTP routing: SCIM under `/scim/v2`, the admin API under `/admin/v1`,
-//! `/metrics`, `/healthz` and `/readyz`; the test API under `/test/v1` when
-//! asked for. The connections themselves are `connections`' (timeouts,
-//! limits, graceful shutdown) and `tls`' (HTTPS).
+//! HTTP routing: SCIM under `/scim/v2`, the admin API under `/admin/v1` and
+//! its console at `/admin`, `/metrics`, `/healthz` and `/readyz`; the test
+//! API under `/test/v1` when asked for. The connections themselves are
+//! `connections`' (timeouts, limits, graceful shutdown) and `tls`' (HTTPS).
 
 pub mod admin;
+mod alerts;
 mod api;
 pub mod connections;
+mod console;
 pub mod mapper;
 pub mod mapping;
 pub mod scim;
+pub mod session;
 pub mod test_api;
 pub mod tls;
 
@@ -16,11 +19,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
@@ -50,7 +53,20 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/admin/v1", admin::router());
+        .route("/admin", get(console::page))
+        .route("/admin/", get(console::page))
+        .route("/admin/assets/{*file}", get(console::asset))
+        .nest(
+            "/admin/v1",
+            admin::router()
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    session::guard,
+                ))
+                .layer(Extension(Arc::new(session::Sessions::new(
+                    options.tls.is_some(),
+                )))),
+        );
     if options.test_api {
         router = router.nest("/test/v1", test_api::router());
     }
