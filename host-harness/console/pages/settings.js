@@ -1,0 +1,4 @@
+// Settings: written next.
+export async function render(view, ctx) {
+  ctx.heading('Settings');
+}
