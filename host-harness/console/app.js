@@ -11,6 +11,7 @@ import * as learner from './pages/learner.js';
 import * as rules from './pages/rules.js';
 import * as plugins from './pages/plugins.js';
 import * as settings from './pages/settings.js';
+import * as alerts from './pages/alerts.js';
 
 /** [pattern, nav entry, page function]; the first match wins. */
 const ROUTES = [
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^rules$/, 'rules', rules.render],
   [/^plugins$/, 'plugins', plugins.render],
   [/^settings$/, 'settings', settings.render],
+  [/^alerts$/, 'alerts', alerts.render],
 ];
 
 const APP = 'SCIM admin console';

@@ -4,7 +4,7 @@
 
 import { api, apiUrl } from '../api.js';
 import { h, section, table, time, badge, dl, field, valueText } from '../dom.js';
-import { loading } from '../ui.js';
+import { loading, fail } from '../ui.js';
 
 const PAGE = 50;
 const FILTERS = ['failed', 'user', 'action', 'since', 'until'];
@@ -124,7 +124,7 @@ export function eventTable(list, caption, { hideCaption = true, highlight = null
     { label: 'Time', cell: (e) => h('a', { href: `#/events/${encodeURIComponent(e.id)}`, 'aria-current': highlight === e.id ? 'true' : null }, time(e.time)) },
     { label: 'Action', cell: (e) => e.action },
     { label: 'Resource', cell: (e) => e.resourceType },
-    { label: 'User', cell: (e) => e.resourceName || h('code', null, e.resourceId) },
+    { label: 'User', cell: (e) => e.resourceName || (e.resourceId ? h('code', null, e.resourceId) : '—') },
     { label: 'Status', cell: (e) => badge(e.status) },
     { label: 'Reason', cell: (e) => e.reason || '—' },
   ];
@@ -148,7 +148,9 @@ export async function renderDetail(view, ctx) {
   const e = await eventById(ctx.id);
   if (ctx.stale()) return;
   if (!e) {
-    body.replaceChildren(h('p', null, `There is no event ${ctx.id} in this tenant's sync log (events older than the retention period are purged).`));
+    body.replaceChildren();
+    heading.textContent = 'Event not found';
+    fail(`There is no event ${ctx.id} in this tenant's sync log (events older than the retention period are purged).`);
     return;
   }
   heading.textContent = `Event ${e.id}: ${e.action} ${e.resourceType}`;

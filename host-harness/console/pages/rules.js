@@ -111,7 +111,7 @@ async function loadHistory(holder, editor) {
         { label: 'Installed', cell: (v) => time(v.installed_at) },
         { label: 'By', cell: (v) => v.installed_by },
         { label: 'SHA-256', cell: (v) => shortHash(v.sha256) },
-        { label: 'State', cell: (v, i) => (v === list[0] ? badge('current', 'good') : h('span', { class: 'muted' }, 'earlier')) },
+        { label: 'State', cell: (v) => (v === list[0] ? badge('current', 'good') : h('span', { class: 'muted' }, 'earlier')) },
       ],
       rows: list,
       empty: 'No rules were ever installed.',
@@ -127,7 +127,7 @@ function makeEditor(initial) {
   });
   area.value = initial;
   const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
-  const summary = h('p', { id: 'rules-check-summary', class: 'check-summary', 'aria-live': 'polite' });
+  const summary = h('p', { id: 'rules-check-summary', class: 'check-summary' });
   const diagnostics = h('ul', { id: 'rules-diagnostics', class: 'diagnostics' });
   let marked = new Map();
   let timer = null;
@@ -205,8 +205,7 @@ function makeEditor(initial) {
   const element = h('div', { class: 'editor-block' },
     h('label', { for: area.id }, 'Rules document (TOML or JSON)'),
     h('div', { class: 'editor' }, gutter, area),
-    summary,
-    diagnostics);
+    h('div', { class: 'check', 'aria-live': 'polite' }, summary, diagnostics));
   return {
     element,
     text: () => area.value,
