@@ -4,7 +4,7 @@
 // tenant's threshold (the API's 409 with the preview).
 
 import { api } from './api.js';
-import { h, table, count } from './dom.js';
+import { h, replace, table, count } from './dom.js';
 import { confirm, say } from './ui.js';
 
 const PER_PAGE = 20;
@@ -69,7 +69,7 @@ function differences(p) {
   const body = h('div');
   const draw = () => {
     const slice = rows.slice(page * PER_PAGE, (page + 1) * PER_PAGE);
-    body.replaceChildren(table({
+    replace(body, table({
       caption: 'Who gains and who loses what',
       columns: [
         { label: 'Learner', cell: (d) => h('a', { href: `#/learners/${encodeURIComponent(d.id)}` }, d.userName), rowHeader: true },

@@ -71,6 +71,20 @@ export async function busy(button, work) {
   }
 }
 
+/**
+ * Fills `holder` by `work()`; when it fails, the section says so in place
+ * (and in the alert region) instead of loading forever.
+ */
+export async function guard(holder, what, work) {
+  try {
+    await work();
+  } catch (e) {
+    if (e && e.status === 401) return;
+    holder.replaceChildren(h('p', { class: 'error-text' }, `${what} could not be loaded: ${e.detail || e.message}`));
+    fail(e);
+  }
+}
+
 /** A text shown while a section loads. */
 export function loading(what = 'Loading…') {
   return h('p', { class: 'muted loading' }, what);

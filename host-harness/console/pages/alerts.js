@@ -3,8 +3,8 @@
 // delivery log.
 
 import { api } from '../api.js';
-import { h, section, table, time, badge, field, select, uid } from '../dom.js';
-import { loading, busy, say, confirm } from '../ui.js';
+import { h, replace, section, table, time, badge, field, select, uid } from '../dom.js';
+import { loading, busy, say, confirm, guard } from '../ui.js';
 
 const KIND_TEXT = {
   'provisioning-failed': 'A provisioning request failed',
@@ -22,7 +22,10 @@ export async function render(view, ctx) {
   view.append(
     h('p', { class: 'lead' }, 'Webhooks receive a signed JSON (or Slack-compatible) message when provisioning fails, mapping fails, roles disagree, drift is found, the plugin is disabled or the outbox falls behind. Deliveries are queued and retried until the receiver answers.'),
     hooks, deliveries);
-  await Promise.all([showHooks(hooks, deliveries, ctx), showDeliveries(deliveries, ctx)]);
+  await Promise.all([
+    guard(hooks, 'The webhooks', () => showHooks(hooks, deliveries, ctx)),
+    guard(deliveries, 'The delivery log', () => showDeliveries(deliveries, ctx)),
+  ]);
 }
 
 async function showHooks(holder, deliveries, ctx) {
@@ -31,7 +34,7 @@ async function showHooks(holder, deliveries, ctx) {
   const kinds = answer.kinds || Object.keys(KIND_TEXT);
   const reload = () => showHooks(holder, deliveries, null);
   const secretOut = h('div');
-  holder.replaceChildren(
+  replace(holder, 
     section('Webhooks',
       table({
         caption: 'Webhooks of this tenant',
@@ -98,7 +101,7 @@ function addForm(kinds, secretOut, reload) {
       const hook = await api('POST', '/alerts', { json: body });
       url.value = '';
       await reload();
-      secretOut.replaceChildren(secretCallout(hook));
+      replace(secretOut, secretCallout(hook));
       say(`Added the webhook ${hook.url}. Copy its signing secret now.`);
     });
   });
@@ -122,7 +125,7 @@ async function showDeliveries(holder, ctx) {
     await showDeliveries(holder, null);
     say('The delivery log is up to date.');
   }));
-  holder.replaceChildren(section('Delivery log',
+  replace(holder, section('Delivery log',
     h('div', { class: 'toolbar' }, h('p', { class: 'hint' }, 'The latest 50 deliveries, newest first.'), h('div', { class: 'actions' }, refresh)),
     table({
       caption: 'Alert deliveries',

@@ -3,7 +3,7 @@
 // events of the same request or change.
 
 import { api, apiUrl } from '../api.js';
-import { h, section, table, time, badge, dl, field, valueText } from '../dom.js';
+import { h, replace, section, table, time, badge, dl, field, valueText } from '../dom.js';
 import { loading, fail } from '../ui.js';
 
 const PAGE = 50;
@@ -65,7 +65,7 @@ export async function renderList(view, ctx) {
     href: apiUrl('/events', { ...filters, format: 'csv', limit: 10000 }),
   }, 'Export CSV');
 
-  results.replaceChildren(
+  replace(results, 
     h('div', { class: 'toolbar' },
       h('p', { class: 'muted' }, list.length ? `Showing ${list.length} event${list.length === 1 ? '' : 's'}${before ? ' (older page)' : ''}.` : ''),
       h('div', { class: 'actions' }, csv)),
@@ -80,7 +80,7 @@ function filterForm(filters, ctx) {
   const action = h('input', { type: 'text', value: filters.action || '', list: 'event-actions', autocomplete: 'off' });
   const since = h('input', { type: 'datetime-local', value: toLocalInput(filters.since), step: '1' });
   const until = h('input', { type: 'datetime-local', value: toLocalInput(filters.until), step: '1' });
-  const clear = h('button', { type: 'button', class: 'button' }, 'Clear filters');
+  const clear = h('button', { type: 'button', class: 'button' }, 'Clear');
   const form = h('form', { class: 'filters', 'aria-label': 'Filter the sync log' },
     h('div', { class: 'field checkbox' }, failed, h('label', { for: (failed.id = 'filter-failed') }, 'Failed only')),
     field('User (id or name)', user),
@@ -148,7 +148,7 @@ export async function renderDetail(view, ctx) {
   const e = await eventById(ctx.id);
   if (ctx.stale()) return;
   if (!e) {
-    body.replaceChildren();
+    replace(body);
     heading.textContent = 'Event not found';
     fail(`There is no event ${ctx.id} in this tenant's sync log (events older than the retention period are purged).`);
     return;
@@ -157,7 +157,7 @@ export async function renderDetail(view, ctx) {
   document.title = `${heading.textContent} — SCIM admin console`;
 
   const related = h('div', null, loading('Loading the events of the same request…'));
-  body.replaceChildren(
+  replace(body, 
     section('Summary', dl([
       ['Time', time(e.time)],
       ['Action', e.action],
@@ -191,7 +191,7 @@ export async function renderDetail(view, ctx) {
     e.changeId !== e.requestId ? api('GET', '/events', { query: { change: e.changeId, limit: 500 } }) : null,
   ]);
   if (ctx.stale()) return;
-  related.replaceChildren(
+  replace(related, 
     section('Events of the same request',
       h('p', { class: 'hint' }, 'Request id ', h('code', null, e.requestId)),
       eventTable(sameRequest.events || [], `Events of request ${e.requestId}`, { highlight: e.id })),

@@ -3,7 +3,7 @@
 // items by hand, with confirmation.
 
 import { api } from '../api.js';
-import { h, section, table, badge, dl, field, select, count } from '../dom.js';
+import { h, replace, section, table, badge, dl, field, select, count } from '../dom.js';
 import { loading, confirm, busy, say } from '../ui.js';
 
 const KINDS = [
@@ -33,7 +33,7 @@ export async function renderSearch(view, ctx) {
   if (ctx.stale()) return;
   const list = answer.learners || [];
   say(list.length ? `${count(list.length, 'learner')} found.` : 'No learner matches.');
-  results.replaceChildren(table({
+  replace(results, table({
     caption: `Learners matching “${q}”`,
     columns: [
       { label: 'Name', cell: (l) => h('a', { href: `#/learners/${encodeURIComponent(l.id)}` }, l.displayName || l.userName), rowHeader: true },
@@ -64,7 +64,7 @@ async function show(body, ctx) {
   if (ctx.stale()) return;
   ctx.heading(`Learner ${learner.userName}`);
   const why = h('div', null, loading('Loading why the learner holds what it holds…'));
-  body.replaceChildren(
+  replace(body, 
     section('Status', dl([
       ['User name', learner.userName],
       ['Status', badge(learner.status)],
@@ -76,10 +76,10 @@ async function show(body, ctx) {
   try {
     const explain = await api('GET', `/learners/${encodeURIComponent(learner.id)}/explain`);
     if (ctx.stale()) return;
-    why.replaceChildren(explainSection(explain));
+    replace(why, explainSection(explain));
   } catch (e) {
     if (ctx.stale()) return;
-    why.replaceChildren(section('Why', h('p', { class: 'error-text' }, `The explanation is not available: ${e.detail || e.message}`)));
+    replace(why, section('Why', h('p', { class: 'error-text' }, `The explanation is not available: ${e.detail || e.message}`)));
   }
 }
 
@@ -145,7 +145,7 @@ function addForm(learner, catalogue, ctx, body) {
   const kind = select(KINDS.map(([k, l]) => [k, l]), 'teams');
   const name = h('input', { type: 'text', autocomplete: 'off', required: true, list: 'catalogue-names' });
   const names = h('datalist', { id: 'catalogue-names' });
-  const fill = () => names.replaceChildren(...(catalogue[kind.value] || []).map((n) => h('option', { value: n })));
+  const fill = () => replace(names, ...(catalogue[kind.value] || []).map((n) => h('option', { value: n })));
   kind.addEventListener('change', fill);
   fill();
   const button = h('button', { type: 'submit', class: 'button primary' }, 'Add');
@@ -212,7 +212,7 @@ export function explainSection(x) {
         { label: 'Rule', cell: (r) => r.rule, rowHeader: true },
         { label: 'Priority', cell: (r) => String(r.priority ?? 0), className: 'num' },
         { label: 'Matched', cell: (r) => badge(r.matched ? 'yes' : 'no') },
-        { label: 'Because of', cell: (r) => r.via || '—' },
+        { label: 'Because of', cell: (r) => viaText(r.via, facts.groups || []) },
         { label: 'Tests', cell: (r) => (r.condition ? conditionTree(r.condition) : 'applies to every active user') },
       ],
       rows: x.rules,
@@ -229,6 +229,17 @@ export function explainSection(x) {
       : h('p', null, 'Nothing: the learner already holds what mapping wants.'));
   }
   return section('Why: the explain steps', ...parts);
+}
+
+/** `group:<id>` as the group's name; `attr:title` as the attribute. */
+function viaText(via, groups) {
+  if (!via) return '—';
+  if (via.startsWith('group:')) {
+    const g = groups.find((x) => `group:${x.id}` === via);
+    return g ? `member of the group ${g.displayName}` : via;
+  }
+  if (via.startsWith('attr:')) return `the attribute ${via.slice(5)}`;
+  return via;
 }
 
 function grantTable(list, caption) {

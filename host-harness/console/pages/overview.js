@@ -2,7 +2,7 @@
 // and the latest failures.
 
 import { api } from '../api.js';
-import { h, section, table, time, badge, dl, count } from '../dom.js';
+import { h, replace, section, table, time, badge, dl, count } from '../dom.js';
 import { hourlyChart } from '../chart.js';
 import { loading } from '../ui.js';
 
@@ -12,7 +12,7 @@ export async function render(view, ctx) {
   view.append(body);
   const o = await api('GET', '/overview');
   if (ctx.stale()) return;
-  body.replaceChildren(
+  replace(body, 
     section('Requests, last 24 hours', hourlyChart(o.hours || [])),
     h('div', { class: 'cards' }, outbox(o.outbox || {}), mapper(o.mapper || {})),
     section('Latest failures', failures(o.latestFailures || []),

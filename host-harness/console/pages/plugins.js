@@ -4,7 +4,7 @@
 // rolling back or removing.
 
 import { api } from '../api.js';
-import { h, section, table, time, shortHash, badge, dl, field, count } from '../dom.js';
+import { h, replace, section, table, time, shortHash, badge, dl, field, count } from '../dom.js';
 import { loading, busy, say, fail } from '../ui.js';
 import { previewReport, changeWithConfirmation } from '../preview.js';
 
@@ -50,7 +50,7 @@ async function refresh(holder, ctx) {
   else state = badge('active');
 
   const limit = cur && cur.max_failures != null ? cur.max_failures : 5;
-  holder.replaceChildren(section('Plugin in force',
+  replace(holder, section('Plugin in force',
     cur ? dl([
       ['State', h('span', null, state, m.active ? ' — it maps this tenant\'s users' : ' — the rules map this tenant\'s users')],
       ['Version', String(cur.version)],
@@ -59,10 +59,18 @@ async function refresh(holder, ctx) {
       ['Installed', h('span', null, time(cur.installed_at), ` by ${cur.installed_by}`)],
       cur.sha256 ? ['Failures in a row', `${cur.failures} (disabled at ${limit})`] : null,
       cur.disabled_at ? ['Disabled', h('span', null, time(cur.disabled_at), ` — ${cur.disabled_reason || 'too many failures in a row'}`)] : null,
-      cur.settings ? ['Settings', h('code', null, cur.settings)] : null,
+      cur.settings ? ['Settings', h('details', null, h('summary', null, 'Show the settings'), h('pre', { class: 'settings' }, pretty(cur.settings)))] : null,
     ]) : h('p', null, 'No plugin was ever installed: the rules (or the default mapping) map this tenant\'s users.'),
     cur ? h('div', { class: 'actions' }, rollback, cur.sha256 ? remove : null) : null,
     historyTable(m)));
+}
+
+function pretty(json) {
+  try {
+    return JSON.stringify(JSON.parse(json), null, 2);
+  } catch {
+    return json;
+  }
 }
 
 function historyTable(m) {
@@ -135,14 +143,14 @@ function uploadSection(results, refreshStatus) {
       upload = { name: f.name, bytes, size: f.size };
       install.disabled = true;
       replay.disabled = true;
-      results.replaceChildren(loading(`Previewing ${f.name} over every user…`));
+      replace(results, loading(`Previewing ${f.name} over every user…`));
       try {
         const report = await api('POST', '/mapper/preview', { query: query(), body: bytes, contentType: 'application/wasm' });
-        results.replaceChildren(section(`Preview of ${f.name}`, previewReport(report, { title: 'What installing it would change' })));
+        replace(results, section(`Preview of ${f.name}`, previewReport(report, { title: 'What installing it would change' })));
         say(`Preview of ${f.name}: ${count(report.changed, 'learner')} of ${report.users} would change, ${report.failed} failed.`);
         chosen.textContent = `Uploaded ${f.name} (${(f.size / 1024).toFixed(0)} KiB): install it or replay recent failures against it.`;
       } catch (e) {
-        results.replaceChildren();
+        replace(results);
         upload = null;
         throw e;
       }
@@ -161,7 +169,7 @@ function uploadSection(results, refreshStatus) {
       what: `install ${upload.name}`,
     });
     if (!outcome) return;
-    results.replaceChildren(section(`Installed ${upload.name}`, previewReport(outcome.preview, { title: 'What installing changed' })));
+    replace(results, section(`Installed ${upload.name}`, previewReport(outcome.preview, { title: 'What installing changed' })));
     say(`Plugin version ${outcome.installed.version} is in force; existing learners are re-mapped in the background (change ${outcome.changeId}).`);
     await refreshStatus();
   }).finally(() => { install.disabled = !upload; replay.disabled = !upload; }));
@@ -171,7 +179,7 @@ function uploadSection(results, refreshStatus) {
     if (!validSettings()) return;
     const runs = await api('POST', '/mapper/replay', { query: query(), body: upload.bytes, contentType: 'application/wasm' });
     const fixed = runs.filter((r) => !r.failure).length;
-    results.replaceChildren(section(`Recent failures replayed against ${upload.name}`,
+    replace(results, section(`Recent failures replayed against ${upload.name}`,
       h('p', null, runs.length ? `${fixed} of ${runs.length} now succeed.` : 'There are no recent failed calls to replay.'),
       table({
         caption: 'Each failed call and what the uploaded build does with it',

@@ -3,7 +3,7 @@
 // the threshold's confirmation, and the history with rollback.
 
 import { api } from '../api.js';
-import { h, section, table, time, shortHash, badge, count } from '../dom.js';
+import { h, replace, section, table, time, shortHash, badge, count } from '../dom.js';
 import { loading, busy, say, fail } from '../ui.js';
 import { previewReport, changeWithConfirmation } from '../preview.js';
 
@@ -37,13 +37,13 @@ export async function render(view, ctx) {
   previewButton.addEventListener('click', () => busy([previewButton, applyButton], async () => {
     const text = editor.text();
     if (!text.trim()) { fail('The document is empty: write rules first.'); return; }
-    previewOut.replaceChildren(loading('Previewing over every user…'));
+    replace(previewOut, loading('Previewing over every user…'));
     try {
       const report = await api('POST', '/mapping/preview', { body: text, contentType: 'text/plain; charset=utf-8' });
-      previewOut.replaceChildren(previewReport(report, { title: 'Preview of this document' }));
+      replace(previewOut, previewReport(report, { title: 'Preview of this document' }));
       say(`Preview: ${count(report.changed, 'learner')} of ${report.users} would change; ${report.losing} would lose something.`);
     } catch (e) {
-      previewOut.replaceChildren();
+      replace(previewOut);
       if (e.body && e.body.check) editor.show(e.body.check);
       throw e;
     }
@@ -59,7 +59,7 @@ export async function render(view, ctx) {
         what: 'apply these rules',
       });
       if (!outcome) return;
-      previewOut.replaceChildren(previewReport(outcome.preview, { title: 'What applying changed' }));
+      replace(previewOut, previewReport(outcome.preview, { title: 'What applying changed' }));
       say(`Rules version ${outcome.installed.version} are in force; existing learners are re-mapped in the background (change ${outcome.changeId}).`);
       await loadHistory(history, editor);
     } catch (e) {
@@ -68,8 +68,8 @@ export async function render(view, ctx) {
     }
   }));
 
-  body.replaceChildren(
-    section('Rules document',
+  replace(body, 
+    section('Document',
       h('p', { class: 'hint' },
         mapping.mapper === 'rules' ? 'The rules in force are loaded below. ' : 'No rules are installed: the default mapping applies. ',
         'Changes are checked as you type. Preview shows what applying would change for every learner; nothing changes until you apply.',
@@ -100,7 +100,7 @@ async function loadHistory(holder, editor) {
     await loadHistory(holder, editor);
   }));
   const list = mapping.history || [];
-  holder.replaceChildren(section('History',
+  replace(holder, section('History',
     h('p', { class: 'hint' }, 'Every installed version, newest first. Roll back installs again the version before the one in force.'),
     table({
       caption: 'Installed rules versions',
@@ -140,7 +140,7 @@ function makeEditor(initial) {
       const d = marked.get(i);
       frag.push(h('div', { class: d ? `line line-${d}` : 'line' }, d ? `${i} !` : String(i)));
     }
-    gutter.replaceChildren(...frag);
+    replace(gutter, ...frag);
     gutter.scrollTop = area.scrollTop;
   };
 
@@ -161,11 +161,11 @@ function makeEditor(initial) {
     }
     const errors = list.filter((d) => d.severity === 'error').length;
     const warnings = list.length - errors;
-    if (report.valid && list.length === 0) summary.replaceChildren(badge('valid'), ` No problems: ${count(report.rules, 'rule')}.`);
-    else if (report.valid) summary.replaceChildren(badge('valid'), ` ${count(report.rules, 'rule')}, ${count(warnings, 'warning')}.`);
-    else summary.replaceChildren(badge('error'), ` ${count(errors, 'error')}${warnings ? `, ${count(warnings, 'warning')}` : ''}: nothing can be applied until ${errors === 1 ? 'it is' : 'they are'} fixed.`);
+    if (report.valid && list.length === 0) replace(summary, badge('valid'), ` No problems: ${count(report.rules, 'rule')}.`);
+    else if (report.valid) replace(summary, badge('valid'), ` ${count(report.rules, 'rule')}, ${count(warnings, 'warning')}.`);
+    else replace(summary, badge('error'), ` ${count(errors, 'error')}${warnings ? `, ${count(warnings, 'warning')}` : ''}: nothing can be applied until ${errors === 1 ? 'it is' : 'they are'} fixed.`);
     area.setAttribute('aria-invalid', report.valid ? 'false' : 'true');
-    diagnostics.replaceChildren(...list.map((d) => {
+    replace(diagnostics, ...list.map((d) => {
       const where = d.line > 0 ? `Line ${d.line}, column ${d.column}` : 'Document';
       const jump = d.line > 0 ? h('button', { type: 'button', class: 'link-button' }, where) : h('span', null, where);
       if (d.line > 0) jump.addEventListener('click', () => goTo(d.line, d.column));
@@ -181,7 +181,7 @@ function makeEditor(initial) {
       show({ valid: false, rules: 0, diagnostics: [{ severity: 'error', line: 0, column: 0, message: 'The document is empty.' }] });
       return;
     }
-    summary.replaceChildren('Checking…');
+    replace(summary, 'Checking…');
     try {
       const report = await api('POST', '/mapping/check', { body: text, contentType: 'text/plain; charset=utf-8' });
       if (mine === seq) show(report);
@@ -189,7 +189,7 @@ function makeEditor(initial) {
       if (mine !== seq) return;
       if (e.status === 429) { timer = setTimeout(check, 1000); return; }
       if (e.body && e.body.check) show(e.body.check);
-      else summary.replaceChildren(`The check could not run: ${e.detail || e.message}`);
+      else replace(summary, `The check could not run: ${e.detail || e.message}`);
     }
   };
 

@@ -2,8 +2,8 @@
 // policy, and rotating its tokens (each new token shown once).
 
 import { api } from '../api.js';
-import { h, section, table, field, select } from '../dom.js';
-import { loading, busy, say, confirm } from '../ui.js';
+import { h, replace, section, table, field, select } from '../dom.js';
+import { loading, busy, say, confirm, guard } from '../ui.js';
 
 const KINDS = [['roles', 'Role'], ['teams', 'Team'], ['learningPaths', 'Learning path']];
 
@@ -12,16 +12,19 @@ export async function render(view, ctx) {
   const catalogue = h('div', null, loading());
   const policy = h('div', null, loading());
   view.append(catalogue, policy, tokens(), h('p', null, 'Webhooks for failures, drift and backlogs are under ', h('a', { href: '#/alerts' }, 'Alerts'), '.'));
-  await Promise.all([showCatalogue(catalogue, ctx), showPolicy(policy, ctx)]);
+  await Promise.all([
+    guard(catalogue, 'The catalogue', () => showCatalogue(catalogue, ctx)),
+    guard(policy, 'The policy', () => showPolicy(policy, ctx)),
+  ]);
 }
 
 async function showCatalogue(holder, ctx) {
   const list = await api('GET', '/catalogue');
   if (ctx.stale()) return;
   const lists = h('div', { class: 'catalogue' });
-  const draw = (c) => lists.replaceChildren(...KINDS.map(([key, label]) => table({
+  const draw = (c) => replace(lists, ...KINDS.map(([key, label]) => table({
     caption: `${label}s`,
-    columns: [{ label: 'Name', cell: (n) => n, rowHeader: true }],
+    columns: [{ label: 'Name', cell: (n) => n }],
     rows: c[key] || [],
     empty: `No ${label.toLowerCase()} yet.`,
   })));
@@ -44,7 +47,7 @@ async function showCatalogue(holder, ctx) {
       name.focus();
     });
   });
-  holder.replaceChildren(section('Catalogue',
+  replace(holder, section('Catalogue',
     h('p', { class: 'hint' }, 'The roles, teams and learning paths the LMS has. Rules and manual grants may only give roles and learning paths listed here; teams are created as needed.'),
     form, lists));
 }
@@ -78,7 +81,7 @@ async function showPolicy(holder, ctx) {
       say('The policy is saved.');
     });
   });
-  holder.replaceChildren(section('Policy', form));
+  replace(holder, section('Policy', form));
 }
 
 function tokens() {
@@ -110,7 +113,7 @@ function tokens() {
       });
       const done = isAdmin ? h('button', { type: 'button', class: 'button primary' }, 'Sign in again') : null;
       if (done) done.addEventListener('click', () => { location.hash = '#/overview'; location.reload(); });
-      out.replaceChildren(h('div', { class: 'callout warning', role: 'group', 'aria-label': 'New token' },
+      replace(out, h('div', { class: 'callout warning', role: 'group', 'aria-label': 'New token' },
         h('p', null, h('strong', null, 'Copy this token now: it is shown only once. '),
           isAdmin ? 'This session has ended; sign in again with the new token.' : 'Paste it into the identity provider\'s SCIM connection.'),
         field(isAdmin ? 'New admin token' : 'New SCIM token', value),
