@@ -1,7 +1,7 @@
 //! The sync log: what each request and background batch did to SCIM
 //! resources and learners, per tenant, with bounded retention.
 
-use crate::db::sql::{Connection, params};
+use crate::db::sql::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 /// The resource type of learner events.
@@ -117,11 +117,22 @@ pub fn insert(
 pub struct Query {
     /// Only events at or after this RFC 3339 time.
     pub since: Option<String>,
+    /// Only events before this RFC 3339 time.
+    pub until: Option<String>,
     /// Only failures.
     pub failed: bool,
     /// Only events about the resource with this id, or the resources (and
     /// their learners) ever logged under this name.
     pub user: Option<String>,
+    /// Only events with this action (`create`, `grant`, ...).
+    pub action: Option<String>,
+    /// Only events of this request.
+    pub request: Option<String>,
+    /// Only events of this change (a request and the background work it
+    /// caused).
+    pub change: Option<String>,
+    /// Only events older than this event (the next page).
+    pub before: Option<i64>,
     /// At most this many (newest first).
     pub limit: u32,
 }
@@ -134,9 +145,19 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> crate::db::sql::Result
          FROM events WHERE tenant = ?1",
     );
     let mut args: Vec<crate::db::sql::Value> = vec![tenant.into()];
-    if let Some(since) = &q.since {
-        args.push(since.clone().into());
-        sql.push_str(&format!(" AND at >= ?{}", args.len()));
+    let filters = [
+        ("at >=", q.since.clone().map(Into::into)),
+        ("at <", q.until.clone().map(Into::into)),
+        ("action =", q.action.clone().map(Into::into)),
+        ("request_id =", q.request.clone().map(Into::into)),
+        ("change_id =", q.change.clone().map(Into::into)),
+        ("id <", q.before.map(Into::into)),
+    ];
+    for (condition, value) in filters {
+        if let Some(value) = value {
+            args.push(value);
+            sql.push_str(&format!(" AND {condition} ?{}", args.len()));
+        }
     }
     if q.failed {
         sql.push_str(" AND status = 'failure'");
@@ -153,7 +174,7 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> crate::db::sql::Result
                 WHERE n.tenant = ?1 AND n.name = ?{n})"
         ));
     }
-    args.push(i64::from(q.limit.clamp(1, 10_000)).into());
+    args.push(i64::from(q.limit.clamp(1, 10_001)).into());
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(crate::db::sql::params_from_iter(args), |r| {
@@ -193,6 +214,161 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> crate::db::sql::Result
     rows.collect()
 }
 
+/// One page of [`list`]: the events, and the id to pass as `before` for
+/// the next page (`None` on the last).
+pub fn page(
+    conn: &Connection,
+    tenant: i64,
+    q: &Query,
+) -> crate::db::sql::Result<(Vec<Value>, Option<i64>)> {
+    let limit = q.limit.clamp(1, 10_000);
+    let mut events = list(
+        conn,
+        tenant,
+        &Query {
+            limit: limit + 1,
+            ..q.clone()
+        },
+    )?;
+    let more = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let next = more
+        .then(|| events.last().and_then(|e| e["id"].as_i64()))
+        .flatten();
+    Ok((events, next))
+}
+
+/// The columns of the sync log as CSV, in order.
+const CSV_COLUMNS: [&str; 11] = [
+    "id",
+    "time",
+    "action",
+    "resourceType",
+    "resourceId",
+    "resourceName",
+    "status",
+    "reason",
+    "detail",
+    "requestId",
+    "changeId",
+];
+
+/// Events as CSV (RFC 4180, with a header). A text cell that a spreadsheet
+/// would run as a formula (`=`, `+`, `-`, `@`, tab, CR at its start) gets a
+/// leading `'`: names and details come from the identity provider.
+pub fn csv(events: &[Value]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for e in events {
+        let cells: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|c| match &e[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => csv_cell(s),
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// Requests and failed requests of a tenant per hour over the last 24
+/// hours, oldest first, every hour present: `(hour, requests, failures)`
+/// with the hour as `2026-12-07T05:00:00Z`. A request counts once however
+/// many events it logged; background batches count as requests.
+///
+/// Reads only the tenant's events of those hours: the first event id of the
+/// window is found by a binary search over ids (events are stored in time
+/// order), and the `(tenant, id)` index gives the range from there.
+pub fn hourly(
+    conn: &Connection,
+    tenant: i64,
+    now: time::OffsetDateTime,
+) -> crate::db::sql::Result<Vec<(String, i64, i64)>> {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    let this_hour = now
+        - time::Duration::seconds(i64::from(now.minute()) * 60 + i64::from(now.second()))
+        - time::Duration::nanoseconds(i64::from(now.nanosecond()));
+    let start = this_hour - time::Duration::hours(23);
+    let cutoff = timestamp(start);
+    let mut counts = std::collections::HashMap::new();
+    if let Some(first) = first_id_since(conn, &cutoff)? {
+        let mut stmt = conn.prepare_cached(
+            "SELECT substr(at, 1, 13), count(DISTINCT request_id),
+                count(DISTINCT CASE WHEN status = 'failure' THEN request_id END)
+             FROM events WHERE tenant = ?1 AND id >= ?2 AND at >= ?3
+             GROUP BY substr(at, 1, 13)",
+        )?;
+        let rows = stmt.query_map(params![tenant, first, cutoff], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (hour, requests, failures) = row?;
+            counts.insert(hour, (requests, failures));
+        }
+    }
+    Ok((0..24)
+        .map(|h| {
+            let hour = timestamp(start + time::Duration::hours(h));
+            let key = &hour[..13];
+            let (requests, failures) = counts.get(key).copied().unwrap_or((0, 0));
+            (format!("{key}:00:00Z"), requests, failures)
+        })
+        .collect())
+}
+
+/// The first event id (of any tenant) logged at or after `at`; `None` when
+/// none was. Ids grow with time, so a binary search over the primary key
+/// finds it in a few dozen point reads whatever the log's size.
+fn first_id_since(conn: &Connection, at: &str) -> crate::db::sql::Result<Option<i64>> {
+    let bound = |sql: &str| -> crate::db::sql::Result<Option<i64>> {
+        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+    };
+    let (Some(mut lo), Some(mut hi)) = (
+        bound("SELECT min(id) FROM events")?,
+        bound("SELECT max(id) FROM events")?,
+    ) else {
+        return Ok(None);
+    };
+    let first_from = |id: i64| -> crate::db::sql::Result<Option<(i64, String)>> {
+        conn.prepare_cached("SELECT id, at FROM events WHERE id >= ?1 ORDER BY id LIMIT 1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    };
+    if first_from(hi)?.is_none_or(|(_, t)| t.as_str() < at) {
+        return Ok(None);
+    }
+    // The smallest position whose first event is recent enough.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if first_from(mid)?.is_some_and(|(_, t)| t.as_str() >= at) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(first_from(lo)?.map(|(id, _)| id))
+}
+
 /// Events deleted per statement while purging.
 const PURGE_CHUNK: i64 = 5000;
 
@@ -225,15 +401,15 @@ pub fn purge(conn: &Connection, days: u32) -> crate::db::sql::Result<usize> {
     Ok(total)
 }
 
-/// Checks a `since` time (RFC 3339, or a date) and returns it in the form
-/// stored times compare with.
-pub fn normalize_since(s: &str) -> Result<String, String> {
+/// Checks the time (RFC 3339, or a date) given as `param` and returns it in
+/// the form stored times compare with.
+pub fn normalize_time(param: &str, s: &str) -> Result<String, String> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
     let t = time::OffsetDateTime::parse(s, &Rfc3339)
         .or_else(|_| time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339))
         .map_err(|_| {
-            format!("'since' must be an RFC 3339 time such as 2026-11-29T08:00:00Z, not '{s}'")
+            format!("'{param}' must be an RFC 3339 time such as 2026-11-29T08:00:00Z, not '{s}'")
         })?;
     Ok(timestamp(t))
 }
@@ -267,6 +443,80 @@ mod tests {
         .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0]["changes"][0]["new"], "b");
+    }
+
+    /// The hourly counts read only the window (found by binary search over
+    /// ids), count each request once, and show every hour.
+    #[test]
+    fn hourly_counts_distinct_requests_of_the_last_24_hours() {
+        let (_dir, pool) = crate::db::scratch();
+        let conn = pool.get().unwrap();
+        let stamp = |id: &str| Stamp {
+            request_id: id.into(),
+            change_id: id.into(),
+            duration_us: 0,
+        };
+        let failed = EventRow {
+            status: "failure",
+            ..row("User", "u", None)
+        };
+        insert(&conn, 1, &stamp("old"), &[row("User", "u", None)]).unwrap();
+        insert(
+            &conn,
+            1,
+            &stamp("a"),
+            &[row("User", "u", None), row("Learner", "u", None)],
+        )
+        .unwrap();
+        insert(
+            &conn,
+            1,
+            &stamp("b"),
+            &[row("User", "u", None), failed.clone()],
+        )
+        .unwrap();
+        insert(&conn, 2, &stamp("other"), &[failed]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let at = |h: i64| timestamp(now - time::Duration::hours(h));
+        conn.execute("UPDATE events SET at = ?1 WHERE id = 1", [at(30)])
+            .unwrap();
+        conn.execute("UPDATE events SET at = ?1 WHERE id IN (2, 3)", [at(2)])
+            .unwrap();
+
+        assert_eq!(first_id_since(&conn, &at(25)).unwrap(), Some(2));
+        assert_eq!(first_id_since(&conn, &at(-1)).unwrap(), None);
+        assert_eq!(first_id_since(&conn, &at(40)).unwrap(), Some(1));
+
+        let hours = hourly(&conn, 1, now).unwrap();
+        assert_eq!(hours.len(), 24);
+        assert!(hours[23].0.starts_with(&timestamp(now)[..13]), "{hours:?}");
+        assert!(hours[23].0.ends_with(":00:00Z"));
+        assert_eq!(hours[21], (format!("{}:00:00Z", &at(2)[..13]), 1, 0));
+        assert_eq!(hours[23], (hours[23].0.clone(), 1, 1));
+        let total: i64 = hours.iter().map(|h| h.1).sum();
+        assert_eq!(
+            total, 2,
+            "the 30-hour-old request and tenant 2's are not counted"
+        );
+    }
+
+    #[test]
+    fn csv_quotes_cells_and_defuses_formulas() {
+        let e = json!({"id": 7, "time": "t", "action": "create", "resourceType": "User",
+            "resourceId": "u", "resourceName": "=HYPERLINK(\"x\")", "status": "failure",
+            "reason": null, "detail": "a, b\nc", "requestId": "r", "changeId": "c"});
+        let text = csv(&[e]);
+        let mut lines = text.split("\r\n");
+        assert_eq!(
+            lines.next(),
+            Some(
+                "id,time,action,resourceType,resourceId,resourceName,status,reason,detail,requestId,changeId"
+            )
+        );
+        assert_eq!(
+            lines.next(),
+            Some("7,t,create,User,u,\"'=HYPERLINK(\"\"x\"\")\",failure,,\"a, b\nc\",r,c")
+        );
     }
 
     fn row(kind: &str, id: &str, name: Option<&str>) -> EventRow {

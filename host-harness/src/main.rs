@@ -123,6 +123,18 @@ struct EventsArgs {
     /// Only events about this user (SCIM id or userName).
     #[arg(long)]
     user: Option<String>,
+    /// Only events before this time (RFC 3339, or a date).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only events with this action (create, replace, grant, revoke, ...).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only events of this request id.
+    #[arg(long)]
+    request: Option<String>,
+    /// Only events of this change id (a request and its background work).
+    #[arg(long)]
+    change: Option<String>,
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
     limit: u32,
@@ -451,17 +463,23 @@ fn list_events(args: EventsArgs) -> Result<()> {
     let pool = open_db(&args.db)?;
     let conn = pool.get()?;
     let tenant = db::tenant_id(&conn, &args.tenant)?;
-    let since = match &args.since {
-        Some(s) => Some(events::normalize_since(s).map_err(anyhow::Error::msg)?),
-        None => None,
+    let time = |name: &str, t: &Option<String>| {
+        t.as_deref()
+            .map(|t| events::normalize_time(name, t).map_err(anyhow::Error::msg))
+            .transpose()
     };
     let list = events::list(
         &conn,
         tenant,
         &events::Query {
-            since,
+            since: time("since", &args.since)?,
+            until: time("until", &args.until)?,
             failed: args.failed,
             user: args.user.clone(),
+            action: args.action.clone(),
+            request: args.request.clone(),
+            change: args.change.clone(),
+            before: None,
             limit: args.limit.clamp(1, 10_000),
         },
     )?;

@@ -330,6 +330,35 @@ pub struct PolicyRow {
     pub plugin_denied_roles: Vec<String>,
 }
 
+/// Why a policy value is refused (`Ok` when every given one is valid),
+/// worded for the CLI's flags and the admin API's members alike.
+pub fn check_policy(
+    on_delete: Option<&str>,
+    drift: Option<&str>,
+    confirm_threshold: Option<f64>,
+) -> Result<(), String> {
+    if let Some(v) = on_delete
+        && !matches!(v, "suspend" | "remove")
+    {
+        return Err(format!(
+            "on-delete must be 'suspend' or 'remove', not '{v}'"
+        ));
+    }
+    if let Some(v) = drift
+        && !matches!(v, "restore" | "report")
+    {
+        return Err(format!("drift must be 'restore' or 'report', not '{v}'"));
+    }
+    if let Some(t) = confirm_threshold
+        && !(0.0..=100.0).contains(&t)
+    {
+        return Err(format!(
+            "the confirm threshold is a percentage from 0 to 100, not {t}"
+        ));
+    }
+    Ok(())
+}
+
 /// Changes the parts of tenant `name`'s policy that are given.
 pub fn set_policy(
     conn: &Connection,
@@ -339,21 +368,7 @@ pub fn set_policy(
     confirm_threshold: Option<f64>,
     plugin_denied_roles: Option<&[String]>,
 ) -> Result<PolicyRow> {
-    if let Some(v) = on_delete
-        && !matches!(v, "suspend" | "remove")
-    {
-        bail!("--on-delete must be 'suspend' or 'remove'");
-    }
-    if let Some(v) = drift
-        && !matches!(v, "restore" | "report")
-    {
-        bail!("--drift must be 'restore' or 'report'");
-    }
-    if let Some(t) = confirm_threshold
-        && !(0.0..=100.0).contains(&t)
-    {
-        bail!("--confirm-threshold is a percentage from 0 to 100");
-    }
+    check_policy(on_delete, drift, confirm_threshold).map_err(anyhow::Error::msg)?;
     let denied = plugin_denied_roles.map(|roles| {
         let mut r: Vec<&str> = roles
             .iter()

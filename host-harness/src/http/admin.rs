@@ -31,7 +31,11 @@ pub fn router() -> Router<Arc<App>> {
                 .get(super::session::current)
                 .delete(super::session::sign_out),
         )
+        .route("/overview", get(super::overview::get_overview))
+        .route("/learners", get(search_learners))
         .route("/learners/{id}", get(get_learner))
+        .route("/policy", get(get_policy).put(put_policy))
+        .route("/tokens/{kind}", axum::routing::post(post_token))
         .route("/learners/{id}/{kind}", axum::routing::post(post_grant))
         .route("/learners/{id}/{kind}/{name}", delete(delete_grant))
         .route("/events", get(get_events))
@@ -264,6 +268,8 @@ async fn post_catalogue(
     Ok((status, Json(list)).into_response())
 }
 
+/// `GET /events`: a page of the sync log as JSON (`next` is the `before`
+/// of the following page), or with `format=csv` as a download.
 async fn get_events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -271,15 +277,41 @@ async fn get_events(
 ) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
     let query = events_query(&params).map_err(|d| error(StatusCode::BAD_REQUEST, d))?;
-    let list = events::list(&conn, tenant.id, &query).map_err(db_error)?;
-    Ok(Json(json!({"events": list})).into_response())
+    let csv = match params.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("'format' must be json or csv, not '{other}'"),
+            ));
+        }
+    };
+    let (list, next) = events::page(&conn, tenant.id, &query).map_err(db_error)?;
+    if csv {
+        return Ok((
+            [
+                ("content-type", "text/csv; charset=utf-8"),
+                (
+                    "content-disposition",
+                    "attachment; filename=\"sync-log.csv\"",
+                ),
+            ],
+            events::csv(&list),
+        )
+            .into_response());
+    }
+    Ok(Json(json!({"events": list, "next": next.map(|n| n.to_string())})).into_response())
 }
 
-/// Reads `since`, `failed`, `user` and `limit`.
+/// Reads `since`, `until`, `failed`, `user`, `action`, `request`, `change`,
+/// `before` and `limit`.
 pub fn events_query(params: &HashMap<String, String>) -> Result<events::Query, String> {
-    let since = match params.get("since") {
-        None => None,
-        Some(s) => Some(events::normalize_since(s)?),
+    let time = |name: &str| {
+        params
+            .get(name)
+            .map(|s| events::normalize_time(name, s))
+            .transpose()
     };
     let failed = match params.get("failed").map(String::as_str) {
         None | Some("false") => false,
@@ -294,10 +326,30 @@ pub fn events_query(params: &HashMap<String, String>) -> Result<events::Query, S
             .filter(|l| (1..=10_000).contains(l))
             .ok_or_else(|| format!("'limit' must be a number from 1 to 10000, not '{l}'"))?,
     };
+    let before = match params.get("before") {
+        None => None,
+        Some(b) => Some(b.parse::<i64>().ok().filter(|b| *b > 0).ok_or_else(|| {
+            format!("'before' must be an event id (a positive number), not '{b}'")
+        })?),
+    };
+    let text = |name: &str| -> Result<Option<String>, String> {
+        match params.get(name).map(|v| v.trim()) {
+            None => Ok(None),
+            Some("") => Err(format!(
+                "'{name}' must not be empty; leave it out to match every event"
+            )),
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    };
     Ok(events::Query {
-        since,
+        since: time("since")?,
+        until: time("until")?,
         failed,
         user: params.get("user").cloned(),
+        action: text("action")?,
+        request: text("request")?,
+        change: text("change")?,
+        before,
         limit,
     })
 }
@@ -306,4 +358,149 @@ async fn get_sync(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
     let status = crate::outbox::status(&conn, Some(tenant.id), &app.progress).map_err(db_error)?;
     Ok(Json(status).into_response())
+}
+
+/// `GET /learners?q=TEXT&limit=N`: learners by id, or by a piece of their
+/// userName, display name or email.
+async fn search_learners(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let q = params.get("q").map(|q| q.trim()).unwrap_or_default();
+    if q.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Say what to look for: ?q= an id, or part of a userName, display name or email",
+        ));
+    }
+    let max = lms::search::MAX_RESULTS;
+    let limit = match params.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("'limit' must be a number from 1 to {max}, not '{l}'"),
+                )
+            })?,
+    };
+    let found = lms::search::learners(&conn, tenant.id, q, limit).map_err(db_error)?;
+    Ok(Json(json!({"learners": found})).into_response())
+}
+
+/// The tenant's policy as the admin API shows it.
+fn policy_json(p: &crate::db::PolicyRow) -> Value {
+    json!({
+        "onDelete": p.on_delete,
+        "drift": p.drift,
+        "confirmThreshold": p.confirm_threshold,
+        "pluginDeniedRoles": p.plugin_denied_roles,
+    })
+}
+
+async fn get_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let policy = crate::db::policy(&conn, tenant.id).map_err(db_error)?;
+    Ok(Json(policy_json(&policy)).into_response())
+}
+
+/// `PUT /policy`: changes the members given (`onDelete`, `drift`,
+/// `confirmThreshold`, `pluginDeniedRoles`) and answers the new policy.
+async fn put_policy(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let bad = |d: String| error(StatusCode::BAD_REQUEST, d);
+    let shape = "The body must be a JSON object with any of onDelete (\"suspend\" or \"remove\"), \
+                 drift (\"restore\" or \"report\"), confirmThreshold (0 to 100) and \
+                 pluginDeniedRoles (an array of role names)";
+    let Ok(Json(Value::Object(body))) = body else {
+        return Err(bad(shape.into()));
+    };
+    if let Some(unknown) = body.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "onDelete" | "drift" | "confirmThreshold" | "pluginDeniedRoles"
+        )
+    }) {
+        return Err(bad(format!("Unknown policy member '{unknown}'. {shape}")));
+    }
+    let text = |k: &str| match body.get(k) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(bad(format!("'{k}' must be a string. {shape}"))),
+    };
+    let on_delete = text("onDelete")?;
+    let drift = text("drift")?;
+    let threshold = match body.get("confirmThreshold") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .ok_or_else(|| bad(format!("'confirmThreshold' must be a number. {shape}")))?,
+        ),
+    };
+    let denied = match body.get("pluginDeniedRoles") {
+        None => None,
+        Some(Value::Array(roles)) => Some(
+            roles
+                .iter()
+                .map(|r| r.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| bad(format!("'pluginDeniedRoles' must hold strings. {shape}")))?,
+        ),
+        Some(_) => {
+            return Err(bad(format!(
+                "'pluginDeniedRoles' must be an array. {shape}"
+            )));
+        }
+    };
+    crate::db::check_policy(on_delete, drift, threshold).map_err(bad)?;
+    let _turn = app.writers.lock().await;
+    let policy = crate::db::set_policy(
+        &conn,
+        &tenant.name,
+        on_delete,
+        drift,
+        threshold,
+        denied.as_deref(),
+    )
+    .map_err(|e| db_error(format!("{e:#}")))?;
+    Ok(Json(policy_json(&policy)).into_response())
+}
+
+/// `POST /tokens/scim` or `/tokens/admin`: a new token of that kind, shown
+/// once; the old one stops working at once. A new admin token also ends
+/// every console session of the tenant (this one's included).
+async fn post_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+) -> Reply {
+    let (tenant, conn) = authenticate(&app, &headers)?;
+    let kind = match kind.as_str() {
+        "scim" => crate::db::TokenKind::Scim,
+        "admin" => crate::db::TokenKind::Admin,
+        _ => {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "Rotate /tokens/scim (the identity provider's) or /tokens/admin",
+            ));
+        }
+    };
+    let _turn = app.writers.lock().await;
+    let token = crate::db::rotate_token(&conn, &tenant.name, kind)
+        .map_err(|e| db_error(format!("{e:#}")))?;
+    let mut r = Json(json!({"token": token})).into_response();
+    r.headers_mut().insert(
+        "cache-control",
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
 }

@@ -10,6 +10,7 @@ pub mod connections;
 mod console;
 pub mod mapper;
 pub mod mapping;
+mod overview;
 pub mod scim;
 pub mod session;
 pub mod test_api;

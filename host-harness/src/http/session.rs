@@ -177,10 +177,7 @@ fn same_origin(app: &App, origin: &HeaderValue, host: Option<&HeaderValue>) -> b
         let candidate = candidate.trim().to_ascii_lowercase();
         candidate == authority || candidate == format!("{authority}:{default_port}")
     };
-    if host
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| matches(h))
-    {
+    if host.and_then(|h| h.to_str().ok()).is_some_and(matches) {
         return true;
     }
     app.public_url.as_deref().is_some_and(|url| {

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod catalogue;
+pub mod search;
 
 use std::collections::HashSet;
 
