@@ -109,7 +109,8 @@ pub fn insert(
             stamp.duration_us as i64,
         ])?;
     }
-    Ok(())
+    // In the same transaction: a change that rolls back alerts nobody.
+    crate::alerts::on_events(conn, tenant, stamp, rows)
 }
 
 /// Which events to list.

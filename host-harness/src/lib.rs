@@ -11,8 +11,10 @@
 //! engine imports; [`lms`] is the reference LMS model; [`db`] holds the
 //! schema and tenants; [`outbox`] and [`worker`] are the background work;
 //! [`events`] is the sync log; [`metrics`] the Prometheus registry;
-//! [`fault`] the panics tests inject (debug builds only).
+//! [`fault`] the panics tests inject (debug builds only); [`alerts`] the
+//! tenants' webhooks and their delivery queue.
 
+pub mod alerts;
 pub mod app;
 pub mod checkpoints;
 pub mod db;

@@ -269,6 +269,11 @@ struct ServeArgs {
     /// get to finish on SIGTERM before the server exits anyway.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Let alert webhooks reach loopback, private and link-local
+    /// addresses (refused by default, so that an admin's webhook URL
+    /// cannot probe the server's own network).
+    #[arg(long, env = "SCIM_ALERTS_ALLOW_PRIVATE")]
+    alerts_allow_private: bool,
     /// Serve the test API under /test/v1 (the tenant's learners, sync log
     /// and a wait for background work, behind its SCIM token): for the
     /// host test suite (tests/hosts); never in production.
@@ -351,6 +356,9 @@ enum TenantCommand {
         #[command(flatten)]
         db: DbArg,
     },
+    /// A tenant's alert webhooks: add one (--webhook URL --on KINDS), list
+    /// them (the default), remove one, or show the delivery log.
+    Alerts(cli::alerts::AlertsArgs),
     /// List tenants.
     List {
         #[command(flatten)]
@@ -667,6 +675,7 @@ fn tenant(cmd: TenantCommand) -> Result<()> {
                 );
             }
         }
+        TenantCommand::Alerts(args) => cli::alerts::run(args)?,
         TenantCommand::List { db } => {
             let pool = open_db(&db)?;
             for name in db::tenant_names(&*pool.get()?)? {
@@ -760,6 +769,9 @@ fn run_server(args: ServeArgs) -> Result<()> {
         );
     }
 
+    scim_host::alerts::configure(scim_host::alerts::Settings::from_env(
+        args.alerts_allow_private,
+    ));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
         runtime,
@@ -837,6 +849,10 @@ fn run_server(args: ServeArgs) -> Result<()> {
         // A line tools can wait for (the end-to-end tests do).
         println!("listening on {scheme}://{addr}{BASE_PATH}");
         tokio::spawn(scim_host::worker::run_worker(app.clone()));
+        tokio::spawn(scim_host::alerts::deliver::run_worker(
+            app.clone(),
+            scim_host::alerts::settings().clone(),
+        ));
         if let Some(checkpointer) = checkpointer {
             tokio::spawn(scim_host::checkpoints::run(
                 app.clone(),

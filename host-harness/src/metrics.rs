@@ -1,6 +1,6 @@
 //! Prometheus metrics, served at `/metrics`: requests by tenant, method,
 //! resource type and status; latency; LMS effects by kind; mapping failures;
-//! the outbox backlog and the age of its oldest task.
+//! the outbox backlog and the age of its oldest task; alert deliveries.
 
 use std::sync::atomic::AtomicU64;
 
@@ -29,6 +29,11 @@ struct RouteLabels {
 struct EffectLabels {
     tenant: String,
     effect: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,9 +69,12 @@ pub struct Metrics {
     latency: HistogramFamily,
     effects: Family<EffectLabels, Counter>,
     mapping_failures: Family<TenantLabels, Counter>,
+    plugins_disabled: Family<TenantLabels, Counter>,
     drained_batches: Counter,
     backlog: Gauge,
     oldest: Gauge<f64, AtomicU64>,
+    alert_deliveries: Family<OutcomeLabels, Counter>,
+    alerts_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,9 +90,12 @@ impl Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let effects = Family::<EffectLabels, Counter>::default();
         let mapping_failures = Family::<TenantLabels, Counter>::default();
+        let plugins_disabled = Family::<TenantLabels, Counter>::default();
         let drained_batches = Counter::default();
         let backlog = Gauge::default();
         let oldest = Gauge::<f64, AtomicU64>::default();
+        let alert_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let alerts_pending = Gauge::default();
         registry.register(
             "requests",
             "SCIM requests by tenant, method, resource type and status",
@@ -106,6 +117,11 @@ impl Metrics {
             mapping_failures.clone(),
         );
         registry.register(
+            "plugins_disabled",
+            "Mapping plugins disabled after failing calls in a row (the tenant's rules apply)",
+            plugins_disabled.clone(),
+        );
+        registry.register(
             "outbox_batches",
             "Background re-mapping batches committed",
             drained_batches.clone(),
@@ -120,16 +136,50 @@ impl Metrics {
             "Age of the oldest waiting background task (0 when none)",
             oldest.clone(),
         );
+        registry.register(
+            "alert_deliveries",
+            "Alert webhook attempts by outcome: delivered, retried (will be tried again), failed (given up)",
+            alert_deliveries.clone(),
+        );
+        registry.register(
+            "alerts_pending",
+            "Alert deliveries waiting to be sent or retried",
+            alerts_pending.clone(),
+        );
+        // Each outcome is shown from the start, so rules see a 0 rather
+        // than no series.
+        for outcome in ["delivered", "retried", "failed"] {
+            let _ = alert_deliveries.get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            });
+        }
         Metrics {
             registry,
             requests,
             latency,
             effects,
             mapping_failures,
+            plugins_disabled,
             drained_batches,
             backlog,
             oldest,
+            alert_deliveries,
+            alerts_pending,
         }
+    }
+
+    /// Counts an alert delivery attempt: `delivered`, `retried` or `failed`.
+    pub fn alert_delivery(&self, outcome: &str) {
+        self.alert_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the alert deliveries waiting.
+    pub fn alerts_pending(&self, n: i64) {
+        self.alerts_pending.set(n);
     }
 
     /// Counts one answered request.
@@ -166,6 +216,18 @@ impl Metrics {
             .iter()
             .filter(|e| e.action == "map" && e.status == "failure")
             .count() as u64;
+        let disabled = journal
+            .events
+            .iter()
+            .filter(|e| e.action == "mapper-disabled")
+            .count() as u64;
+        if disabled > 0 {
+            self.plugins_disabled
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.into(),
+                })
+                .inc_by(disabled);
+        }
         if failures > 0 {
             self.mapping_failures
                 .get_or_create(&TenantLabels {

@@ -11,6 +11,7 @@ mod support;
 /// `SCIM_TEST_BACKEND=postgres` chooses it.
 pub const POSTGRES: bool = false;
 
+mod alerts;
 mod console_api;
 mod crashes;
 mod dialects;
