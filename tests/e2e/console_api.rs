@@ -772,3 +772,36 @@ fn tokens_are_rotated_once_shown_and_a_new_admin_token_ends_the_sessions() {
     )
     .expect(401);
 }
+
+#[test]
+fn over_tls_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let issued =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let s = LmsServer::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(s.admin_url("/admin").starts_with("https://"));
+    let mut b = Browser::new(&s);
+    b.client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(issued.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = b.sign_in(&s.admin_token).expect(201);
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly; SameSite=Strict"), "{cookie}");
+    b.get("/admin/v1/session").expect(200);
+    let r = b.write("DELETE", "/admin/v1/session", None).expect(204);
+    assert!(r.header("set-cookie").unwrap().ends_with("; Secure"));
+    b.get("/admin").expect(200);
+}
