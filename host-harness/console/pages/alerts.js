@@ -22,18 +22,20 @@ export async function render(view, ctx) {
   view.append(
     h('p', { class: 'lead' }, 'Webhooks receive a signed JSON (or Slack-compatible) message when provisioning fails, mapping fails, roles disagree, drift is found, the plugin is disabled or the outbox falls behind. Deliveries are queued and retried until the receiver answers.'),
     hooks, deliveries);
-  await Promise.all([
-    guard(hooks, 'The webhooks', () => showHooks(hooks, deliveries, ctx)),
-    guard(deliveries, 'The delivery log', () => showDeliveries(deliveries, ctx)),
-  ]);
+  // The webhooks first: the delivery log names them.
+  await guard(hooks, 'The webhooks', () => showHooks(hooks, deliveries, ctx));
+  await guard(deliveries, 'The delivery log', () => showDeliveries(deliveries, ctx));
 }
 
-async function showHooks(holder, deliveries, ctx) {
+/** Webhook ids to their URLs, for the delivery log. */
+let urls = new Map();
+
+async function showHooks(holder, deliveries, ctx, notice = null) {
   const answer = await api('GET', '/alerts');
   if (ctx && ctx.stale()) return;
   const kinds = answer.kinds || Object.keys(KIND_TEXT);
-  const reload = () => showHooks(holder, deliveries, null);
-  const secretOut = h('div');
+  urls = new Map((answer.webhooks || []).map((w) => [String(w.id), w.url]));
+  const reload = (shown = null) => showHooks(holder, deliveries, null, shown);
   replace(holder, 
     section('Webhooks',
       table({
@@ -50,8 +52,8 @@ async function showHooks(holder, deliveries, ctx) {
         rows: answer.webhooks || [],
         empty: 'No webhooks yet: add one below.',
       })),
-    addForm(kinds, secretOut, reload),
-    secretOut);
+    addForm(kinds, reload),
+    notice);
 }
 
 function hookActions(w, reload, deliveries) {
@@ -74,7 +76,7 @@ function hookActions(w, reload, deliveries) {
   return h('div', { class: 'actions compact' }, test, del);
 }
 
-function addForm(kinds, secretOut, reload) {
+function addForm(kinds, reload) {
   const url = h('input', { type: 'url', required: true, autocomplete: 'off', placeholder: 'https://hooks.example.com/lms', class: 'wide' });
   const boxes = kinds.map((k) => {
     const id = uid('kind');
@@ -100,8 +102,7 @@ function addForm(kinds, secretOut, reload) {
       if (backlog.value) body.backlogMinutes = Number(backlog.value);
       const hook = await api('POST', '/alerts', { json: body });
       url.value = '';
-      await reload();
-      replace(secretOut, secretCallout(hook));
+      await reload(secretCallout(hook));
       say(`Added the webhook ${hook.url}. Copy its signing secret now.`);
     });
   });
@@ -133,10 +134,10 @@ async function showDeliveries(holder, ctx) {
       columns: [
         { label: 'Created', cell: (d) => time(d.created), rowHeader: true },
         { label: 'Kind', cell: (d) => d.kind },
-        { label: 'Webhook', cell: (d) => String(d.webhook) },
+        { label: 'Webhook', cell: (d) => h('span', { class: 'break' }, urls.get(String(d.webhook)) || `#${d.webhook} (deleted)`) },
         { label: 'State', cell: (d) => badge(d.state) },
         { label: 'Attempts', cell: (d) => String(d.attempts), className: 'num' },
-        { label: 'Last answer', cell: (d) => (d.lastStatus ? `HTTP ${d.lastStatus}` : '—') + (d.lastError ? ` — ${d.lastError}` : '') },
+        { label: 'Last answer', cell: (d) => [d.lastStatus ? `HTTP ${d.lastStatus}` : null, d.lastError].filter(Boolean).join(' — ') || '—' },
         { label: 'Delivered', cell: (d) => (d.deliveredAt ? time(d.deliveredAt) : d.nextAt ? h('span', null, 'next try ', time(d.nextAt)) : '—') },
         { label: 'Event id', cell: (d) => h('code', null, d.eventId) },
       ],

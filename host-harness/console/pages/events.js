@@ -144,7 +144,7 @@ async function eventById(id) {
 export async function renderDetail(view, ctx) {
   const heading = ctx.heading(`Event ${ctx.id}`);
   const body = h('div', null, loading());
-  view.append(h('p', null, h('a', { href: lastList }, 'Back to the sync log')), body);
+  view.append(h('p', null, h('a', { href: lastList }, 'Back to the event list')), body);
   const e = await eventById(ctx.id);
   if (ctx.stale()) return;
   if (!e) {

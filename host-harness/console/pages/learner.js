@@ -69,7 +69,7 @@ async function show(body, ctx) {
       ['User name', learner.userName],
       ['Status', badge(learner.status)],
       ['SCIM id', h('code', null, learner.id)],
-    ]), h('p', null, h('a', { href: `#/events?user=${encodeURIComponent(learner.id)}` }, 'This learner\'s events in the sync log'))),
+    ]), h('p', null, h('a', { href: `#/events?user=${encodeURIComponent(learner.id)}` }, 'Every event of this learner'))),
     section('Roles, teams and learning paths', grants(learner, ctx, body), addForm(learner, catalogue, ctx, body)),
     withdrawn(learner),
     why);

@@ -16,7 +16,7 @@ export async function render(view, ctx) {
     section('Requests, last 24 hours', hourlyChart(o.hours || [])),
     h('div', { class: 'cards' }, outbox(o.outbox || {}), mapper(o.mapper || {})),
     section('Latest failures', failures(o.latestFailures || []),
-      h('p', null, h('a', { href: '#/events?failed=true' }, 'All failed events in the sync log'))),
+      h('p', null, h('a', { href: '#/events?failed=true' }, 'Every failed event'))),
   );
 }
 
@@ -39,7 +39,7 @@ function mapper(m) {
       m.kind === 'plugin' || m.failures ? ['Failures in a row', String(m.failures ?? 0)] : null,
       m.disabledReason ? ['Disabled because', m.disabledReason] : null,
     ]),
-    h('p', null, h('a', { href: m.kind === 'plugin' || m.disabled ? '#/plugins' : '#/rules' }, m.kind === 'plugin' || m.disabled ? 'Manage the plugin' : 'Manage the rules')));
+    h('p', null, h('a', { href: m.kind === 'plugin' || m.disabled ? '#/plugins' : '#/rules' }, m.kind === 'plugin' || m.disabled ? 'Manage the plugin' : 'Change the mapping')));
 }
 
 /** The table of failed events, each linking to its detail. */
@@ -51,7 +51,7 @@ export function failures(list) {
       { label: 'Time', cell: (e) => h('a', { href: `#/events/${encodeURIComponent(e.id)}` }, time(e.time)) },
       { label: 'Action', cell: (e) => e.action },
       { label: 'Resource', cell: (e) => e.resourceType },
-      { label: 'User', cell: (e) => e.resourceName || e.resourceId },
+      { label: 'User', cell: (e) => e.resourceName || e.resourceId || '—' },
       { label: 'Reason', cell: (e) => e.reason || '—' },
     ],
     rows: list,

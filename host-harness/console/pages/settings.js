@@ -11,7 +11,7 @@ export async function render(view, ctx) {
   ctx.heading('Settings');
   const catalogue = h('div', null, loading());
   const policy = h('div', null, loading());
-  view.append(catalogue, policy, tokens(), h('p', null, 'Webhooks for failures, drift and backlogs are under ', h('a', { href: '#/alerts' }, 'Alerts'), '.'));
+  view.append(catalogue, policy, tokens(), h('p', null, 'Webhooks for failures, drift and backlogs: ', h('a', { href: '#/alerts' }, 'alert webhooks'), '.'));
   await Promise.all([
     guard(catalogue, 'The catalogue', () => showCatalogue(catalogue, ctx)),
     guard(policy, 'The policy', () => showPolicy(policy, ctx)),
