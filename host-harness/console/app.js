@@ -125,7 +125,7 @@ function showSignIn(reason) {
   });
   const button = h('button', { type: 'submit', class: 'button primary' }, 'Sign in');
   const form = h('form', { method: 'post', class: 'signin', 'aria-labelledby': 'signin-title' },
-    field('Admin token', input, 'The tenant\'s admin token, printed by `scim-host tenant add` or `tenant rotate-token --admin`. It is exchanged for a session cookie and not kept by the page.'),
+    field('Admin token', input, ['The tenant\'s admin token, printed by ', h('code', null, 'scim-host tenant add'), ' or ', h('code', null, 'tenant rotate-token --admin'), '. It is exchanged for a session cookie and not kept by the page.']),
     h('div', { class: 'actions' }, button));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

@@ -170,7 +170,7 @@ export async function renderDetail(view, ctx) {
       ['Change id', h('code', null, e.changeId)],
       ['Duration', `${e.durationMs} ms`],
     ]),
-    e.resourceType === 'Learner' || e.resourceType === 'User'
+    e.resourceId && (e.resourceType === 'Learner' || e.resourceType === 'User')
       ? h('p', null, h('a', { href: `#/learners/${encodeURIComponent(e.resourceId)}` }, 'Open this learner'))
       : null),
     section('Changes', table({
