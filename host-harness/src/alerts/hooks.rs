@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(hook.on, ["drift", "role-mismatch"]);
         assert_eq!(hook.format, "json");
         assert_eq!(hook.backlog_minutes, DEFAULT_BACKLOG_MINUTES);
-        assert_eq!(list(&conn, a).unwrap(), [hook.clone()]);
+        assert_eq!(list(&conn, a).unwrap(), std::slice::from_ref(&hook));
         assert!(list(&conn, b).unwrap().is_empty());
         assert!(!remove(&conn, b, hook.id).unwrap());
         assert!(exists(&conn, a, hook.id).unwrap());
