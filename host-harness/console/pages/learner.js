@@ -55,7 +55,8 @@ export async function renderLearner(view, ctx) {
   await show(body, ctx);
 }
 
-async function show(body, ctx) {
+/** Shows the learner; after a change, focus goes to what changed (its button is gone). */
+async function show(body, ctx, refocus = false) {
   const id = ctx.id;
   const [learner, catalogue] = await Promise.all([
     api('GET', `/learners/${encodeURIComponent(id)}`),
@@ -64,15 +65,21 @@ async function show(body, ctx) {
   if (ctx.stale()) return;
   ctx.heading(`Learner ${learner.userName}`);
   const why = h('div', null, loading('Loading why the learner holds what it holds…'));
+  const held = section('Roles, teams and learning paths', grants(learner, ctx, body), addForm(learner, catalogue, ctx, body));
   replace(body, 
     section('Status', dl([
       ['User name', learner.userName],
       ['Status', badge(learner.status)],
       ['SCIM id', h('code', null, learner.id)],
     ]), h('p', null, h('a', { href: `#/events?user=${encodeURIComponent(learner.id)}` }, 'Every event of this learner'))),
-    section('Roles, teams and learning paths', grants(learner, ctx, body), addForm(learner, catalogue, ctx, body)),
+    held,
     withdrawn(learner),
     why);
+  if (refocus) {
+    const title = held.querySelector('h2');
+    title.setAttribute('tabindex', '-1');
+    title.focus();
+  }
   try {
     const explain = await api('GET', `/learners/${encodeURIComponent(learner.id)}/explain`);
     if (ctx.stale()) return;
@@ -135,7 +142,7 @@ function removeButton(learner, r, ctx, body) {
     await busy(button, async () => {
       await api('DELETE', `/learners/${encodeURIComponent(learner.id)}/${r.key}/${encodeURIComponent(r.name)}`);
       say(`Removed the ${r.label.toLowerCase()} “${r.name}” from ${learner.userName}.`);
-      await show(body, ctx);
+      await show(body, ctx, true);
     });
   });
   return button;
@@ -166,7 +173,7 @@ function addForm(learner, catalogue, ctx, body) {
     await busy(button, async () => {
       await api('POST', `/learners/${encodeURIComponent(learner.id)}/${kind.value}`, { json: { name: text } });
       say(`Granted the ${label} “${text}” to ${learner.userName}.`);
-      await show(body, ctx);
+      await show(body, ctx, true);
     });
   });
   return form;
