@@ -36,7 +36,7 @@ async function showHooks(holder, deliveries, ctx, notice = null) {
   const kinds = answer.kinds || Object.keys(KIND_TEXT);
   urls = new Map((answer.webhooks || []).map((w) => [String(w.id), w.url]));
   const reload = (shown = null) => showHooks(holder, deliveries, null, shown);
-  replace(holder, 
+  replace(holder,
     section('Webhooks',
       table({
         caption: 'Webhooks of this tenant',

@@ -65,7 +65,7 @@ export async function renderList(view, ctx) {
     href: apiUrl('/events', { ...filters, format: 'csv', limit: 10000 }),
   }, 'Export CSV');
 
-  replace(results, 
+  replace(results,
     h('div', { class: 'toolbar' },
       h('p', { class: 'muted' }, list.length ? `Showing ${list.length} event${list.length === 1 ? '' : 's'}${before ? ' (older page)' : ''}.` : ''),
       h('div', { class: 'actions' }, csv)),
@@ -157,7 +157,7 @@ export async function renderDetail(view, ctx) {
   document.title = `${heading.textContent} — SCIM admin console`;
 
   const related = h('div', null, loading('Loading the events of the same request…'));
-  replace(body, 
+  replace(body,
     section('Summary', dl([
       ['Time', time(e.time)],
       ['Action', e.action],
@@ -191,7 +191,7 @@ export async function renderDetail(view, ctx) {
     e.changeId !== e.requestId ? api('GET', '/events', { query: { change: e.changeId, limit: 500 } }) : null,
   ]);
   if (ctx.stale()) return;
-  replace(related, 
+  replace(related,
     section('Events of the same request',
       h('p', { class: 'hint' }, 'Request id ', h('code', null, e.requestId)),
       eventTable(sameRequest.events || [], `Events of request ${e.requestId}`, { highlight: e.id })),

@@ -66,7 +66,7 @@ async function show(body, ctx, refocus = false) {
   ctx.heading(`Learner ${learner.userName}`);
   const why = h('div', null, loading('Loading why the learner holds what it holds…'));
   const held = section('Roles, teams and learning paths', grants(learner, ctx, body), addForm(learner, catalogue, ctx, body));
-  replace(body, 
+  replace(body,
     section('Status', dl([
       ['User name', learner.userName],
       ['Status', badge(learner.status)],

@@ -12,7 +12,7 @@ export async function render(view, ctx) {
   view.append(body);
   const o = await api('GET', '/overview');
   if (ctx.stale()) return;
-  replace(body, 
+  replace(body,
     section('Requests, last 24 hours', hourlyChart(o.hours || [])),
     h('div', { class: 'cards' }, outbox(o.outbox || {}), mapper(o.mapper || {})),
     section('Latest failures', failures(o.latestFailures || []),

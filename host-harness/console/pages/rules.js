@@ -24,7 +24,10 @@ export async function render(view, ctx) {
   ctx.heading('Rules');
   const body = h('div', null, loading());
   view.append(body);
-  const mapping = await api('GET', '/mapping');
+  const [mapping, plugin] = await Promise.all([
+    api('GET', '/mapping'),
+    api('GET', '/mapper').catch(() => null),
+  ]);
   if (ctx.stale()) return;
 
   const editor = makeEditor(mapping.current && mapping.current.document ? mapping.current.document : STARTER);
@@ -68,7 +71,8 @@ export async function render(view, ctx) {
     }
   }));
 
-  replace(body, 
+  replace(body,
+    plugin && plugin.active ? h('p', { class: 'callout warning' }, 'A mapping plugin is installed and maps this tenant\'s users: rules applied here take over only when it is removed or disabled (see ', h('a', { href: '#/plugins' }, 'the plugin'), ').') : null,
     section('Document',
       h('p', { class: 'hint' },
         mapping.mapper === 'rules' ? 'The rules in force are loaded below. ' : 'No rules are installed: the default mapping applies. ',
@@ -129,6 +133,7 @@ function makeEditor(initial) {
   const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
   const summary = h('p', { id: 'rules-check-summary', class: 'check-summary' });
   const diagnostics = h('ul', { id: 'rules-diagnostics', class: 'diagnostics' });
+  const region = h('div', { class: 'check', 'aria-live': 'polite' }, summary, diagnostics);
   let marked = new Map();
   let timer = null;
   let seq = 0;
@@ -181,7 +186,8 @@ function makeEditor(initial) {
       show({ valid: false, rules: 0, diagnostics: [{ severity: 'error', line: 0, column: 0, message: 'The document is empty.' }] });
       return;
     }
-    replace(summary, 'Checking…');
+    // The last result stays until this one answers; busy holds announcements meanwhile.
+    region.setAttribute('aria-busy', 'true');
     try {
       const report = await api('POST', '/mapping/check', { body: text, contentType: 'text/plain; charset=utf-8' });
       if (mine === seq) show(report);
@@ -190,6 +196,8 @@ function makeEditor(initial) {
       if (e.status === 429) { timer = setTimeout(check, 1000); return; }
       if (e.body && e.body.check) show(e.body.check);
       else replace(summary, `The check could not run: ${e.detail || e.message}`);
+    } finally {
+      if (mine === seq) region.removeAttribute('aria-busy');
     }
   };
 
@@ -205,7 +213,7 @@ function makeEditor(initial) {
   const element = h('div', { class: 'editor-block' },
     h('label', { for: area.id }, 'Rules document (TOML or JSON)'),
     h('div', { class: 'editor' }, gutter, area),
-    h('div', { class: 'check', 'aria-live': 'polite' }, summary, diagnostics));
+    region);
   return {
     element,
     text: () => area.value,
