@@ -749,6 +749,8 @@ fn tokens_are_rotated_once_shown_and_a_new_admin_token_ends_the_sessions() {
     let mut other_session = Browser::new(&s);
     other_session.sign_in(&s.admin_token).expect(201);
     let r = b.write("POST", "/admin/v1/tokens/admin", None).expect(200);
+    let cleared = r.header("set-cookie").unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
     let admin = r.json["token"].as_str().unwrap().to_string();
     assert!(admin.starts_with("adm_"), "{admin}");
     refused(b.get("/admin/v1/session"), 401);

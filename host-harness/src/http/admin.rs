@@ -480,6 +480,7 @@ async fn put_policy(
 /// every console session of the tenant (this one's included).
 async fn post_token(
     State(app): State<Arc<App>>,
+    axum::Extension(sessions): axum::Extension<Arc<super::session::Sessions>>,
     headers: HeaderMap,
     Path(kind): Path<String>,
 ) -> Reply {
@@ -502,5 +503,9 @@ async fn post_token(
         "cache-control",
         axum::http::HeaderValue::from_static("no-store"),
     );
+    if kind == crate::db::TokenKind::Admin && super::session::cookie(&headers).is_some() {
+        // The session just ended: the browser may drop its cookie.
+        r.headers_mut().insert("set-cookie", sessions.cookie(None));
+    }
     Ok(r)
 }

@@ -74,7 +74,7 @@ impl Sessions {
     }
 
     /// The `Set-Cookie` of a new session, or of its end (`None`).
-    fn cookie(&self, value: Option<&str>) -> HeaderValue {
+    pub(crate) fn cookie(&self, value: Option<&str>) -> HeaderValue {
         let (value, age) = match value {
             Some(v) => (v, db::SESSION_SECONDS),
             None => ("", 0),
@@ -228,6 +228,7 @@ pub async fn sign_in(
     let Some(tenant) = db::authenticate(&conn, TokenKind::Admin, token.trim()).map_err(db_error)?
     else {
         sessions.failed(addr);
+        tracing::warn!(%addr, "console sign-in refused: not an admin token");
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "That is not an admin token (the identity provider's SCIM token does not open the \
@@ -238,6 +239,7 @@ pub async fn sign_in(
         let _turn = app.writers.lock().await;
         db::start_session(&conn, &tenant).map_err(db_error)?
     };
+    tracing::info!(%addr, tenant = %tenant.name, "console sign-in");
     let mut r = (StatusCode::CREATED, Json(session_json(&session))).into_response();
     r.headers_mut()
         .insert("set-cookie", sessions.cookie(Some(&value)));
