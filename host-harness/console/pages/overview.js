@@ -34,7 +34,7 @@ function mapper(m) {
   const state = m.disabled ? badge('disabled') : badge('in force');
   return section('Mapper in force',
     dl([
-      ['Mapper', h('span', null, kinds[m.kind] || m.kind || 'unknown', ' ', state)],
+      ['Mapper', h('span', null, kinds[m.kind] || m.kind || 'unknown', ' ', state, m.disabled ? ' — the rules map users meanwhile' : '')],
       m.version != null ? ['Version', String(m.version)] : null,
       m.kind === 'plugin' || m.failures ? ['Failures in a row', String(m.failures ?? 0)] : null,
       m.disabledReason ? ['Disabled because', m.disabledReason] : null,
