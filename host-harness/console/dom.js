@@ -71,9 +71,10 @@ export function uid(prefix = 'id') {
 /**
  * A table with a caption and column headers:
  * `table({caption, columns: [{label, cell: row => node|string, className}], rows, empty})`.
- * A column may be `rowHeader: true` to make its cells `<th scope="row">`.
+ * A column may be `rowHeader: true` to make its cells `<th scope="row">`;
+ * `rowClass(row)` names a class for a row.
  */
-export function table({ caption, captionHidden = false, columns, rows, empty = 'Nothing to show.', className }) {
+export function table({ caption, captionHidden = false, columns, rows, empty = 'Nothing to show.', className, rowClass }) {
   const head = h('thead', null, h('tr', null, columns.map((c) =>
     h('th', { scope: 'col', class: c.className }, c.label))));
   const body = h('tbody');
@@ -81,7 +82,7 @@ export function table({ caption, captionHidden = false, columns, rows, empty = '
     body.appendChild(h('tr', null, h('td', { colspan: columns.length, class: 'empty' }, empty)));
   }
   for (const row of rows) {
-    body.appendChild(h('tr', { class: columns.rowClass?.(row) }, columns.map((c) => {
+    body.appendChild(h('tr', { class: rowClass ? rowClass(row) : null }, columns.map((c) => {
       const content = c.cell(row);
       return c.rowHeader
         ? h('th', { scope: 'row', class: c.className }, content)
@@ -132,11 +133,6 @@ export function time(iso) {
   if (Number.isNaN(d.getTime())) return h('span', null, iso);
   const text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   return h('time', { datetime: iso, title: iso }, text);
-}
-
-/** The same text as `time`, as a string. */
-export function timeText(iso) {
-  return time(iso).textContent;
 }
 
 /** A status as a word on a coloured badge: never colour alone. */

@@ -4,7 +4,7 @@
 
 import { api, apiUrl } from '../api.js';
 import { h, replace, section, table, time, badge, dl, field, valueText } from '../dom.js';
-import { loading, fail } from '../ui.js';
+import { loading, fail, say } from '../ui.js';
 
 const PAGE = 50;
 const FILTERS = ['failed', 'user', 'action', 'since', 'until'];
@@ -49,6 +49,7 @@ export async function renderList(view, ctx) {
   if (ctx.stale()) return;
   const list = answer.events || [];
   const next = answer.next ?? null;
+  if (list.length === 0) say(Object.keys(filters).length ? 'No events match these filters.' : 'The sync log is empty.');
 
   const previous = h('button', { type: 'button', class: 'button', disabled: !before }, 'Previous');
   const nextButton = h('button', { type: 'button', class: 'button', disabled: !next }, 'Next');
@@ -128,8 +129,8 @@ export function eventTable(list, caption, { hideCaption = true, highlight = null
     { label: 'Status', cell: (e) => badge(e.status) },
     { label: 'Reason', cell: (e) => e.reason || '—' },
   ];
-  columns.rowClass = (e) => (highlight === e.id ? 'current-row' : (e.status === 'failure' ? 'failed-row' : null));
-  return table({ caption, captionHidden: hideCaption, columns, rows: list, empty: 'No events match these filters.' });
+  const rowClass = (e) => (highlight === e.id ? 'current-row' : (e.status === 'failure' ? 'failed-row' : null));
+  return table({ caption, captionHidden: hideCaption, columns, rows: list, rowClass, empty: 'No events match these filters.' });
 }
 
 /** One event: there is no single-event endpoint, so it is the page of one before `id + 1`. */
