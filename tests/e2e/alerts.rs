@@ -1116,3 +1116,35 @@ fn metric_names_in_rule_expressions_are_found() {
         BTreeSet::from(["scim_requests_total".to_string(), "up".to_string()])
     );
 }
+
+/// Replicas on PostgreSQL share the queue: each alert is sent by one of
+/// them, once (claims skip rows another replica holds).
+#[test]
+fn replicas_send_each_alert_once() {
+    if !postgres_backend() {
+        eprintln!("replicas_send_each_alert_once: PostgreSQL only (SQLite has one server)");
+        return;
+    }
+    let s = server();
+    let replica = s.replica();
+    let rx = Receiver::start();
+    let (hook, secret) = add_hook(&s, &rx.url(), &["provisioning-failed"], json!({}));
+    let mut ids = BTreeSet::new();
+    for i in 0..20 {
+        let on = if i % 2 == 0 { &s } else { &replica };
+        ids.insert(test_alert(on, hook));
+    }
+    wait_until("every alert delivered", || {
+        rx.delivered()
+            .iter()
+            .map(|r| r.event_id.clone())
+            .collect::<BTreeSet<_>>()
+            == ids
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got = rx.delivered();
+    assert_eq!(got.len(), ids.len(), "sent twice: {got:#?}");
+    for r in &got {
+        assert_signed(r, &secret);
+    }
+}

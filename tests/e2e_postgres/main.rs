@@ -11,6 +11,8 @@ mod support;
 /// Read by `support::postgres_backend`: every server here is on PostgreSQL.
 pub const POSTGRES: bool = true;
 
+#[path = "../e2e/alerts.rs"]
+mod alerts;
 #[path = "../e2e/console_api.rs"]
 mod console_api;
 #[path = "../e2e/dialects.rs"]
