@@ -1,7 +1,7 @@
 // What every page shares for talking back to the admin: the live regions
 // for progress and errors, the confirmation dialog, and a busy button.
 
-import { h, append } from './dom.js';
+import { h, append, uid } from './dom.js';
 
 const statusRegion = () => document.getElementById('status');
 const alertRegion = () => document.getElementById('alert');
@@ -31,7 +31,7 @@ export function clearMessages() {
  */
 export function confirm({ title, body, confirmLabel = 'Confirm', danger = false }) {
   return new Promise((resolve) => {
-    const titleId = `dialog-title-${Date.now()}`;
+    const titleId = uid('dialog-title');
     const cancel = h('button', { type: 'button', class: 'button' }, 'Cancel');
     const ok = h('button', { type: 'button', class: ['button', danger ? 'danger' : 'primary'] }, confirmLabel);
     const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': titleId },
