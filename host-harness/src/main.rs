@@ -414,8 +414,16 @@ fn database(command: DbCommand) -> Result<()> {
     };
     match command {
         DbCommand::Migrate { json, db } => {
+            // Read before the pool opens: opening it migrates. A database
+            // that cannot be read yet (a new file) has no schema; one that
+            // cannot be reached fails in `open_db` with its reason.
+            let before = db::status(&db.db).ok();
             let pool = open_db(&db)?;
-            let (before, after) = db::migrate_explicitly(&*pool.get()?)?;
+            let (_, after) = db::migrate_explicitly(&*pool.get()?)?;
+            let before = before.unwrap_or(db::SchemaStatus {
+                version: 0,
+                ..after.clone()
+            });
             if json {
                 println!("{}", serde_json::json!({"before": before, "after": after}));
             } else {

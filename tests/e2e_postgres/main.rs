@@ -48,3 +48,4 @@ mod writes;
 
 mod outage;
 mod replicas;
+mod schema;
