@@ -146,10 +146,14 @@ async fn round(app: &Arc<App>, settings: &Settings) -> Result<usize, String> {
 /// One attempt of `c`.
 async fn attempt(c: &Claimed, settings: &Settings) -> Outcome {
     let body = payload::render(&c.format, &c.body);
-    let (status, error) = match post(c, &body, settings.allow_private).await {
-        Ok(status) if (200..300).contains(&status) => return Outcome::Delivered { status },
-        Ok(status) => (Some(status), format!("the receiver answered {status}")),
-        Err(e) => (None, e),
+    // The whole attempt, name resolution included, ends well within the
+    // claim, so that no other sender takes the row while this one runs.
+    let sent = tokio::time::timeout(TIMEOUT, post(c, &body, settings.allow_private)).await;
+    let (status, error) = match sent {
+        Ok(Ok(status)) if (200..300).contains(&status) => return Outcome::Delivered { status },
+        Ok(Ok(status)) => (Some(status), format!("the receiver answered {status}")),
+        Ok(Err(e)) => (None, e),
+        Err(_) => (None, format!("no answer within {} s", TIMEOUT.as_secs())),
     };
     queue::after_failure(c, status, error, settings.retry_base, rand::random::<f64>())
 }
@@ -162,6 +166,9 @@ async fn post(c: &Claimed, body: &str, allow_private: bool) -> Result<u16, Strin
     let mut client = reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        // The address checked below is the one connected to: no proxy from
+        // the environment in between.
+        .no_proxy()
         .user_agent(concat!("scim-host/", env!("CARGO_PKG_VERSION")));
     if !allow_private {
         // Resolved here, checked, and pinned: the connection goes to an
