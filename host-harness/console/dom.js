@@ -89,10 +89,39 @@ export function table({ caption, captionHidden = false, columns, rows, empty = '
         : h('td', { class: c.className }, content);
     })));
   }
-  return h('div', { class: ['table-wrap', className] },
+  const wrap = h('div', { class: ['table-wrap', className] },
     h('table', null,
       h('caption', { class: captionHidden ? 'visually-hidden' : null }, caption),
       head, body));
+  wrap.dataset.label = caption;
+  scrollWatch().observe(wrap);
+  return wrap;
+}
+
+let watcher = null;
+
+/**
+ * A table wider than its column scrolls sideways; keyboard users must be
+ * able to scroll it too, so while it overflows its wrapper is a labelled,
+ * focusable region (and only then: a tab stop per table would be noise).
+ */
+function scrollWatch() {
+  if (!watcher) {
+    watcher = new ResizeObserver((entries) => {
+      for (const { target } of entries) {
+        if (target.scrollWidth > target.clientWidth + 1) {
+          target.setAttribute('tabindex', '0');
+          target.setAttribute('role', 'region');
+          target.setAttribute('aria-label', `${target.dataset.label} (scrolls sideways)`);
+        } else {
+          target.removeAttribute('tabindex');
+          target.removeAttribute('role');
+          target.removeAttribute('aria-label');
+        }
+      }
+    });
+  }
+  return watcher;
 }
 
 /** A labelled form field: returns {field, input}. `kind` is an element name. */

@@ -178,9 +178,9 @@ export async function renderDetail(view, ctx) {
       caption: 'Old and new values',
       captionHidden: true,
       columns: [
-        { label: 'Attribute', cell: (c) => c.name, rowHeader: true },
-        { label: 'Old value', cell: (c) => h('span', { class: 'value old' }, valueText(c.old)) },
-        { label: 'New value', cell: (c) => h('span', { class: 'value new' }, valueText(c.new)) },
+        { label: 'Attribute', cell: (c) => c.name, rowHeader: true, className: 'wrap' },
+        { label: 'Old value', cell: (c) => h('span', { class: c.old == null ? 'value muted' : 'value old' }, valueText(c.old)), className: 'wrap value-col' },
+        { label: 'New value', cell: (c) => h('span', { class: c.new == null ? 'value muted' : 'value new' }, valueText(c.new)), className: 'wrap value-col' },
       ],
       rows: e.changes || [],
       empty: 'This event records no attribute changes.',
