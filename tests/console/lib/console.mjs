@@ -139,8 +139,13 @@ export async function checkA11y(page, what) {
   assert.equal(bad.length, 0, `axe-core on ${what}: serious or critical violations:\n${list}`);
 }
 
-/** Saves a screenshot of the viewport as target/console-screenshots/NAME.png (and host-harness/docs/console with SCIM_CONSOLE_SCREENSHOTS_UPDATE=1). */
-export async function screenshot(page, name) {
+/**
+ * Saves a screenshot of the viewport as target/console-screenshots/NAME.png
+ * (and host-harness/docs/console with SCIM_CONSOLE_SCREENSHOTS_UPDATE=1),
+ * scrolled first so that `top` starts the view when given.
+ */
+export async function screenshot(page, name, { top } = {}) {
+  if (top) await top.evaluate((el) => el.scrollIntoView({ block: 'start' }));
   mkdirSync(screenshots, { recursive: true });
   const path = join(screenshots, `${name}.png`);
   await page.screenshot({ path, animations: 'disabled', caret: 'hide' });

@@ -71,7 +71,7 @@ test('a rule is typed, its error shown and fixed, previewed and applied with con
   await carol.getByText('− role learner').waitFor();
   assert.equal((await inForce()).version, before.version, 'the preview applied something');
   await checkA11y(page, 'the rules with a preview');
-  await screenshot(page, 'rules');
+  await screenshot(page, 'rules', { top: page.getByText('No problems: 3 rules.') });
 
   // Apply: the confirmation opens on Cancel; Escape cancels.
   const apply = page.getByRole('button', { name: 'Apply', exact: true });

@@ -48,7 +48,7 @@ test('a plugin is uploaded, previewed, installed with confirmation and rolled ba
   await ann.getByText('+ learning path Negotiation Basics').waitFor();
   assert.equal((await mapper()).active, false, 'the preview installed the plugin');
   await checkA11y(page, 'the plugin preview');
-  await screenshot(page, 'plugins');
+  await screenshot(page, 'plugins', { top: page.getByRole('button', { name: 'Upload', exact: true }) });
 
   await page.getByRole('button', { name: 'Install', exact: true }).click();
   await page.getByRole('dialog', { name: `Confirm: install ${name}` }).getByRole('button', { name: 'Confirm' }).click();
