@@ -162,10 +162,7 @@ pub fn list(conn: &Connection, tenant: i64, q: &Query) -> crate::db::sql::Result
     }
     // Times have no index, ids are in time order: a time window is also an
     // id range, which the (tenant, id) index reads instead of the whole log.
-    let window = [
-        ("id >=", q.since.as_deref()),
-        ("id <", q.until.as_deref()),
-    ];
+    let window = [("id >=", q.since.as_deref()), ("id <", q.until.as_deref())];
     for (condition, at) in window {
         if let Some(at) = at {
             let id = first_id_since(conn, at)?.unwrap_or(i64::MAX);
