@@ -174,6 +174,42 @@ pub fn backlog(conn: &Connection) -> crate::db::sql::Result<(u64, Option<f64>)> 
     )
 }
 
+/// A tenant's oldest waiting task, for the backlog alert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Oldest {
+    pub id: i64,
+    /// Tasks of the tenant waiting, this one included.
+    pub tasks: i64,
+    pub age_secs: f64,
+}
+
+/// The tenant's oldest task (ids are in queue order), if any.
+pub fn oldest(conn: &Connection, tenant: i64) -> crate::db::sql::Result<Option<Oldest>> {
+    let first: Option<(i64, f64)> = conn
+        .query_row(
+            &format!(
+                "SELECT id, {} FROM outbox WHERE tenant = ?1 ORDER BY id LIMIT 1",
+                conn.dialect().seconds_since("created")
+            ),
+            [tenant],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, age_secs)) = first else {
+        return Ok(None);
+    };
+    let tasks: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE tenant = ?1",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    Ok(Some(Oldest {
+        id,
+        tasks,
+        age_secs,
+    }))
+}
+
 /// Users already counted for each re-mapping of every user in progress
 /// (task id to cursor and users up to it), so that polling the status costs
 /// the users done since the last poll rather than all of them.

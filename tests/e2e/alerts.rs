@@ -691,7 +691,11 @@ fn alerts_of_each_kind_arrive_signed_with_a_stable_id() {
         "{b}"
     );
 
-    // The log: each delivered at its first attempt, with the receiver's status.
+    // The log: each delivered at its first attempt, with the receiver's
+    // status (recorded once the receiver answered).
+    wait_until("the log shows every alert delivered", || {
+        deliveries(&s).iter().all(|d| d["state"] == "delivered")
+    });
     let log = deliveries(&s);
     assert!(log.len() >= 6, "{log:#?}");
     for d in &log {
@@ -773,7 +777,8 @@ fn an_outbox_backlog_alerts_once_per_episode() {
     assert_eq!(rx.received().len(), 1, "{:#?}", rx.received());
     // The backlog clears, then comes back: a new episode.
     exec(&s, "DELETE FROM outbox");
-    std::thread::sleep(Duration::from_millis(1000));
+    // Long enough for several checks to see it clear.
+    std::thread::sleep(Duration::from_millis(2000));
     exec(&s, stalled);
     wait_until("a second backlog alert", || rx.delivered().len() == 2);
     let ids: BTreeSet<String> = rx.delivered().iter().map(|r| r.event_id.clone()).collect();

@@ -1,12 +1,12 @@
 //! The delivery worker: claims due deliveries, POSTs them signed, records
-//! each outcome with its retry; and watches the outbox backlog.
+//! each outcome with its retry; between rounds it has the outbox backlog
+//! checked (`backlog`).
 //!
 //! Each request carries `X-Scim-Event-Id` (the same on every attempt) and
 //! `X-Scim-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>"
 //! keyed with the webhook's secret>`, so a receiver can check the sender
 //! and refuse replays of old requests.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::queue::{self, Claimed, Outcome};
-use super::{Kind, Settings, hooks, payload};
+use super::{Settings, hooks, payload};
 use crate::app::App;
 use crate::db::run;
 
@@ -38,9 +38,7 @@ pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
 /// Runs until the process exits.
 pub async fn run_worker(app: Arc<App>, settings: Settings) {
     let mut backlog_checked: Option<Instant> = None;
-    // Webhooks whose backlog alert is out and whose backlog has not yet
-    // come back under the threshold: one alert per episode.
-    let mut episodes: HashMap<i64, bool> = HashMap::new();
+    let mut episodes = super::backlog::Episodes::default();
     loop {
         let sent = match round(&app, &settings).await {
             Ok(n) => n,
@@ -51,7 +49,7 @@ pub async fn run_worker(app: Arc<App>, settings: Settings) {
         };
         if backlog_checked.is_none_or(|t| t.elapsed() >= settings.backlog_check) {
             backlog_checked = Some(Instant::now());
-            if let Err(e) = check_backlog(&app, &mut episodes).await {
+            if let Err(e) = super::backlog::check(&app, &mut episodes).await {
                 tracing::warn!(error = %e, "alerts: could not check the outbox backlog");
             }
             let pool = app.pool.clone();
@@ -73,7 +71,7 @@ pub async fn run_worker(app: Arc<App>, settings: Settings) {
 
 /// Runs `f` on a pooled connection on the blocking pool, in a write
 /// transaction queued behind the other writers.
-async fn write<T: Send + 'static>(
+pub(super) async fn write<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&crate::db::sql::Connection) -> crate::db::sql::Result<T> + Send + 'static,
 ) -> Result<T, String> {
@@ -214,80 +212,6 @@ async fn post(c: &Claimed, body: &str, allow_private: bool) -> Result<u16, Strin
             msg
         })?;
     Ok(response.status().as_u16())
-}
-
-/// Compares each watching webhook's threshold with its tenant's oldest
-/// outbox task and queues an alert when a backlog starts.
-///
-/// The episode is remembered in `episodes` while the backlog lasts, and the
-/// alert's event id names the oldest task, so neither a later check nor a
-/// restart (nor another replica) alerts the same backlog twice.
-async fn check_backlog(app: &Arc<App>, episodes: &mut HashMap<i64, bool>) -> Result<(), String> {
-    let pool = app.pool.clone();
-    let watchers = tokio::task::spawn_blocking(move || {
-        let conn = pool.get().map_err(|e| e.to_string())?;
-        let watchers = hooks::backlog_watchers(&conn).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for (hook, tenant, name, minutes) in watchers {
-            let oldest = oldest_task(&conn, tenant).map_err(|e| e.to_string())?;
-            out.push((hook, tenant, name, minutes, oldest));
-        }
-        Ok::<_, String>(out)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    episodes.retain(|hook, _| watchers.iter().any(|w| w.0 == *hook));
-    for (hook, tenant, name, minutes, oldest) in watchers {
-        let over = oldest
-            .as_ref()
-            .filter(|(_, _, age)| *age >= (minutes * 60) as f64);
-        let Some((task, count, age)) = over.cloned() else {
-            episodes.remove(&hook);
-            continue;
-        };
-        if episodes.get(&hook).copied().unwrap_or(false) {
-            continue;
-        }
-        let event_id = format!("evt_backlog_{tenant}_{task}");
-        let body = payload::backlog(&event_id, &name, count, age, minutes);
-        let queued = write(app, move |c| {
-            queue::insert(c, tenant, hook, Kind::OutboxBacklog, &body)
-        })
-        .await?;
-        if queued {
-            tracing::warn!(tenant = %name, hook, age_secs = age, "outbox backlog alert queued");
-        }
-        episodes.insert(hook, true);
-    }
-    Ok(())
-}
-
-/// The tenant's oldest outbox task: its id, the tasks waiting, its age in
-/// seconds.
-fn oldest_task(
-    conn: &crate::db::sql::Connection,
-    tenant: i64,
-) -> crate::db::sql::Result<Option<(i64, i64, f64)>> {
-    use crate::db::sql::OptionalExtension;
-    let oldest: Option<(i64, f64)> = conn
-        .query_row(
-            &format!(
-                "SELECT id, {} FROM outbox WHERE tenant = ?1 ORDER BY id LIMIT 1",
-                conn.dialect().seconds_since("created")
-            ),
-            [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((id, age)) = oldest else {
-        return Ok(None);
-    };
-    let count: i64 = conn.query_row(
-        "SELECT count(*) FROM outbox WHERE tenant = ?1",
-        [tenant],
-        |r| r.get(0),
-    )?;
-    Ok(Some((id, count, age)))
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 //! change that commits cannot lose its alert. One alert stands for every
 //! event of one kind in a request or change (a re-mapping that finds 1,000
 //! role mismatches is one alert with a count and a sample). The delivery
-//! worker (`deliver`) posts them, signed, with retries; the outbox backlog
-//! is checked there too. Webhooks themselves are `hooks`; bodies `payload`.
+//! worker (`deliver`) posts them, signed, with retries, and has the outbox
+//! backlog checked (`backlog`). Webhooks themselves are `hooks`; bodies
+//! `payload`.
 
+pub mod backlog;
 pub mod deliver;
 pub mod hooks;
 pub mod payload;
