@@ -58,7 +58,7 @@ async function route() {
   firstRender = false;
   const ctx = {
     params,
-    id: match && match[0][1] ? decodeURIComponent(match[0][1]) : null,
+    id: match && match[0][1] ? decoded(match[0][1]) : null,
     navigate,
     stale: () => token !== renders,
     heading(text) {
@@ -88,6 +88,15 @@ async function route() {
     if (token !== renders || (e && e.status === 401)) return;
     if (!target.querySelector('h1')) ctx.heading('Something went wrong');
     fail(e);
+  }
+}
+
+/** A path segment decoded; a malformed escape is kept as typed. */
+function decoded(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
   }
 }
 
