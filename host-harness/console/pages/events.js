@@ -7,7 +7,8 @@ import { h, replace, section, table, time, badge, dl, field, valueText } from '.
 import { loading, fail, say } from '../ui.js';
 
 const PAGE = 50;
-const FILTERS = ['failed', 'user', 'action', 'since', 'until'];
+/** Filters a link may carry (alerts link to `?change=`); the form sets the first five. */
+const FILTERS = ['failed', 'user', 'action', 'since', 'until', 'request', 'change'];
 const ACTIONS = ['create', 'update', 'replace', 'delete', 'disable', 'enable', 'suspend', 'reactivate', 'remove',
   'grant', 'revoke', 'map', 'drift', 'mismatch', 'skip', 'mapping-install', 'mapping-remove', 'mapper-install',
   'mapper-remove', 'mapper-disabled'];
@@ -43,6 +44,7 @@ export async function renderList(view, ctx) {
   view.append(
     h('p', { class: 'lead' }, 'Every change to users, groups and learners, newest first. Open an event for its old and new values and the other events of the same request.'),
     filterForm(filters, ctx),
+    scope(filters, ctx),
     results);
 
   const answer = await api('GET', '/events', { query: { ...filters, before, limit: PAGE } });
@@ -72,6 +74,23 @@ export async function renderList(view, ctx) {
       h('div', { class: 'actions' }, csv)),
     eventTable(list, 'Sync log events'),
     h('nav', { class: 'pager', 'aria-label': 'Sync log pages' }, previous, nextButton));
+}
+
+/** A note for the request or change a link narrowed the list to. */
+function scope(filters, ctx) {
+  const parts = [];
+  if (filters.request) parts.push(['request', filters.request]);
+  if (filters.change) parts.push(['change', filters.change]);
+  if (parts.length === 0) return null;
+  const all = h('button', { type: 'button', class: 'link-button' }, 'Show every event');
+  all.addEventListener('click', () => {
+    const rest = { ...filters };
+    delete rest.request;
+    delete rest.change;
+    ctx.navigate(hashOf(rest, null));
+  });
+  return h('p', { class: 'callout info' }, 'Only the events of ',
+    parts.map(([k, v], i) => [i ? ' and ' : '', `${k} `, h('code', null, v)]), '. ', all);
 }
 
 function filterForm(filters, ctx) {
