@@ -194,7 +194,7 @@ function withdrawn(learner) {
 }
 
 /** The explain steps: facts, each rule and its tests, desired state, effects. */
-export function explainSection(x) {
+export function explainSection(x, title = 'Why: the explain steps') {
   const parts = [];
   parts.push(dl([
     ['Mapper', x.mapper],
@@ -235,7 +235,7 @@ export function explainSection(x) {
       ? h('ul', { class: 'plain' }, x.effects.map((e) => h('li', null, effectText(e))))
       : h('p', null, 'Nothing: the learner already holds what mapping wants.'));
   }
-  return section('Why: the explain steps', ...parts);
+  return section(title, ...parts);
 }
 
 /** `group:<id>` as the group's name; `attr:title` as the attribute. */

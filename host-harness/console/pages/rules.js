@@ -3,9 +3,10 @@
 // the threshold's confirmation, and the history with rollback.
 
 import { api } from '../api.js';
-import { h, replace, section, table, time, shortHash, badge, count } from '../dom.js';
+import { h, replace, section, table, time, shortHash, badge, count, field } from '../dom.js';
 import { loading, busy, say, fail } from '../ui.js';
 import { previewReport, changeWithConfirmation } from '../preview.js';
+import { explainSection } from './learner.js';
 
 const DEBOUNCE_MS = 400;
 
@@ -35,6 +36,18 @@ export async function render(view, ctx) {
   const previewButton = h('button', { type: 'button', class: 'button' }, 'Preview');
   const applyButton = h('button', { type: 'button', class: 'button primary' }, 'Apply');
   const history = h('div');
+  const revert = h('button', { type: 'button', class: 'button', hidden: true }, 'Revert');
+  const dirty = h('span', { class: 'muted' });
+  const inForce = () => editor.saved();
+  editor.onChange(() => {
+    const changed = editor.text() !== inForce();
+    revert.hidden = !changed;
+    dirty.textContent = changed ? 'Edited: not applied yet.' : '';
+  });
+  revert.addEventListener('click', () => {
+    editor.set(inForce());
+    say('The editor shows the rules in force again.');
+  });
   const threshold = mapping.policy ? mapping.policy.confirm_threshold : null;
 
   previewButton.addEventListener('click', () => busy([previewButton, applyButton], async () => {
@@ -63,6 +76,7 @@ export async function render(view, ctx) {
       });
       if (!outcome) return;
       replace(previewOut, previewReport(outcome.preview, { title: 'What applying changed' }));
+      editor.markSaved(text);
       say(`Rules version ${outcome.installed.version} are in force; existing learners are re-mapped in the background (change ${outcome.changeId}).`);
       await loadHistory(history, editor);
     } catch (e) {
@@ -79,10 +93,43 @@ export async function render(view, ctx) {
         'Changes are checked as you type. Preview shows what applying would change for every learner; nothing changes until you apply.',
         threshold != null ? ` Applying asks for confirmation when more than ${threshold}% of learners would lose something.` : ''),
       editor.element,
-      h('div', { class: 'actions' }, previewButton, applyButton)),
+      h('div', { class: 'actions' }, previewButton, applyButton, revert, dirty)),
     previewOut,
+    tryOnOne(editor),
     history);
   await loadHistory(history, editor);
+}
+
+/** "Provision on demand" without applying: one learner explained under the document in the editor. */
+function tryOnOne(editor) {
+  const who = h('input', { type: 'text', autocomplete: 'off', required: true, class: 'wide' });
+  const button = h('button', { type: 'submit', class: 'button' }, 'Explain');
+  const out = h('div');
+  const form = h('form', { class: 'search', 'aria-label': 'Explain one learner under this document' },
+    field('Learner (SCIM id or user name)', who),
+    h('div', { class: 'actions' }, button));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const id = who.value.trim();
+    const text = editor.text();
+    if (!id) return;
+    if (!text.trim()) { fail('The document is empty: write rules first.'); return; }
+    busy(button, async () => {
+      replace(out, loading('Explaining…'));
+      try {
+        const x = await api('POST', `/learners/${encodeURIComponent(id)}/explain`, { body: text, contentType: 'text/plain; charset=utf-8' });
+        replace(out, explainSection(x, `Why, under this document: ${x.user ? x.user.userName : id}`));
+        say(`Explained ${x.user ? x.user.userName : id} under the document in the editor; nothing was applied.`);
+      } catch (e) {
+        replace(out);
+        if (e.body && e.body.check) editor.show(e.body.check);
+        throw e;
+      }
+    });
+  });
+  return section('Try it on one learner',
+    h('p', { class: 'hint' }, 'Shows what the document in the editor would give one learner, rule by rule, and what it would change. Nothing is applied.'),
+    form, out);
 }
 
 async function loadHistory(holder, editor) {
@@ -137,6 +184,9 @@ function makeEditor(initial) {
   let marked = new Map();
   let timer = null;
   let seq = 0;
+  let saved = initial;
+  const listeners = [];
+  const changed = () => listeners.forEach((f) => f());
 
   const drawGutter = () => {
     const lines = area.value.split('\n').length;
@@ -203,6 +253,7 @@ function makeEditor(initial) {
 
   area.addEventListener('input', () => {
     drawGutter();
+    changed();
     clearTimeout(timer);
     timer = setTimeout(check, DEBOUNCE_MS);
   });
@@ -217,7 +268,11 @@ function makeEditor(initial) {
   return {
     element,
     text: () => area.value,
-    set: (text) => { area.value = text; drawGutter(); check(); },
+    /** Replaces the text with rules now in force. */
+    set: (text) => { area.value = text; saved = text; drawGutter(); check(); changed(); },
+    saved: () => saved,
+    markSaved: (text) => { saved = text; changed(); },
+    onChange: (f) => listeners.push(f),
     show,
   };
 }
