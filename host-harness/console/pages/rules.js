@@ -152,7 +152,8 @@ async function loadHistory(holder, editor) {
   }));
   const list = mapping.history || [];
   replace(holder, section('History',
-    h('p', { class: 'hint' }, 'Every installed version, newest first. Roll back installs again the version before the one in force.'),
+    h('p', { class: 'hint' }, 'Every installed version, newest first. Roll back installs again the version before the one in force',
+      list.length > 1 ? ` (version ${list[1].version}, ${list[1].sha256 ? 'rules' : 'the default mapping'}).` : '.'),
     table({
       caption: 'Installed rules versions',
       captionHidden: true,
