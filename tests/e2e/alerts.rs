@@ -588,6 +588,66 @@ fn alert_webhooks_belong_to_their_tenant_and_bad_input_is_refused() {
     assert_eq!(s.admin_get("/admin/v1/alerts").json["webhooks"], json!([]));
 }
 
+/// This machine's host name when it resolves to loopback addresses only
+/// (as in most containers), so that a receiver here would be reachable
+/// through it.
+fn loopback_host_name() -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    let name = String::from_utf8(buf[..end].to_vec()).ok()?;
+    let addrs: Vec<SocketAddr> = (name.as_str(), 80).to_socket_addrs().ok()?.collect();
+    (!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())).then_some(name)
+}
+
+/// Without `--alerts-allow-private` a webhook that reaches this machine is
+/// refused at delivery too: one whose URL names a loopback address (let in
+/// by the CLI's `--allow-private`), and one whose host name resolves to it.
+#[test]
+fn without_the_flag_deliveries_to_this_machine_are_refused() {
+    let s = LmsServer::start_env(&[], &FAST);
+    let rx = Receiver::start();
+    let port = rx.addr.port();
+    let mut urls = vec![format!("http://127.0.0.1:{port}/hook")];
+    match loopback_host_name() {
+        Some(name) => urls.push(format!("http://{name}:{port}/hook")),
+        None => eprintln!("this host's name does not resolve to loopback; checked by address only"),
+    }
+    for url in &urls {
+        s.cli_json(&[
+            "tenant",
+            "alerts",
+            "default",
+            "--webhook",
+            url,
+            "--on",
+            "provisioning-failed",
+            "--allow-private",
+            "--json",
+        ]);
+    }
+    s.create_user("erin");
+    failed_request(&s, "erin");
+    wait_until("every delivery refused", || {
+        let d = deliveries(&s);
+        d.len() == urls.len()
+            && d.iter().all(|d| {
+                d["lastError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("--alerts-allow-private"))
+            })
+    });
+    for d in deliveries(&s) {
+        assert_eq!(d["state"], "pending", "{d}");
+        assert!(d["lastStatus"].is_null(), "{d}");
+    }
+    assert!(rx.received().is_empty(), "{:#?}", rx.received());
+}
+
 // ---------------------------------------------------------------------------
 // Delivery of each kind
 

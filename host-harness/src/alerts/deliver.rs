@@ -40,10 +40,16 @@ pub async fn run_worker(app: Arc<App>, settings: Settings) {
     let mut backlog_checked: Option<Instant> = None;
     let mut episodes = super::backlog::Episodes::default();
     loop {
-        let sent = match round(&app, &settings).await {
-            Ok(n) => n,
-            Err(e) => {
+        // A task of its own, so that a panic ends the round, not the worker
+        // (the round's claims lapse and are taken again).
+        let sent = match tokio::spawn(round(app.clone(), settings.clone())).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "alerts: could not deliver; will retry");
+                0
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "alerts: a delivery round panicked");
                 0
             }
         };
@@ -99,7 +105,7 @@ pub(super) async fn write<T: Send + 'static>(
 }
 
 /// Claims what is due and sends it; returns how many were sent.
-async fn round(app: &Arc<App>, settings: &Settings) -> Result<usize, String> {
+async fn round(app: Arc<App>, settings: Settings) -> Result<usize, String> {
     let pool = app.pool.clone();
     let due = tokio::task::spawn_blocking(move || {
         let conn = pool.get().map_err(|e| e.to_string())?;
@@ -110,7 +116,7 @@ async fn round(app: &Arc<App>, settings: &Settings) -> Result<usize, String> {
     if !due {
         return Ok(0);
     }
-    let claimed = write(app, |c| queue::claim(c, ROUND)).await?;
+    let claimed = write(&app, |c| queue::claim(c, ROUND)).await?;
     let n = claimed.len();
     let mut sends = tokio::task::JoinSet::new();
     for c in claimed {
@@ -136,7 +142,7 @@ async fn round(app: &Arc<App>, settings: &Settings) -> Result<usize, String> {
                 tracing::error!(event = %c.event_id, attempts = c.attempts, error, "alert not delivered; gave up");
             }
         }
-        write(app, move |conn| queue::complete(conn, &c, &outcome)).await?;
+        write(&app, move |conn| queue::complete(conn, &c, &outcome)).await?;
     }
     Ok(n)
 }
