@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use scim_engine::DefaultMapper;
-use scim_engine::provision::mapper::{Facts, GroupFact, Mapper};
+use scim_engine::mapper::{Facts, GroupFact, Mapper};
 use serde_json::json;
 
 const RULES: &str = r#"

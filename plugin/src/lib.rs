@@ -12,6 +12,7 @@ pub mod error;
 pub mod filter;
 pub mod handlers;
 pub mod http;
+pub mod mapper;
 pub mod mapping;
 pub mod memstore;
 pub mod message;
@@ -31,7 +32,8 @@ mod testkit;
 
 pub use error::{ScimError, ScimResult, ScimType};
 pub use http::{Context, Request, Response};
-pub use provision::{DefaultMapper, LmsHost};
+pub use mapper::DefaultMapper;
+pub use provision::LmsHost;
 pub use store::Store;
 
 /// Handles one SCIM request against the tenant's store, then provisions
@@ -106,7 +108,7 @@ pub fn check_mapping(text: &str, lms: Option<&mut dyn LmsHost>) -> ScimResult<Ch
     };
     let mut diagnostics = Vec::new();
     if let Some(lms) = lms {
-        use provision::host::GrantKind;
+        use mapper::GrantKind;
         for kind in [GrantKind::Role, GrantKind::LearningPath] {
             let names: Vec<String> = parsed.named(kind).into_iter().map(|(n, _)| n).collect();
             if names.is_empty() {

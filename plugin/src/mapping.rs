@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::{Value, json};
 
 use crate::error::{ScimError, ScimResult, ScimType};
+use crate::mapper::plugin::PluginMapper;
+use crate::mapper::{DefaultMapper, Explanation, Facts, MapError, Mapper};
 use crate::provision::changes::is_active;
 use crate::provision::host::{Grant, GrantKind, LearnerState, LmsHost, MANUAL};
-use crate::provision::mapper::{DefaultMapper, Explanation, Facts, MapError, Mapper};
-use crate::provision::plugin::PluginMapper;
 use crate::provision::sync::{by_id, group_facts, users_page};
 use crate::rules::{self, Diagnostic};
 use crate::schema::USER_TYPE;

@@ -664,8 +664,8 @@ impl prov::LmsHost for HostLms {
 /// The host's plugin, reached through the WIT import.
 struct HostPlugin;
 
-use scim_engine::provision::mapper::MapError;
-use scim_engine::provision::plugin::{Assigned, UserFacts};
+use scim_engine::mapper::MapError;
+use scim_engine::mapper::plugin::{Assigned, UserFacts};
 
 fn user_facts(user: &UserFacts) -> host_plugin::UserFacts {
     host_plugin::UserFacts {

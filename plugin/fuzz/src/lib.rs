@@ -10,13 +10,12 @@
 mod fixture;
 
 use scim_engine::filter::{self, Filter};
-use scim_engine::patch::Target;
-use scim_engine::path::{Path, is_attr_name};
-use scim_engine::provision::host::{Grant, GrantKind};
-use scim_engine::provision::mapper::{Facts, GroupFact, MapError, Mapper};
-use scim_engine::provision::plugin::{
+use scim_engine::mapper::plugin::{
     Assigned, MAX_GRANTS, MAX_TEXT, PluginInfo, PluginMapper, PluginRunner, UserFacts,
 };
+use scim_engine::mapper::{Facts, Grant, GrantKind, GroupFact, MapError, Mapper};
+use scim_engine::patch::Target;
+use scim_engine::path::{Path, is_attr_name};
 use scim_engine::query::cursor::{self, Direction, Position};
 use scim_engine::resource::normalize::normalize_resource;
 use scim_engine::resource::terms;

@@ -2,32 +2,9 @@
 //! and `sync-log` interfaces, so provisioning stays plain Rust. The component
 //! glue forwards each call to the host; tests use [`super::memlms::MemLms`].
 
-/// What a grant gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum GrantKind {
-    Role,
-    Team,
-    LearningPath,
-}
-
-impl GrantKind {
-    /// The name used in the sync log and the admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantKind::Role => "role",
-            GrantKind::Team => "team",
-            GrantKind::LearningPath => "learningPath",
-        }
-    }
-}
-
-/// One assignment and its provenance (see the WIT `grant`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Grant {
-    pub kind: GrantKind,
-    pub name: String,
-    pub source: String,
-}
+/// What a grant gives, and one assignment with its provenance: the LMS
+/// holds what mappers answer.
+pub use crate::mapper::{Grant, GrantKind};
 
 /// The source of grants made by hand in the LMS; mapping never revokes them.
 pub const MANUAL: &str = "manual";
@@ -170,7 +147,7 @@ pub struct Event {
     pub changes: Vec<AttributeChange>,
 }
 
-pub use super::plugin::{PluginInfo, PluginRunner};
+pub use crate::mapper::plugin::{PluginInfo, PluginRunner};
 
 /// The LMS could not serve a call; the request rolls back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,8 @@ use super::host::{
     Change, Effect, Event, Grant, GrantKind, LearnerState, LearnerStatus, LmsHost, LmsResult,
     Policy, Profile, Task,
 };
-use super::mapper::MapError;
-use super::plugin::{Assigned, PluginInfo, PluginRunner, UserFacts};
+use crate::mapper::MapError;
+use crate::mapper::plugin::{Assigned, PluginInfo, PluginRunner, UserFacts};
 
 /// A plugin stand-in: what it answers for a user.
 pub type PluginFn = fn(&UserFacts) -> Result<Vec<Assigned>, MapError>;

@@ -4,15 +4,13 @@
 //!
 //! [`record::Recorder`] is the one write path that notes what changed;
 //! [`changes`] folds the note and describes it for the sync log;
-//! [`mapper`] says what each user should hold; [`sync`] diffs that against
+//! a [`crate::mapper`] says what each user should hold; [`sync`] diffs that against
 //! the LMS and applies it, suspensions first, and queues large re-mappings
 //! in the outbox.
 
 pub mod changes;
 pub mod host;
-pub mod mapper;
 pub mod memlms;
-pub mod plugin;
 pub mod record;
 pub mod sync;
 
@@ -22,4 +20,3 @@ mod proptests;
 mod tests;
 
 pub use host::LmsHost;
-pub use mapper::DefaultMapper;

@@ -12,8 +12,8 @@ use super::host::{
     Change, Drift, Effect, Event, EventStatus, Grant, GrantKind, LearnerRef, LearnerState,
     LearnerStatus, LmsHost, MANUAL, OnDelete, Policy, Profile, Task, Work,
 };
-use super::mapper::{Facts, GroupFact, Mapper, group_source, group_team};
 use crate::error::ScimResult;
+use crate::mapper::{Facts, GroupFact, Mapper, group_source, group_team};
 use crate::schema::ENTERPRISE_USER_SCHEMA;
 use crate::schema::{GROUP_TYPE, USER_TYPE};
 use crate::store::{Page, Selection, Store};

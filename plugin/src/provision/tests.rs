@@ -5,8 +5,8 @@ use serde_json::json;
 use super::host::{
     Drift, Effect, EventStatus, Grant, GrantKind, LearnerStatus, MANUAL, OnDelete, Task, Work,
 };
-use super::mapper::group_source;
 use super::sync::INLINE_USERS;
+use crate::mapper::group_source;
 use crate::testkit::Fixture;
 
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -980,9 +980,9 @@ fn a_role_missing_from_the_catalogue_keeps_the_current_role_in_mapping_and_expla
 
 mod plugins {
     use super::*;
+    use crate::mapper::MapError;
+    use crate::mapper::plugin::{Assigned, PluginInfo, UserFacts};
     use crate::mapping::Choice;
-    use crate::provision::mapper::MapError;
-    use crate::provision::plugin::{Assigned, PluginInfo, UserFacts};
 
     fn info() -> PluginInfo {
         PluginInfo {

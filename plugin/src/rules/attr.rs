@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::provision::mapper::Facts;
+use crate::mapper::Facts;
 use crate::schema::{ENTERPRISE_USER_SCHEMA, USER_TYPE, looks_like_urn};
 
 /// What an attribute reference reads.

@@ -4,10 +4,8 @@
 
 use super::Rules;
 use super::model::{Condition, Op, Part, Template, Test};
-use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{
-    Explanation, Facts, RuleOutcome, Trace, group_key, group_source, group_team,
-};
+use crate::mapper::{Explanation, Facts, RuleOutcome, Trace, group_key, group_source, group_team};
+use crate::mapper::{Grant, GrantKind};
 
 /// The most names one template may expand to (one per attribute value).
 const MAX_EXPANSION: usize = 100;
@@ -147,7 +145,7 @@ impl Rules {
 /// Source of the default role under rules: the default mapping's, so that
 /// installing rules that keep the role `learner` rewrites nothing for the
 /// learners no rule gives another role.
-pub const DEFAULT_ROLE_SOURCE: &str = crate::provision::mapper::LEARNER_SOURCE;
+pub const DEFAULT_ROLE_SOURCE: &str = crate::mapper::LEARNER_SOURCE;
 
 fn eval(c: &Condition, facts: &Facts, trace: Option<&mut Vec<Trace>>) -> Hit {
     match c {

@@ -18,8 +18,8 @@ mod tests;
 
 use serde::Serialize;
 
-use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{Explanation, Facts, MapError, Mapper};
+use crate::mapper::{Explanation, Facts, MapError, Mapper};
+use crate::mapper::{Grant, GrantKind};
 pub use eval::DEFAULT_ROLE_SOURCE;
 use model::{Condition, Document, Part, Template};
 

@@ -30,7 +30,7 @@ fn version_one() -> u32 {
 }
 
 fn learner() -> String {
-    crate::provision::mapper::LEARNER_ROLE.to_string()
+    crate::mapper::LEARNER_ROLE.to_string()
 }
 
 /// One rule: when its condition holds, it grants.

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::provision::mapper::{Facts, GroupFact, Mapper};
+use crate::mapper::{Facts, GroupFact, Mapper};
 
 /// A document using every construct, to mutate.
 const BASE: &str = r#"version = 1
@@ -111,7 +111,7 @@ proptest! {
         let desired = rules.desired(&facts).unwrap();
         prop_assert_eq!(&desired, &rules.explain(&facts).unwrap().grants);
         // One mapped role at most; none for inactive users.
-        let roles = desired.iter().filter(|g| g.kind == crate::provision::host::GrantKind::Role).count();
+        let roles = desired.iter().filter(|g| g.kind == crate::mapper::GrantKind::Role).count();
         prop_assert!(roles <= 1);
         prop_assert!(active || desired.is_empty());
         // No blank names.

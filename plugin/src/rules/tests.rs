@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::{Diagnostic, Rules, Severity, parse};
-use crate::provision::host::{Grant, GrantKind};
-use crate::provision::mapper::{Facts, GroupFact, Mapper, RuleOutcome, Trace};
+use crate::mapper::{Facts, GroupFact, Mapper, RuleOutcome, Trace};
+use crate::mapper::{Grant, GrantKind};
 use crate::provision::memlms::MemLms;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::host::{Grant, GrantKind};
-use super::mapper::{Explanation, Facts, GroupFact, MapError, Mapper};
+use super::{Explanation, Facts, Grant, GrantKind, GroupFact, MapError, Mapper};
 
 /// Which plugin the host runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
