@@ -35,6 +35,25 @@ export class ApiError extends Error {
  * 401 is not an expired session). Answers the parsed JSON, text, or null.
  */
 export async function api(method, path, options = {}) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await once(method, path, options);
+    } catch (e) {
+      // The tenant's previous mapping work (a preview, an install) is still
+      // running: wait the short while the server asks, a few times, rather
+      // than show the admin an error for someone else's click.
+      const wait = e.status === 429 ? e.retryAfter : undefined;
+      if (wait === undefined || wait > SHORT_WAIT_S || attempt >= RETRIES) throw e;
+      await new Promise((resolve) => { setTimeout(resolve, wait * 1000); });
+    }
+  }
+}
+
+/** Waits for a busy tenant longer than this are the admin's to decide. */
+const SHORT_WAIT_S = 5;
+const RETRIES = 4;
+
+async function once(method, path, options) {
   const url = BASE + path + queryString(options.query);
   const headers = { Accept: 'application/json' };
   let body;
