@@ -6,15 +6,17 @@ import { h, append, uid } from './dom.js';
 const statusRegion = () => document.getElementById('status');
 const alertRegion = () => document.getElementById('alert');
 
-/** Announces progress or success (polite live region). */
+/** Announces progress or success (polite live region); an earlier error is cleared. */
 export function say(text) {
   const el = statusRegion();
+  alertRegion().replaceChildren();
   el.replaceChildren(h('p', null, text));
 }
 
-/** Shows an error (assertive `role="alert"` region); takes text or an error. */
+/** Shows an error (assertive `role="alert"` region; an earlier success is cleared); takes text or an error. */
 export function fail(error) {
   const el = alertRegion();
+  statusRegion().replaceChildren();
   const text = typeof error === 'string' ? error : (error.detail || error.message || String(error));
   const status = error && error.status ? `Error ${error.status}: ` : '';
   el.replaceChildren(h('p', null, status + text));
