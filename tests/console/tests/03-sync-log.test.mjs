@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { checkA11y, focused, go, launch, pageFetch, screenshot, seed, session, signIn, tabTo } from '../lib/console.mjs';
+import { checkA11y, go, launch, pageFetch, screenshot, seed, session, signIn, tabTo } from '../lib/console.mjs';
 
 const A = seed.a;
 let browser;
@@ -32,7 +32,8 @@ function rowWith(page, table, ...cells) {
 test('a failed event is found with "Failed only" and opened, with the keyboard alone', async () => {
   const s = await signedIn({ keyboard: true });
   const { page } = s;
-  await tabTo(page, page.getByRole('link', { name: 'Sync log' }));
+  // The overview's heading has the focus; the navigation is before it.
+  await tabTo(page, page.getByRole('link', { name: 'Sync log' }), { back: true });
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: 'Sync log' }).waitFor();
   const failedOnly = page.getByLabel('Failed only');
@@ -60,8 +61,9 @@ test('a failed event is found with "Failed only" and opened, with the keyboard a
   await same.getByText(refused.requestId, { exact: true }).waitFor();
   await rowWith(page, same.getByRole('table'), refused.reason).waitFor();
   await checkA11y(page, 'a failed event');
-  // Back to the filtered list, still with the keyboard.
-  await tabTo(page, page.getByRole('link', { name: /^Back to the (sync log|event list)$/ }), { back: true });
+  // Back to the filtered list, still with the keyboard: the link follows
+  // the heading, which has the focus.
+  await tabTo(page, page.getByRole('link', { name: /^Back to the (sync log|event list)$/ }));
   await page.keyboard.press('Enter');
   await page.getByText(`Showing ${n} event${n === 1 ? '' : 's'}.`).waitFor();
   assert.equal(await page.getByLabel('Failed only').isChecked(), true);

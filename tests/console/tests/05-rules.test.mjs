@@ -33,7 +33,7 @@ test('a rule is typed, its error shown and fixed, previewed and applied with con
   // console asks for confirmation.
   s.allowRefusals([409]);
   const before = await inForce();
-  await tabTo(page, page.getByRole('link', { name: 'Rules', exact: true }));
+  await tabTo(page, page.getByRole('link', { name: 'Rules', exact: true }), { back: true });
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: 'Rules' }).waitFor();
   const editor = page.getByLabel('Rules document (TOML or JSON)');
