@@ -54,6 +54,18 @@ pub fn timestamp(t: time::OffsetDateTime) -> String {
     )
 }
 
+/// A new request or change id: the time in milliseconds, then 32 random
+/// bits, in hex. Later ids sort later, so the sync log's indexes on them
+/// grow at their end as the log does, not at random places.
+pub fn new_id() -> String {
+    let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    format!(
+        "{:012x}{:08x}",
+        (ms as u64) & 0xffff_ffff_ffff,
+        rand::random::<u32>()
+    )
+}
+
 /// Now, as stored.
 pub fn now() -> String {
     timestamp(time::OffsetDateTime::now_utc())

@@ -154,7 +154,7 @@ impl App {
             }
         }
         let queued = &*queued;
-        let batch_id = format!("{:016x}", rand::random::<u64>());
+        let batch_id = crate::events::new_id();
         let context = RequestContext {
             tenant: queued.tenant_name.clone(),
             base_url: self.public_url.clone().unwrap_or_default(),

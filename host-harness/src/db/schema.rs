@@ -236,7 +236,7 @@ ALTER TABLE tenants ADD COLUMN max_concurrent INTEGER;
 ALTER TABLE tenants ADD COLUMN rate_per_sec REAL;
 "#,
     // 7: the admin console's sessions; alert webhooks and their durable
-    // delivery queue.
+    // delivery queue; the sync log by request and change.
     r#"
 CREATE TABLE admin_sessions (
     -- SHA-256 of the cookie's value: a database read leaks no session.
@@ -282,6 +282,10 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_at);
 CREATE INDEX alert_deliveries_by_tenant ON alert_deliveries (tenant, id);
+-- The events of one request or change (the console's event detail). Ids
+-- begin with their time (`events::new_id`), so both grow at their end.
+CREATE INDEX events_by_request ON events (tenant, request_id, id);
+CREATE INDEX events_by_change ON events (tenant, change_id, id);
 "#,
 ];
 
@@ -329,6 +333,10 @@ CREATE TABLE alert_deliveries (
 );
 CREATE INDEX alert_deliveries_due ON alert_deliveries (state, next_at);
 CREATE INDEX alert_deliveries_by_tenant ON alert_deliveries (tenant, id);
+-- The events of one request or change (the console's event detail). Ids
+-- begin with their time (`events::new_id`), so both grow at their end.
+CREATE INDEX events_by_request ON events (tenant, request_id, id);
+CREATE INDEX events_by_change ON events (tenant, change_id, id);
 "#;
 
 /// The schema on PostgreSQL at its first release: the tables and indexes

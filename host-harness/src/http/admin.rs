@@ -144,7 +144,7 @@ fn admin_error(e: AdminError) -> ApiError {
 }
 
 fn stamp() -> Stamp {
-    let id = format!("{:016x}", rand::random::<u64>());
+    let id = crate::events::new_id();
     Stamp {
         request_id: id.clone(),
         change_id: id,

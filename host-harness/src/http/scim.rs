@@ -19,7 +19,7 @@ pub const BASE_PATH: &str = "/scim/v2";
 /// Any request under the SCIM base: hands it to the engine.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
-    let request_id = format!("{:016x}", rand::random::<u64>());
+    let request_id = crate::events::new_id();
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_string();
     let full_path = parts.uri.path().to_string();

@@ -61,7 +61,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), Box<Re
     let context = RequestContext {
         tenant: String::new(),
         base_url: String::new(),
-        request_id: format!("{:016x}", rand::random::<u64>()),
+        request_id: crate::events::new_id(),
         subject: None,
         max_payload_bytes: app.max_body_bytes as u64,
         signing_key: Vec::new(),

@@ -263,7 +263,7 @@ fn put_in_force(
             threshold,
         });
     }
-    let change_id = format!("{:016x}", rand::random::<u64>());
+    let change_id = crate::events::new_id();
     let _turn = writers.map(|w| w.blocking_lock());
     let conn = pool.get()?;
     let tx = conn.transaction(crate::db::Begin::Write(Some(tenant.id)))?;

@@ -203,7 +203,7 @@ fn context(tenant: &Tenant) -> RequestContext {
     RequestContext {
         tenant: tenant.name.clone(),
         base_url: String::new(),
-        request_id: format!("{:016x}", rand::random::<u64>()),
+        request_id: crate::events::new_id(),
         subject: None,
         max_payload_bytes: 0,
         signing_key: tenant.signing_key.clone(),
@@ -500,7 +500,7 @@ pub fn install(
             threshold,
         });
     }
-    let change_id = format!("{:016x}", rand::random::<u64>());
+    let change_id = crate::events::new_id();
     let _turn = writers.map(|w| w.blocking_lock());
     let conn = pool.get()?;
     let tx = conn.transaction(crate::db::Begin::Write(Some(tenant.id)))?;
