@@ -22,6 +22,9 @@ use crate::db::run;
 /// How long a receiver has to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often finished deliveries past the sync log's retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Deliveries claimed (and sent at once) per round.
 const ROUND: i64 = 16;
 
@@ -38,6 +41,7 @@ pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
 /// Runs until the process exits.
 pub async fn run_worker(app: Arc<App>, settings: Settings) {
     let mut backlog_checked: Option<Instant> = None;
+    let mut purged: Option<Instant> = None;
     let mut episodes = super::backlog::Episodes::default();
     loop {
         // A task of its own, so that a panic ends the round, not the worker
@@ -67,6 +71,25 @@ pub async fn run_worker(app: Arc<App>, settings: Settings) {
             .flatten();
             if let Some(n) = pending {
                 app.metrics.alerts_pending(n);
+            }
+        }
+        if purged.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            purged = Some(Instant::now());
+            let pool = app.pool.clone();
+            let days = app.background.retention_days;
+            let _turn = app.writers.lock().await;
+            let n = tokio::task::spawn_blocking(move || {
+                pool.get()
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| queue::purge(&c, days).map_err(|e| e.to_string()))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+            match n {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries = n, "purged old alert deliveries"),
+                Err(e) => tracing::warn!(error = %e, "could not purge old alert deliveries"),
             }
         }
         if sent < ROUND as usize {

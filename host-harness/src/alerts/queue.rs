@@ -296,6 +296,16 @@ pub fn list(conn: &Connection, tenant: i64, limit: i64) -> crate::db::sql::Resul
     .collect()
 }
 
+/// Deletes finished deliveries (delivered or given up) created more than
+/// `days` ago, as the sync log forgets its events; returns how many.
+pub fn purge(conn: &Connection, days: u32) -> crate::db::sql::Result<usize> {
+    let cutoff = timestamp(time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days)));
+    conn.prepare_cached(
+        "DELETE FROM alert_deliveries WHERE state IN ('delivered', 'failed') AND created < ?1",
+    )?
+    .execute([cutoff])
+}
+
 /// Deliveries waiting, over every tenant (a gauge).
 pub fn pending(conn: &Connection) -> crate::db::sql::Result<i64> {
     conn.prepare_cached("SELECT count(*) FROM alert_deliveries WHERE state = 'pending'")?
@@ -446,5 +456,14 @@ mod tests {
             d.iter().find(|d| d["id"] == c.id).unwrap()["state"],
             "delivered"
         );
+        // Old finished deliveries are forgotten; waiting ones never.
+        conn.execute(
+            "UPDATE alert_deliveries SET created = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(purge(&conn, 30).unwrap(), 1);
+        assert_eq!(list(&conn, t, 10).unwrap().len(), 2);
+        assert_eq!(pending(&conn).unwrap(), 2);
     }
 }
