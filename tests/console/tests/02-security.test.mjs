@@ -61,6 +61,7 @@ test("tenant A's session cannot read tenant B's learner, events or catalogue", a
   const zara = await api(B.adminToken, 'GET', `/admin/v1/learners/${b}`);
   assert.equal(zara.status, 200, zara.text);
   assert.deepEqual(zara.json.roles.filter((r) => r.sources.includes('manual')), []);
+  s.assertClean();
   await s.close();
 });
 
@@ -88,7 +89,9 @@ test("tenant A's console shows none of tenant B's data when led to it", async ()
   await signIn(sb, B.adminToken);
   await sb.page.goto(`/admin#/learners/${B.learner.id}`);
   await sb.page.getByRole('heading', { level: 1 }).filter({ hasText: /zara/i }).waitFor();
+  sb.assertClean();
   await sb.close();
+  s.assertClean();
   await s.close();
 });
 
@@ -167,6 +170,7 @@ for (const [site, host] of [
       }
     }
     assert.deepEqual(await roles(), before, 'a forged POST changed the catalogue');
+    s.assertClean();
     await s.close();
   });
 }
@@ -206,5 +210,6 @@ test("a write with the session cookie but without the session's CSRF token is re
   });
   assert.equal(ok.status, 201, ok.text);
   assert.ok((await roles()).includes('With the CSRF token'));
+  s.assertClean();
   await s.close();
 });
