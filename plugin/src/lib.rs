@@ -3,7 +3,8 @@
 //! [`handle`] takes one HTTP request and a [`store::Store`] scoped to the
 //! request's tenant and transaction, and returns the SCIM response. The
 //! component glue in `plugin/component` exports it through WIT; tests and
-//! benchmarks call it natively with [`memstore::MemStore`].
+//! benchmarks call it natively with the in-memory `memstore::MemStore`
+//! (feature `testing`).
 
 pub mod ambient;
 #[cfg(any(test, feature = "contract"))]
@@ -14,6 +15,7 @@ pub mod handlers;
 pub mod http;
 pub mod mapper;
 pub mod mapping;
+#[cfg(any(test, feature = "testing"))]
 pub mod memstore;
 pub mod message;
 pub mod patch;

@@ -1,6 +1,7 @@
 //! The storage contract the engine runs against: a native mirror of the WIT
 //! `store` interface, so the engine core stays plain Rust. The component glue
-//! forwards each call to the host; tests and benchmarks use [`crate::memstore`].
+//! forwards each call to the host; tests and benchmarks use `crate::memstore`
+//! (feature `testing`).
 
 /// An index entry derived from a document (see [`crate::resource::terms`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,6 +1,7 @@
 //! The LMS side of the contract: a native mirror of the WIT `lms`, `outbox`
 //! and `sync-log` interfaces, so provisioning stays plain Rust. The component
-//! glue forwards each call to the host; tests use [`super::memlms::MemLms`].
+//! glue forwards each call to the host; tests use `super::memlms::MemLms`
+//! (feature `testing`).
 
 /// What a grant gives, and one assignment with its provenance: the LMS
 /// holds what mappers answer.

@@ -10,6 +10,7 @@
 
 pub mod changes;
 pub mod host;
+#[cfg(any(test, feature = "testing"))]
 pub mod memlms;
 pub mod record;
 pub mod sync;
