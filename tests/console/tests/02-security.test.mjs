@@ -74,6 +74,9 @@ test("tenant A's console shows none of tenant B's data when led to it", async ()
   await page.goto(`/admin#/events/${B.failures[0].id}`);
   await page.getByRole('heading', { level: 1, name: 'Event not found' }).waitFor();
   await page.getByRole('alert').filter({ hasText: /no event/i }).waitFor();
+  // A link to B's change (as an alert carries) in A's sync log lists nothing.
+  await page.goto(`/admin#/events?change=${B.failures[0].changeId}`);
+  await page.getByRole('cell', { name: 'No events match these filters.' }).waitFor();
   // B's name in A's search and sync log finds nothing.
   await go(page, 'Learners');
   await page.getByLabel('Name, email or id').fill('zara');
