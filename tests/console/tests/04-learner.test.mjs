@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { api, checkA11y, go, launch, screenshot, seed, session, signIn } from '../lib/console.mjs';
+import { api, checkA11y, launch, screenshot, seed, session, signIn, tabTo } from '../lib/console.mjs';
 
 const A = seed.a;
 let browser;
@@ -16,15 +16,20 @@ after(async () => {
   await browser?.close();
 });
 
-test('a learner found by name shows its team with the source, and why it holds it', async () => {
+test('a learner found by name (keyboard alone) shows its team with the source, and why it holds it', async () => {
   const s = await session(browser);
   const { page } = s;
-  await signIn(s, A.adminToken);
-  await go(page, 'Learners');
-  await page.getByLabel('Name, email or id').fill('ann');
-  await page.getByRole('button', { name: 'Search' }).click();
+  await signIn(s, A.adminToken, { keyboard: true });
+  // The overview's heading has the focus; the navigation is before it.
+  await tabTo(page, page.getByRole('link', { name: 'Learners', exact: true }), { back: true });
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { level: 1, name: 'Learners' }).waitFor();
+  await tabTo(page, page.getByLabel('Name, email or id'));
+  await page.keyboard.type('ann');
+  await page.keyboard.press('Enter');
   await page.getByRole('status').filter({ hasText: '1 learner found.' }).waitFor();
-  await page.getByRole('link', { name: A.learner.displayName }).click();
+  await tabTo(page, page.getByRole('link', { name: A.learner.displayName }));
+  await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: `Learner ${A.learner.userName}` }).waitFor();
 
   // The team, with the group it comes from.
