@@ -1213,3 +1213,70 @@ fn replicas_send_each_alert_once() {
         assert_signed(r, &secret);
     }
 }
+
+/// A request that fails after mapping found a role mismatch rolls back,
+/// and with it the mismatch's alert: its failure is alerted, the mismatch
+/// is not. The same change on a server without the fault alerts the
+/// mismatch.
+#[test]
+fn a_request_that_rolls_back_alerts_its_failure_only() {
+    let mut s = server();
+    let rx = Receiver::start();
+    catalogue_add(&s, "roles", "seller");
+    catalogue_add(&s, "roles", "manager");
+    let ann = user(&s, "ann", "Sales");
+    s.admin(
+        "POST",
+        &format!("/admin/v1/learners/{ann}/roles"),
+        Some(&json!({"name": "manager"})),
+    )
+    .expect(201);
+    install_rules(&s, SELLERS).expect(200);
+    wait_until("the re-mapping done", || {
+        s.admin_get("/admin/v1/sync").expect(200).json["pending"] == 0
+    });
+    add_hook(
+        &s,
+        &rx.url(),
+        &["role-mismatch", "provisioning-failed"],
+        json!({}),
+    );
+
+    // The same database under a server whose SCIM writes panic before
+    // their commit.
+    s.kill9();
+    let faulty = crate::support::Server::launch(
+        tempfile::tempdir().expect("temp dir"),
+        s.db_arg().to_string(),
+        s.token.clone(),
+        &["--admin-token", &s.admin_token, "--alerts-allow-private"],
+        &[
+            FAST[0],
+            FAST[1],
+            FAST[2],
+            ("SCIM_FAULT", "before-commit@default"),
+        ],
+    );
+    let r = faulty.patch(
+        &format!("/Users/{ann}"),
+        &json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "title", "value": "Lead"}]}),
+    );
+    assert_eq!(r.status, 500, "{}", r.text);
+    let failed = rx.wait_for("provisioning-failed", |b| {
+        b["kind"] == "provisioning-failed"
+    });
+    assert_eq!(failed.json()["sample"][0]["reason"], "panic");
+    std::thread::sleep(Duration::from_millis(500));
+    let kinds: Vec<String> = rx
+        .received()
+        .iter()
+        .map(|r| r.json()["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kinds, ["provisioning-failed"]);
+    drop(faulty);
+
+    s.restart();
+    touch(&s, &ann, "Lead");
+    let r = rx.wait_for("role-mismatch", |b| b["kind"] == "role-mismatch");
+    assert_eq!(r.json()["sample"][0]["resourceId"], ann.as_str());
+}
