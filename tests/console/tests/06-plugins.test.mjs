@@ -1,14 +1,15 @@
 // Plugins: the example Rust plugin (plugin/mappers/example-rust, built by
-// the Rust side with its real toolchain) is uploaded with its settings,
-// previewed over every user, installed after confirmation, and rolled
-// back, which hands the mapping back to the rules.
+// the Rust side with its real toolchain) is chosen, given its settings,
+// uploaded and previewed over every user, and installed after
+// confirmation, all with the keyboard; then rolled back, which hands the
+// mapping back to the rules.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { api, checkA11y, go, launch, screenshot, seed, session, signIn } from '../lib/console.mjs';
+import { api, checkA11y, go, launch, screenshot, seed, session, signIn, tabTo } from '../lib/console.mjs';
 
 const A = seed.a;
 let browser;
@@ -26,7 +27,7 @@ async function mapper() {
   return r.json;
 }
 
-test('a plugin is uploaded, previewed, installed with confirmation and rolled back', async () => {
+test('a plugin is uploaded and installed with confirmation (keyboard alone), previewed, and rolled back', async () => {
   const s = await session(browser);
   const { page } = s;
   await signIn(s, A.adminToken);
@@ -35,9 +36,14 @@ test('a plugin is uploaded, previewed, installed with confirmation and rolled ba
   s.allowRefusals([409]);
   await go(page, 'Plugins');
   const name = basename(seed.plugin.path);
-  await page.getByLabel('Plugin component (.wasm)').setInputFiles(seed.plugin.path);
-  await page.getByLabel('Settings (JSON object, optional)').fill(readFileSync(seed.plugin.settings, 'utf8'));
-  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  // Chosen, given its settings and uploaded with the keyboard alone.
+  await tabTo(page, page.getByLabel('Plugin component (.wasm)'));
+  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+  await chooser.setFiles(seed.plugin.path);
+  await tabTo(page, page.getByLabel('Settings (JSON object, optional)'));
+  await page.keyboard.type(JSON.stringify(JSON.parse(readFileSync(seed.plugin.settings, 'utf8'))));
+  await tabTo(page, page.getByRole('button', { name: 'Upload', exact: true }));
+  await page.keyboard.press('Enter');
   const preview = page.getByRole('region', { name: `Preview of ${name}` });
   await preview.getByRole('heading', { name: 'What installing it would change' }).waitFor();
   // Every seeded user was run through the plugin.
@@ -50,8 +56,11 @@ test('a plugin is uploaded, previewed, installed with confirmation and rolled ba
   await checkA11y(page, 'the plugin preview');
   await screenshot(page, 'plugins', { top: page.getByRole('button', { name: 'Upload', exact: true }) });
 
-  await page.getByRole('button', { name: 'Install', exact: true }).click();
-  await page.getByRole('dialog', { name: `Confirm: install ${name}` }).getByRole('button', { name: 'Confirm' }).click();
+  await tabTo(page, page.getByRole('button', { name: 'Install', exact: true }));
+  await page.keyboard.press('Enter');
+  const install = page.getByRole('dialog', { name: `Confirm: install ${name}` });
+  await tabTo(page, install.getByRole('button', { name: 'Confirm' }), { back: true, max: 3 });
+  await page.keyboard.press('Enter');
   await page.getByRole('status').filter({ hasText: /^Plugin version \d+ is in force/ }).waitFor();
   const inForce = page.getByRole('region', { name: 'Plugin in force' });
   await inForce.getByText('active', { exact: true }).waitFor();
