@@ -103,6 +103,9 @@ pub fn run_tests(chromium: &std::path::Path, seeded: &Seeded) {
     } else {
         cmd.env_remove("SCIM_CONSOLE_DOCS");
     }
+    // A group of its own, so that a run stopped at the limit takes its
+    // Chromium processes with it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().expect("run node (Node.js 20 is needed)");
     let started = Instant::now();
     let status = loop {
@@ -110,7 +113,10 @@ pub fn run_tests(chromium: &std::path::Path, seeded: &Seeded) {
             break Some(status);
         }
         if started.elapsed() > LIMIT {
-            let _ = child.kill();
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill only sends a signal to the group the child leads.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
             let _ = child.wait();
             break None;
         }
