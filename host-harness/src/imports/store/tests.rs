@@ -323,6 +323,7 @@ fn a_first_release_database_is_migrated() {
              DROP TABLE mapper_failures;
              DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
              DROP TABLE outbox; DROP TABLE events; DROP TABLE event_names;
+             DROP TABLE admin_sessions; DROP TABLE alert_hooks; DROP TABLE alert_deliveries;
              PRAGMA user_version = 0;",
         )
         .unwrap();
@@ -346,7 +347,7 @@ fn a_first_release_database_is_migrated() {
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     // Migrations 2 and 3 gave the existing tenant its LMS catalogue and a
     // policy.
     let (role, policy, drift): (String, String, String) = conn
