@@ -378,7 +378,14 @@ impl App {
             detail: log_value(log, "detail").map(str::to_string),
             changes: Vec::new(),
         };
-        if let Err(e) = events::insert(conn, tenant, &stamp, &[row]) {
+        // One transaction: the event and the alert it queues are kept or
+        // lost together.
+        let recorded = conn
+            .begin(Begin::Write(Some(tenant)))
+            .and_then(|_| events::insert(conn, tenant, &stamp, &[row]))
+            .and_then(|_| run(conn, "COMMIT"));
+        if let Err(e) = recorded {
+            let _ = run(conn, "ROLLBACK");
             tracing::warn!(error = %e, "could not record a failed request in the sync log");
         }
     }
