@@ -124,180 +124,276 @@ fn action_of(method: &str) -> &'static str {
     }
 }
 
+/// What the engine's run of a request left: its answer, the store's
+/// counters and journal, and the connection (none if the store lost it).
+struct Ran {
+    result: wasmtime::Result<HttpResponse>,
+    stats: crate::imports::store::Stats,
+    journal: crate::imports::Journal,
+    conn: Option<db::Conn>,
+}
+
+/// What finishing a request (commit, rollback, trap) needs to know.
+struct Done<'a> {
+    conn: &'a db::Conn,
+    tenant: i64,
+    name: String,
+    method: &'a str,
+    context: &'a RequestContext,
+    started: Instant,
+    deadline: Instant,
+    read_only: bool,
+    stats: crate::imports::store::Stats,
+}
+
+impl Done<'_> {
+    /// The sync-log stamp of the request's events.
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            request_id: self.context.request_id.clone(),
+            change_id: self.context.request_id.clone(),
+            duration_us: self.started.elapsed().as_micros() as u64,
+        }
+    }
+}
+
 impl App {
-    /// Authenticate, open the transaction, run the engine, record the sync
-    /// log, commit or roll back.
-    pub fn execute(&self, mut inc: Incoming) -> Outcome {
-        let Tenant {
-            id,
-            name,
-            signing_key,
-            ..
-        } = inc.tenant;
-        inc.context.tenant = name.clone();
-        inc.context.subject = Some(name.clone());
-        inc.context.signing_key = signing_key;
-        if let Some((status, detail)) = inc.reject.take() {
-            return self.error(Some(name), &inc.context, status, &detail);
+    /// One SCIM request of an authenticated tenant: open its transaction
+    /// ([`App::begin`]), run the engine in it ([`App::run_engine`]), then
+    /// commit with its sync-log events ([`App::commit`]) or roll back and
+    /// record the failure ([`App::roll_back`]).
+    pub fn execute(&self, inc: Incoming) -> Outcome {
+        let Incoming {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            mut context,
+            tenant:
+                Tenant {
+                    id,
+                    name,
+                    signing_key,
+                    ..
+                },
+            reject,
+            started,
+        } = inc;
+        context.tenant = name.clone();
+        context.subject = Some(name.clone());
+        context.signing_key = signing_key;
+        if let Some((status, detail)) = reject {
+            return self.error(Some(name), &context, status, &detail);
         }
-        let conn = match self.pool.get() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "no database connection");
-                return self.error(
-                    Some(name),
-                    &inc.context,
-                    503,
-                    "The database is unavailable; retry later",
-                );
-            }
+        let deadline = started + Duration::from_millis(self.request_timeout_ms as u64);
+        let read_only = is_read_only(&method);
+        let conn = match self.begin(id, deadline, read_only) {
+            Ok(conn) => conn,
+            Err(detail) => return self.error(Some(name), &context, 503, detail),
         };
-        // SQL run for the engine counts toward the request's timeout: past
-        // it, SQLite interrupts the statement (the pool clears the handler
-        // when the connection comes back) and PostgreSQL cancels it.
-        let deadline =
-            inc.started + std::time::Duration::from_millis(self.request_timeout_ms as u64);
-        if let Some(c) = conn.sqlite() {
-            c.progress_handler(SQL_PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
-        }
-        // A read runs on one snapshot; a write takes its tenant's write
-        // lock at once (`db::Connection::begin`).
-        let read_only = is_read_only(&inc.method);
-        let mode = if read_only {
-            Begin::Read
-        } else {
-            Begin::Write(Some(id))
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let begun = conn.begin_within(mode, Some(left.as_millis() as u64));
-        if let Err(e) = begun {
-            tracing::error!(error = %e, "could not begin a transaction");
-            let _ = run(&conn, "ROLLBACK");
-            return self.error(
-                Some(name),
-                &inc.context,
-                503,
-                "The database is busy or unavailable; retry later",
-            );
-        }
-        let request_id = inc.context.request_id.clone();
-        let store = SqlStore::new(conn, id)
-            .with_change_id(&request_id)
-            .with_plugins(self.runtime.plugins(), PluginMode::Installed);
-        let method = inc.method.clone();
         let request = HttpRequest {
-            method: inc.method,
-            path: inc.path,
-            query: inc.query,
-            headers: inc.headers,
-            body: inc.body,
-            context: inc.context.clone(),
+            method,
+            path,
+            query,
+            headers,
+            body,
+            context,
         };
-        let (result, mut store) = self.runtime.handle(store, &request);
-        store.settle_plugin();
-        let stats = store.stats;
-        let journal = std::mem::take(&mut store.journal);
-        let Some(conn) = store.into_conn() else {
-            return self.error(
-                Some(name),
-                &inc.context,
-                500,
-                "The database connection was lost",
-            );
+        let ran = self.run_engine(conn, id, &request);
+        let (context, method) = (&request.context, request.method.as_str());
+        let Some(conn) = ran.conn else {
+            return self.error(Some(name), context, 500, "The database connection was lost");
         };
         // Commit and rollback are never interrupted.
         if let Some(c) = conn.sqlite() {
             c.progress_handler(0, None::<fn() -> bool>);
         }
-        let stamp = |started: Instant| Stamp {
-            request_id: request_id.clone(),
-            change_id: request_id.clone(),
-            duration_us: started.elapsed().as_micros() as u64,
+        let done = Done {
+            conn: &conn,
+            tenant: id,
+            name,
+            method,
+            context,
+            started,
+            deadline,
+            read_only,
+            stats: ran.stats,
         };
-        match result {
-            Ok(mut response) if response.status < 400 && journal.failed.is_none() => {
-                let committed = events::insert(&conn, id, &stamp(inc.started), &journal.events)
-                    .and_then(|_| {
-                        if !read_only {
-                            fault::hit(fault::Point::BeforeCommit, &name);
-                        }
-                        run(&conn, "COMMIT")
-                    });
-                if let Err(e) = committed {
-                    tracing::error!(error = %e, "commit failed");
-                    let _ = run(&conn, "ROLLBACK");
-                    return self.error(
-                        Some(name),
-                        &inc.context,
-                        503,
-                        "The change could not be saved; nothing was changed, retry later",
-                    );
-                }
-                self.metrics.journal(&name, &journal);
-                if journal.enqueued > 0 {
-                    self.outbox.notify_one();
-                }
-                response
-                    .log
-                    .push(("store_calls".into(), stats.calls.to_string()));
-                response.log.push(("rows".into(), stats.rows.to_string()));
-                Outcome {
-                    response,
-                    tenant: Some(name),
-                }
+        match ran.result {
+            Ok(response) if response.status < 400 && ran.journal.failed.is_none() => {
+                self.commit(done, response, &ran.journal)
             }
-            Ok(mut response) => {
-                let _ = run(&conn, "ROLLBACK");
-                if let Some(why) = &journal.failed {
-                    tracing::error!(error = %why, "a host import failed; rolled back");
-                    let detail = if Instant::now() >= deadline {
-                        format!(
-                            "The request took longer than {} ms and was cancelled; nothing was changed (request id {})",
-                            self.request_timeout_ms, inc.context.request_id
-                        )
-                    } else {
-                        format!("{why}; nothing was changed, retry later")
-                    };
-                    let o = self.error(Some(name.clone()), &inc.context, 503, &detail);
-                    response = o.response;
-                }
-                response
-                    .log
-                    .push(("store_calls".into(), stats.calls.to_string()));
-                if !read_only || response.status >= 500 {
-                    self.record_failure(&conn, id, &method, &response, stamp(inc.started));
-                }
-                Outcome {
-                    response,
-                    tenant: Some(name),
-                }
-            }
-            Err(e) => {
-                let _ = run(&conn, "ROLLBACK");
-                let timed_out = e
-                    .downcast_ref::<wasmtime::Trap>()
-                    .is_some_and(|t| *t == wasmtime::Trap::Interrupt);
-                tracing::error!(request_id = %inc.context.request_id, error = ?e, timed_out, "engine trapped; rolled back");
-                let detail = if timed_out {
-                    format!(
-                        "The request took longer than {} ms and was cancelled; nothing was changed (request id {})",
-                        self.request_timeout_ms, inc.context.request_id
-                    )
-                } else {
-                    format!(
-                        "The request failed inside the engine; nothing was changed (request id {})",
-                        inc.context.request_id
-                    )
-                };
-                let mut o = self.error(Some(name), &inc.context, 500, &detail);
-                o.response.log.push((
-                    "trap".into(),
-                    if timed_out { "timeout" } else { "trap" }.into(),
-                ));
-                self.record_failure(&conn, id, &method, &o.response, stamp(inc.started));
-                o
-            }
+            Ok(response) => self.roll_back(done, response, ran.journal.failed.as_deref()),
+            Err(e) => self.trapped(done, e),
         }
+    }
+
+    /// A connection with the request's transaction begun: a read on one
+    /// snapshot, a write holding its tenant's write lock
+    /// (`db::Connection::begin`), waiting at most until `deadline`. SQL
+    /// run for the engine counts toward the deadline too: past it, SQLite
+    /// interrupts the statement (the pool clears the handler when the
+    /// connection comes back) and PostgreSQL cancels it. The `Err` is the
+    /// 503's detail.
+    fn begin(
+        &self,
+        tenant: i64,
+        deadline: Instant,
+        read_only: bool,
+    ) -> Result<db::Conn, &'static str> {
+        let conn = self.pool.get().map_err(|e| {
+            tracing::error!(error = %e, "no database connection");
+            "The database is unavailable; retry later"
+        })?;
+        if let Some(c) = conn.sqlite() {
+            c.progress_handler(SQL_PROGRESS_STEPS, Some(move || Instant::now() >= deadline));
+        }
+        let mode = if read_only {
+            Begin::Read
+        } else {
+            Begin::Write(Some(tenant))
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = conn.begin_within(mode, Some(left.as_millis() as u64)) {
+            tracing::error!(error = %e, "could not begin a transaction");
+            let _ = run(&conn, "ROLLBACK");
+            return Err("The database is busy or unavailable; retry later");
+        }
+        Ok(conn)
+    }
+
+    /// Runs the engine on the request inside the begun transaction; hands
+    /// back the connection (none if the store lost it), with what the
+    /// engine's imports recorded.
+    fn run_engine(&self, conn: db::Conn, tenant: i64, request: &HttpRequest) -> Ran {
+        let store = SqlStore::new(conn, tenant)
+            .with_change_id(&request.context.request_id)
+            .with_plugins(self.runtime.plugins(), PluginMode::Installed);
+        let (result, mut store) = self.runtime.handle(store, request);
+        store.settle_plugin();
+        let stats = store.stats;
+        let journal = std::mem::take(&mut store.journal);
+        Ran {
+            result,
+            stats,
+            journal,
+            conn: store.into_conn(),
+        }
+    }
+
+    /// A request the engine answered with success: its events are written
+    /// and the transaction committed; a commit that fails is a 503 and
+    /// nothing stays.
+    fn commit(
+        &self,
+        done: Done<'_>,
+        mut response: HttpResponse,
+        journal: &crate::imports::Journal,
+    ) -> Outcome {
+        let conn = done.conn;
+        let committed =
+            events::insert(conn, done.tenant, &done.stamp(), &journal.events).and_then(|_| {
+                if !done.read_only {
+                    fault::hit(fault::Point::BeforeCommit, &done.name);
+                }
+                run(conn, "COMMIT")
+            });
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "commit failed");
+            let _ = run(conn, "ROLLBACK");
+            return self.error(
+                Some(done.name),
+                done.context,
+                503,
+                "The change could not be saved; nothing was changed, retry later",
+            );
+        }
+        self.metrics.journal(&done.name, journal);
+        if journal.enqueued > 0 {
+            self.outbox.notify_one();
+        }
+        response
+            .log
+            .push(("store_calls".into(), done.stats.calls.to_string()));
+        response
+            .log
+            .push(("rows".into(), done.stats.rows.to_string()));
+        Outcome {
+            response,
+            tenant: Some(done.name),
+        }
+    }
+
+    /// A request the engine refused, or whose host import failed (`failed`:
+    /// then a 503): rolled back, and a write's failure recorded.
+    fn roll_back(
+        &self,
+        done: Done<'_>,
+        mut response: HttpResponse,
+        failed: Option<&str>,
+    ) -> Outcome {
+        let _ = run(done.conn, "ROLLBACK");
+        if let Some(why) = failed {
+            tracing::error!(error = %why, "a host import failed; rolled back");
+            let detail = if Instant::now() >= done.deadline {
+                self.timed_out(done.context)
+            } else {
+                format!("{why}; nothing was changed, retry later")
+            };
+            response = self
+                .error(Some(done.name.clone()), done.context, 503, &detail)
+                .response;
+        }
+        response
+            .log
+            .push(("store_calls".into(), done.stats.calls.to_string()));
+        if !done.read_only || response.status >= 500 {
+            self.record_failure(done.conn, done.tenant, done.method, &response, done.stamp());
+        }
+        Outcome {
+            response,
+            tenant: Some(done.name),
+        }
+    }
+
+    /// A request the engine trapped on (or ran out of time in): rolled
+    /// back, answered 500, recorded.
+    fn trapped(&self, done: Done<'_>, e: wasmtime::Error) -> Outcome {
+        let _ = run(done.conn, "ROLLBACK");
+        let timed_out = e
+            .downcast_ref::<wasmtime::Trap>()
+            .is_some_and(|t| *t == wasmtime::Trap::Interrupt);
+        let request_id = &done.context.request_id;
+        tracing::error!(%request_id, error = ?e, timed_out, "engine trapped; rolled back");
+        let detail = if timed_out {
+            self.timed_out(done.context)
+        } else {
+            format!(
+                "The request failed inside the engine; nothing was changed (request id {request_id})"
+            )
+        };
+        let mut o = self.error(Some(done.name.clone()), done.context, 500, &detail);
+        o.response.log.push((
+            "trap".into(),
+            if timed_out { "timeout" } else { "trap" }.into(),
+        ));
+        self.record_failure(
+            done.conn,
+            done.tenant,
+            done.method,
+            &o.response,
+            done.stamp(),
+        );
+        o
+    }
+
+    /// The detail of a request cancelled at its deadline.
+    fn timed_out(&self, context: &RequestContext) -> String {
+        format!(
+            "The request took longer than {} ms and was cancelled; nothing was changed (request id {})",
+            self.request_timeout_ms, context.request_id
+        )
     }
 
     /// The answer to a request whose [`App::execute`] panicked (`why` is
