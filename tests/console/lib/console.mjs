@@ -145,10 +145,12 @@ export async function checkA11y(page, what) {
 /**
  * Saves a screenshot of the viewport as target/console-screenshots/NAME.png
  * (and host-harness/docs/console with SCIM_CONSOLE_SCREENSHOTS_UPDATE=1),
- * scrolled first so that `top` starts the view when given.
+ * scrolled first so that `top` starts the view, or `bottom` ends it, when
+ * given.
  */
-export async function screenshot(page, name, { top } = {}) {
+export async function screenshot(page, name, { top, bottom } = {}) {
   if (top) await top.evaluate((el) => el.scrollIntoView({ block: 'start' }));
+  if (bottom) await bottom.evaluate((el) => el.scrollIntoView({ block: 'end' }));
   mkdirSync(screenshots, { recursive: true });
   const path = join(screenshots, `${name}.png`);
   await page.screenshot({ path, animations: 'disabled', caret: 'hide' });

@@ -36,9 +36,13 @@ test('a plugin is uploaded and installed with confirmation (keyboard alone), pre
   s.allowRefusals([409]);
   await go(page, 'Plugins');
   const name = basename(seed.plugin.path);
-  // Chosen, given its settings and uploaded with the keyboard alone.
+  // Chosen, given its settings and uploaded with the keyboard alone. The
+  // browser hands the file chooser to the test only once it is told to,
+  // which takes a round trip of its own: asked for before the key press.
+  const choosing = page.waitForEvent('filechooser');
   await tabTo(page, page.getByLabel('Plugin component (.wasm)'));
-  const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+  await page.keyboard.press('Space');
+  const chooser = await choosing;
   await chooser.setFiles(seed.plugin.path);
   await tabTo(page, page.getByLabel('Settings (JSON object, optional)'));
   await page.keyboard.type(JSON.stringify(JSON.parse(readFileSync(seed.plugin.settings, 'utf8'))));

@@ -1,5 +1,5 @@
 // Settings: a learning path added to the catalogue (the list updates, the
-// API has it); the alerts page, checked like every page.
+// API has it).
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -32,18 +32,6 @@ test('a learning path is added to the catalogue', async () => {
   await page.getByRole('region', { name: 'Policy' }).getByLabel(/Confirmation threshold/).waitFor();
   await checkA11y(page, 'the settings');
   await screenshot(page, 'settings');
-  s.assertClean();
-  await s.close();
-});
-
-test('the alerts page passes the same checks', async () => {
-  const s = await session(browser);
-  const { page } = s;
-  await signIn(s, A.adminToken);
-  await go(page, 'Alerts');
-  await page.getByRole('button').first().waitFor();
-  await checkA11y(page, 'the alerts');
-  await screenshot(page, 'alerts');
   s.assertClean();
   await s.close();
 });
