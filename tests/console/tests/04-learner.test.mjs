@@ -28,6 +28,7 @@ test('a learner found by name (keyboard alone) shows its team with the source, a
   await page.keyboard.type('ann');
   await page.keyboard.press('Enter');
   await page.getByRole('status').filter({ hasText: '1 learner found.' }).waitFor();
+  await checkA11y(page, 'the learner search');
   await tabTo(page, page.getByRole('link', { name: A.learner.displayName }));
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { level: 1, name: `Learner ${A.learner.userName}` }).waitFor();
