@@ -4,23 +4,8 @@
 use crate::db::sql::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
-/// The resource type of learner events.
-pub const LEARNER: &str = "Learner";
-
-/// One event before the host stamps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    pub action: String,
-    pub resource_type: String,
-    pub resource_id: String,
-    pub resource_name: Option<String>,
-    /// `success`, `failure` or `skipped`.
-    pub status: &'static str,
-    pub reason: Option<String>,
-    pub detail: Option<String>,
-    /// Attribute name, old and new value, each as JSON text.
-    pub changes: Vec<(String, Option<String>, Option<String>)>,
-}
+pub use crate::db::{now, timestamp};
+pub use crate::event::{EventRow, LEARNER, Stamp, new_id};
 
 /// One changed attribute as stored: its old and new values are JSON text.
 #[derive(serde::Serialize)]
@@ -28,47 +13,6 @@ struct ChangeText<'a> {
     name: &'a str,
     old: &'a Option<String>,
     new: &'a Option<String>,
-}
-
-/// What every event of one request or batch shares.
-#[derive(Debug, Clone, Default)]
-pub struct Stamp {
-    pub request_id: String,
-    pub change_id: String,
-    pub duration_us: u64,
-}
-
-/// A UTC time as stored: fixed width, so text order is time order, and
-/// readable by SQLite's date functions.
-pub fn timestamp(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-/// A new request or change id: the time in milliseconds, then 32 random
-/// bits, in hex. Later ids sort later, so the sync log's indexes on them
-/// grow at their end as the log does, not at random places.
-pub fn new_id() -> String {
-    let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    format!(
-        "{:012x}{:08x}",
-        (ms as u64) & 0xffff_ffff_ffff,
-        rand::random::<u32>()
-    )
-}
-
-/// Now, as stored.
-pub fn now() -> String {
-    timestamp(time::OffsetDateTime::now_utc())
 }
 
 /// Stores events (inside the caller's transaction).

@@ -14,10 +14,12 @@
 //! [`fault`] the panics tests inject (debug builds only); [`alerts`] the
 //! tenants' webhooks and their delivery queue.
 
+pub mod alert_worker;
 pub mod alerts;
 pub mod app;
 pub mod checkpoints;
 pub mod db;
+pub mod event;
 pub mod events;
 pub mod fault;
 pub mod gate;

@@ -857,7 +857,7 @@ fn run_server(args: ServeArgs) -> Result<()> {
         // A line tools can wait for (the end-to-end tests do).
         println!("listening on {scheme}://{addr}{BASE_PATH}");
         tokio::spawn(scim_host::worker::run_worker(app.clone()));
-        tokio::spawn(scim_host::alerts::deliver::run_worker(
+        tokio::spawn(scim_host::alert_worker::run_worker(
             app.clone(),
             scim_host::alerts::settings().clone(),
         ));

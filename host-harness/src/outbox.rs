@@ -10,7 +10,7 @@ use crate::bindings::lms::scim::outbox::{Task, Work};
 /// the outbox, visible in `sync status`, until an operator removes it).
 pub const MAX_ATTEMPTS: i64 = 10;
 
-use crate::events::now;
+use crate::db::now;
 
 fn work_json(w: &Work) -> String {
     match w {

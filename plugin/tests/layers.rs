@@ -1,8 +1,10 @@
-//! The engine's modules form layers: no module imports one that imports it
+//! A crate's modules form layers: no module imports one that imports it
 //! back, directly or around a longer loop, so the folders say which way
-//! dependencies run (issue 33, "The house").
+//! dependencies run. The engine runs this file as its `layers` test and
+//! `scim-host` as its own (host-harness/Cargo.toml); each checks the `src`
+//! of the crate it is built for.
 //!
-//! A module is a file or folder under `plugin/src`; an import between two
+//! A module is a file or folder under the crate's `src`; an import between two
 //! files counts between the two sibling modules that hold them (`rules/eval.rs`
 //! naming `crate::mapper::Grant` is an edge `rules -> mapper`;
 //! `resource/render.rs` naming `super::verbatim` is `render -> verbatim`
@@ -44,7 +46,8 @@ fn no_module_imports_one_that_imports_it_back() {
         .collect();
     assert!(
         cycles.is_empty(),
-        "import cycles between modules of plugin/src:\n  {}",
+        "import cycles between modules of {}:\n  {}",
+        src.display(),
         cycles.join("\n  ")
     );
 }

@@ -67,7 +67,7 @@ pub enum HookError {
 /// credentials in it; unless `allow_private`, a host that is literally a
 /// loopback, private or link-local address (or `localhost`) is refused
 /// here. Names are resolved and checked again at each delivery
-/// (`deliver`), since what a name resolves to can change.
+/// (`alert_worker`), since what a name resolves to can change.
 pub fn check_url(url: &str, allow_private: bool) -> Result<reqwest::Url, String> {
     let url = url.trim();
     if url.len() > MAX_URL {
@@ -204,7 +204,7 @@ pub fn create(
         )));
     }
     let secret = new_secret();
-    let created = crate::events::now();
+    let created = crate::db::now();
     let kinds = serde_json::to_string(&on).unwrap_or_else(|_| "[]".into());
     let id: i64 = conn
         .prepare_cached(

@@ -6,12 +6,10 @@
 //! change that commits cannot lose its alert. One alert stands for every
 //! event of one kind in a request or change (a re-mapping that finds 1,000
 //! role mismatches is one alert with a count and a sample). The delivery
-//! worker (`deliver`) posts them, signed, with retries, and has the outbox
-//! backlog checked (`backlog`). Webhooks themselves are `hooks`; bodies
-//! `payload`.
+//! worker (`crate::alert_worker`, above this module) posts them, signed,
+//! with retries, and has the outbox backlog checked. Webhooks themselves
+//! are `hooks`; bodies `payload`.
 
-pub mod backlog;
-pub mod deliver;
 pub mod hooks;
 pub mod payload;
 pub mod queue;
@@ -22,7 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::db::sql::Connection;
-use crate::events::{EventRow, Stamp};
+use crate::event::{EventRow, Stamp};
 
 /// What a webhook can be told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::{Alert, Kind, SAMPLE};
-use crate::events::Stamp;
+use crate::event::Stamp;
 
 /// Where the console shows the events of a change.
 fn events_link(change: &str) -> String {
@@ -69,7 +69,7 @@ pub fn body(event_id: &str, tenant: &str, alert: &Alert, stamp: &Stamp) -> Value
         "id": event_id,
         "kind": alert.kind.as_str(),
         "tenant": tenant,
-        "time": crate::events::now(),
+        "time": crate::db::now(),
         "summary": summary(alert.kind, alert.count, alert.sample.first()),
         "detail": alert.sample.first().and_then(|e| e["detail"].as_str()),
         "count": alert.count,
@@ -101,7 +101,7 @@ pub fn backlog(event_id: &str, tenant: &str, tasks: i64, age_secs: f64, minutes:
         "id": event_id,
         "kind": Kind::OutboxBacklog.as_str(),
         "tenant": tenant,
-        "time": crate::events::now(),
+        "time": crate::db::now(),
         "summary": format!(
             "Background re-mapping is behind: the oldest of {tasks} waiting task(s) is {age_min} minute(s) old (threshold {minutes})"
         ),
@@ -118,7 +118,7 @@ pub fn test(event_id: &str, tenant: &str, hook: i64) -> Value {
         "id": event_id,
         "kind": Kind::Test.as_str(),
         "tenant": tenant,
-        "time": crate::events::now(),
+        "time": crate::db::now(),
         "summary": format!("A test alert for webhook {hook}: this webhook receives scim-host alerts"),
         "detail": null,
         "count": 1,

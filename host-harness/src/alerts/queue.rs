@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::{Alert, Kind, payload};
 use crate::db::sql::{Connection, OptionalExtension, params};
-use crate::events::{Stamp, now, timestamp};
+use crate::db::{now, timestamp};
+use crate::event::Stamp;
 
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);

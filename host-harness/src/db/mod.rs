@@ -1,6 +1,7 @@
 //! The database: SQLite in one file (the default) or PostgreSQL shared by
 //! several replicas; the connection pool, schema and migrations, tenants.
 
+mod clock;
 mod page_cache;
 pub mod plugins;
 pub mod rules;
@@ -9,6 +10,7 @@ pub mod sql;
 mod sqlite_malloc;
 mod tenants;
 
+pub use clock::{now, timestamp};
 pub use schema::{SchemaStatus, migrate_explicitly, schema_status};
 pub use sql::{Begin, Connection, Dialect};
 pub use tenants::*;

@@ -152,7 +152,7 @@ pub fn insert(conn: &Connection, tenant: i64, v: &NewVersion) -> crate::db::sql:
             v.limits.map(|l| l.fuel as i64),
             v.limits.map(|l| l.memory_bytes as i64),
             v.max_failures,
-            crate::events::now(),
+            super::now(),
             v.by,
         ],
     )?;
@@ -186,7 +186,7 @@ pub fn disable(
 ) -> crate::db::sql::Result<()> {
     conn.execute(
         "UPDATE mappers SET disabled_at = ?3, disabled_reason = ?4 WHERE tenant = ?1 AND version = ?2",
-        params![tenant, version, crate::events::now(), reason],
+        params![tenant, version, super::now(), reason],
     )
     .map(|_| ())
 }
@@ -223,7 +223,7 @@ pub fn keep_failure(
     )?
     .execute(params![
         tenant,
-        crate::events::now(),
+        super::now(),
         sha256,
         input,
         settings,

@@ -98,7 +98,7 @@ pub fn insert(
         document,
         compiled,
         sha256,
-        crate::events::now(),
+        super::now(),
         by
     ])?;
     current(conn, tenant)?.ok_or(crate::db::sql::Error::NoRows)

@@ -209,11 +209,11 @@ pub fn start_session(conn: &Connection, tenant: &Tenant) -> Result<(String, Sess
     let now = time::OffsetDateTime::now_utc();
     conn.execute(
         "DELETE FROM admin_sessions WHERE expires <= ?1",
-        [crate::events::timestamp(now)],
+        [super::timestamp(now)],
     )?;
     let cookie = hex::encode(random_bytes::<32>());
     let csrf = hex::encode(random_bytes::<32>());
-    let expires = crate::events::timestamp(now + time::Duration::seconds(SESSION_SECONDS));
+    let expires = super::timestamp(now + time::Duration::seconds(SESSION_SECONDS));
     conn.execute(
         "INSERT INTO admin_sessions (id_hash, tenant, csrf, created, expires)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -221,7 +221,7 @@ pub fn start_session(conn: &Connection, tenant: &Tenant) -> Result<(String, Sess
             &hash_token(&cookie)[..],
             tenant.id,
             csrf,
-            crate::events::timestamp(now),
+            super::timestamp(now),
             expires
         ],
     )?;
@@ -245,7 +245,7 @@ pub fn session(conn: &Connection, cookie: &str) -> Result<Option<Session>> {
              WHERE s.id_hash = ?1 AND s.expires > ?2",
         )?
         .query_row(
-            params![&hash_token(cookie)[..], crate::events::now()],
+            params![&hash_token(cookie)[..], super::now()],
             |r| {
                 Ok(Session {
                     tenant: Tenant {

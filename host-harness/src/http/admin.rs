@@ -503,7 +503,7 @@ async fn post_token(
         "cache-control",
         axum::http::HeaderValue::from_static("no-store"),
     );
-    if kind == crate::db::TokenKind::Admin && super::session::cookie(&headers).is_some() {
+    if kind == crate::db::TokenKind::Admin && super::api::cookie(&headers).is_some() {
         // The session just ended: the browser may drop its cookie.
         r.headers_mut().insert("set-cookie", sessions.cookie(None));
     }

@@ -73,6 +73,22 @@ impl ApiError {
 
 pub(crate) type Reply = Result<Response, ApiError>;
 
+/// The session cookie's name.
+pub const COOKIE: &str = "scim_admin";
+
+/// The value of the session cookie a request carries.
+pub fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
 /// The tenant whose admin token the request carries, or whose console
 /// session its cookie names, and a connection. A bearer token wins over a
 /// cookie. The cookie's writes were checked for CSRF before any handler ran
@@ -80,7 +96,7 @@ pub(crate) type Reply = Result<Response, ApiError>;
 pub(crate) fn authenticate(app: &App, headers: &HeaderMap) -> Result<(Tenant, Conn), ApiError> {
     let header = headers.get("authorization").and_then(|h| h.to_str().ok());
     let token = bearer(header);
-    let cookie = super::session::cookie(headers);
+    let cookie = cookie(headers);
     if token.is_none() && cookie.is_none() {
         return Err(unauthorized(
             "Authentication required: send 'Authorization: Bearer <admin token>', \

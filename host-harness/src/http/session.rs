@@ -22,12 +22,9 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::api::{ApiError, Reply, db_error, error};
+use super::api::{ApiError, COOKIE, Reply, cookie, db_error, error};
 use crate::app::{App, bearer, is_read_only};
 use crate::db::{self, Session, TokenKind};
-
-/// The session cookie's name.
-pub const COOKIE: &str = "scim_admin";
 
 /// The header a session's writes echo its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -85,19 +82,6 @@ impl Sessions {
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("scim_admin=; Path=/admin; Max-Age=0"))
     }
-}
-
-/// The value of the session cookie a request carries.
-pub fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|v| !v.is_empty())
 }
 
 fn has_bearer(headers: &HeaderMap) -> bool {

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::deliver::write;
-use super::{Kind, hooks, payload, queue};
+use super::write;
+use crate::alerts::{Kind, hooks, payload, queue};
 use crate::app::App;
 
 /// Webhooks whose backlog alert is out and whose tenant's backlog has not

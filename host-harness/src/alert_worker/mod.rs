@@ -7,6 +7,8 @@
 //! keyed with the webhook's secret>`, so a receiver can check the sender
 //! and refuse replays of old requests.
 
+mod backlog;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::queue::{self, Claimed, Outcome};
-use super::{Settings, hooks, payload};
+use crate::alerts::queue::{self, Claimed, Outcome};
+use crate::alerts::{Settings, hooks, payload};
 use crate::app::App;
 use crate::db::run;
 
@@ -42,7 +44,7 @@ pub fn signature(secret: &str, t: u64, body: &[u8]) -> String {
 pub async fn run_worker(app: Arc<App>, settings: Settings) {
     let mut backlog_checked: Option<Instant> = None;
     let mut purged: Option<Instant> = None;
-    let mut episodes = super::backlog::Episodes::default();
+    let mut episodes = backlog::Episodes::default();
     loop {
         // A task of its own, so that a panic ends the round, not the worker
         // (the round's claims lapse and are taken again).
@@ -59,7 +61,7 @@ pub async fn run_worker(app: Arc<App>, settings: Settings) {
         };
         if backlog_checked.is_none_or(|t| t.elapsed() >= settings.backlog_check) {
             backlog_checked = Some(Instant::now());
-            if let Err(e) = super::backlog::check(&app, &mut episodes).await {
+            if let Err(e) = backlog::check(&app, &mut episodes).await {
                 tracing::warn!(error = %e, "alerts: could not check the outbox backlog");
             }
             let pool = app.pool.clone();
@@ -100,7 +102,7 @@ pub async fn run_worker(app: Arc<App>, settings: Settings) {
 
 /// Runs `f` on a pooled connection on the blocking pool, in a write
 /// transaction queued behind the other writers.
-pub(super) async fn write<T: Send + 'static>(
+async fn write<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&crate::db::sql::Connection) -> crate::db::sql::Result<T> + Send + 'static,
 ) -> Result<T, String> {
