@@ -31,6 +31,47 @@ pub fn default_view(
     location: &str,
     version: &str,
 ) -> Option<Vec<u8>> {
+    view(stored, rt, Relation::Values(relation), location, version)
+}
+
+/// Like [`default_view`], with the relation already written as a JSON
+/// array (`None` when empty) by a caller that checked it with
+/// [`relation_keys_whole`]: a large group's members are written straight
+/// from the store's rows, not built as a tree and written again.
+pub fn default_view_json(
+    stored: &str,
+    rt: &ResourceType,
+    relation: Option<&[u8]>,
+    location: &str,
+    version: &str,
+) -> Option<Vec<u8>> {
+    match relation {
+        Some(json) => view(stored, rt, Relation::Json(json), location, version),
+        None => view(stored, rt, Relation::Values(&[]), location, version),
+    }
+}
+
+/// Whether the default projection keeps relation values whose objects
+/// have (some of) these keys as they are, as [`relation_whole`] decides
+/// for each value.
+pub fn relation_keys_whole(rt: &ResourceType, keys: &[&str]) -> bool {
+    let attr = rt.relation_attribute();
+    shown(attr) && (attr.returned == Returned::Always || object_whole(attr, keys.iter().copied()))
+}
+
+/// The relation's values, as values or as a JSON array checked already.
+enum Relation<'a> {
+    Values(&'a [Value]),
+    Json(&'a [u8]),
+}
+
+fn view(
+    stored: &str,
+    rt: &ResourceType,
+    relation: Relation<'_>,
+    location: &str,
+    version: &str,
+) -> Option<Vec<u8>> {
     let Members(members) = serde_json::from_str(stored).ok()?;
     let relation_attr = rt.relation_attribute();
     let (meta, rest) = match members.split_last() {
@@ -49,13 +90,22 @@ pub fn default_view(
         }
         push_member(&mut out, key, raw.get());
     }
-    if !relation.is_empty() {
-        if !relation_whole(relation_attr, relation) {
-            return None;
+    match relation {
+        Relation::Values(values) if !values.is_empty() => {
+            if !relation_whole(relation_attr, values) {
+                return None;
+            }
+            separate(&mut out);
+            push_key(&mut out, relation_attr.name);
+            serde_json::to_writer(&mut out, values).ok()?;
         }
-        separate(&mut out);
-        push_key(&mut out, relation_attr.name);
-        serde_json::to_writer(&mut out, relation).ok()?;
+        Relation::Values(_) => {}
+        Relation::Json(json) => {
+            out.reserve(json.len() + 64);
+            separate(&mut out);
+            push_key(&mut out, relation_attr.name);
+            out.extend_from_slice(json);
+        }
     }
     separate(&mut out);
     push_key(&mut out, "meta");
