@@ -44,7 +44,7 @@ export async function renderList(view, ctx) {
   view.append(
     h('p', { class: 'lead' }, 'Every change to users, groups and learners, newest first. Open an event for its old and new values and the other events of the same request.'),
     filterForm(filters, ctx),
-    scope(filters, ctx),
+    scope(filters, ctx) || '',
     results);
 
   const answer = await api('GET', '/events', { query: { ...filters, before, limit: PAGE } });
