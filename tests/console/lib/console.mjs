@@ -130,8 +130,16 @@ export async function focused(target) {
   return target.evaluate((el) => el === document.activeElement);
 }
 
-/** Runs axe-core on the page; fails on any serious or critical violation, listing them. */
+/**
+ * Runs axe-core on the page; fails on any serious or critical violation,
+ * listing them. Also fails on text a script leaked by accident ("null",
+ * "undefined", "[object Object]", "NaN" shown as a value).
+ */
 export async function checkA11y(page, what) {
+  const leaked = await page.evaluate(() => document.body.innerText.split('\n')
+    .map((line) => line.trim())
+    .filter((line) => ['null', 'undefined', 'NaN'].includes(line) || /\[object \w+\]|\bundefined\b|\bNaN\b/.test(line)));
+  assert.deepEqual(leaked, [], `${what}: text leaked from a script`);
   // evaluate() runs outside the page's CSP, which forbids injected scripts.
   await page.evaluate(axeSource);
   const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
