@@ -777,9 +777,10 @@ fn run_server(args: ServeArgs) -> Result<()> {
         );
     }
 
-    scim_host::alerts::configure(scim_host::alerts::Settings::from_env(
-        args.alerts_allow_private,
-    ));
+    scim_host::alerts::configure(
+        scim_host::alerts::Settings::from_env(args.alerts_allow_private)
+            .with_public_url(args.public_url.as_deref()),
+    );
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = Arc::new(App {
         runtime,

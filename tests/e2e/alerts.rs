@@ -223,9 +223,15 @@ const FAST: [(&str, &str); 3] = [
     ("SCIM_ALERT_POLL_MS", "50"),
 ];
 
+/// The public URL of [`server`]: its alerts link to the console under it.
+const PUBLIC_URL: &str = "https://lms.example.com/scim/v2";
+
 /// A server whose webhooks may reach this machine's receivers.
 fn server() -> LmsServer {
-    LmsServer::start_env(&["--alerts-allow-private"], &FAST)
+    LmsServer::start_env(
+        &["--alerts-allow-private", "--public-url", PUBLIC_URL],
+        &FAST,
+    )
 }
 
 /// Adds a webhook through the admin API; returns its id and secret.
@@ -698,7 +704,7 @@ fn alerts_of_each_kind_arrive_signed_with_a_stable_id() {
     let change = b["changeId"].as_str().expect("changeId");
     assert_eq!(
         b["links"]["console"],
-        format!("/admin#/events?change={change}")
+        format!("https://lms.example.com/admin#/events?change={change}")
     );
     assert!(
         b["summary"]

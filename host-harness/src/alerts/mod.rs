@@ -189,6 +189,10 @@ pub struct Settings {
     pub backlog_check: Duration,
     /// How long the worker sleeps when nothing is due.
     pub poll: Duration,
+    /// The server's public origin (`https://lms.example.com`), from
+    /// `serve --public-url`: alerts then link to the console absolutely, so
+    /// a link in Slack or an email opens. `None`: links are paths.
+    pub console_origin: Option<String>,
 }
 
 impl Default for Settings {
@@ -198,6 +202,7 @@ impl Default for Settings {
             retry_base: Duration::from_secs(30),
             backlog_check: Duration::from_secs(30),
             poll: Duration::from_secs(1),
+            console_origin: None,
         }
     }
 }
@@ -219,8 +224,27 @@ impl Settings {
             retry_base: ms("SCIM_ALERT_RETRY_BASE_MS").unwrap_or(d.retry_base),
             backlog_check: ms("SCIM_ALERT_BACKLOG_CHECK_MS").unwrap_or(d.backlog_check),
             poll: ms("SCIM_ALERT_POLL_MS").unwrap_or(d.poll),
+            console_origin: None,
         }
     }
+
+    /// These settings, with links to the console under the origin of
+    /// `public_url` (the SCIM base URL of `serve --public-url`).
+    pub fn with_public_url(self, public_url: Option<&str>) -> Self {
+        Settings {
+            console_origin: public_url.and_then(origin_of),
+            ..self
+        }
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next()?;
+    ((scheme == "http" || scheme == "https") && !authority.is_empty() && !authority.contains('@'))
+        .then(|| format!("{scheme}://{authority}"))
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();

@@ -7,9 +7,20 @@ use serde_json::{Value, json};
 use super::{Alert, Kind, SAMPLE};
 use crate::event::Stamp;
 
+/// A console page: absolute under the server's public origin when one is
+/// configured (see `Settings::console_origin`), else a path.
+fn console_link(origin: Option<&str>, page: &str) -> String {
+    format!("{}/admin#/{page}", origin.unwrap_or(""))
+}
+
+/// [`console_link`] under this process's settings.
+fn link(page: &str) -> String {
+    console_link(super::settings().console_origin.as_deref(), page)
+}
+
 /// Where the console shows the events of a change.
 fn events_link(change: &str) -> String {
-    format!("/admin#/events?change={change}")
+    link(&format!("events?change={change}"))
 }
 
 /// One line for people, from the kind, the count and the first event.
@@ -108,7 +119,7 @@ pub fn backlog(event_id: &str, tenant: &str, tasks: i64, age_secs: f64, minutes:
         "detail": "`scim-host sync status` (or GET /admin/v1/sync) lists the tasks and their last errors",
         "count": tasks,
         "sample": [],
-        "links": {"console": "/admin#/overview"},
+        "links": {"console": link("overview")},
     })
 }
 
@@ -123,7 +134,7 @@ pub fn test(event_id: &str, tenant: &str, hook: i64) -> Value {
         "detail": null,
         "count": 1,
         "sample": [],
-        "links": {"console": "/admin#/alerts"},
+        "links": {"console": link("alerts")},
     })
 }
 
@@ -208,6 +219,31 @@ mod tests {
         assert_eq!(b["sample"][4]["resourceId"], "u4");
         assert_eq!(b["id"], "evt_1");
         assert!(b["summary"].as_str().unwrap().starts_with("500 "), "{b}");
+    }
+
+    #[test]
+    fn console_links_are_absolute_under_a_public_origin() {
+        assert_eq!(
+            console_link(Some("https://lms.example.com"), "events?change=c"),
+            "https://lms.example.com/admin#/events?change=c"
+        );
+        assert_eq!(console_link(None, "overview"), "/admin#/overview");
+        let origin = |url| {
+            super::super::Settings::default()
+                .with_public_url(Some(url))
+                .console_origin
+        };
+        assert_eq!(
+            origin("https://LMS.example.com:8443/scim/v2").as_deref(),
+            Some("https://LMS.example.com:8443")
+        );
+        assert_eq!(
+            origin("http://a.example/scim/v2?x").as_deref(),
+            Some("http://a.example")
+        );
+        assert_eq!(origin("ftp://a.example/scim"), None);
+        assert_eq!(origin("https://user@a.example/scim"), None);
+        assert_eq!(origin("scim/v2"), None);
     }
 
     #[test]
