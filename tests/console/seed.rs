@@ -4,8 +4,7 @@
 //! must never see; plus the example Rust mapping plugin, built with its
 //! real toolchain, for the plugin page to upload.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -352,53 +351,10 @@ fn put_body(url: &str, token: &str, body: Vec<u8>) {
     assert_eq!(status, 200, "PUT {url}: {text}");
 }
 
-/// The workspace's root directory.
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
+pub use crate::support::plugins::workspace;
 
-/// Builds the example Rust mapping plugin (`plugin/mappers/example-rust`)
-/// for wasm32-wasip2 with the `wasm` profile into `target/mappers`, as the
-/// end-to-end plugin tests do, and returns the component.
+/// The example Rust mapping plugin (`plugin/mappers/example-rust`), built
+/// as the end-to-end plugin tests build it.
 pub fn example_plugin() -> Vec<u8> {
-    let root = workspace();
-    let target = root.join("target/mappers");
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "example-rust-mapper",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "wasm",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building the example Rust plugin failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("console: example plugin built in {:?}", started.elapsed());
-    let wasm = target.join("wasm32-wasip2/wasm/example_rust_mapper.wasm");
-    read(&wasm)
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    crate::support::plugins::build_rust_plugin("example-rust-mapper", "example_rust_mapper.wasm")
 }

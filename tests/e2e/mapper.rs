@@ -1049,12 +1049,7 @@ fn mapper_replay_runs_failed_calls_against_a_new_build() {
 // ---------------------------------------------------------------------------
 // j. The example plugins
 
-pub(crate) fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
+pub(crate) use crate::support::plugins::{build_rust_plugin, workspace};
 
 fn samples() -> PathBuf {
     workspace().join("plugin/mappers/example-rust/samples")
@@ -1063,45 +1058,6 @@ fn samples() -> PathBuf {
 /// Builds the Rust example (seconds when warm, a minute or two cold).
 fn rust_example() -> Vec<u8> {
     build_rust_plugin("example-rust-mapper", "example_rust_mapper.wasm")
-}
-
-/// Builds the workspace's Rust plugin `package` for wasm32-wasip2 with the
-/// `wasm` profile into `target/mappers`, and returns the component
-/// `wasm_name` (seconds when warm, a minute or two cold).
-pub(crate) fn build_rust_plugin(package: &str, wasm_name: &str) -> Vec<u8> {
-    let root = workspace();
-    let target = root.join("target/mappers");
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            package,
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "wasm",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building the Rust plugin {package} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("Rust plugin {package} built in {:?}", started.elapsed());
-    let wasm = target.join("wasm32-wasip2/wasm").join(wasm_name);
-    std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()))
 }
 
 pub(crate) fn modified(p: &Path) -> SystemTime {

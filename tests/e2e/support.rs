@@ -368,6 +368,9 @@ fn rand_u64() -> u64 {
 #[path = "../support/postgres.rs"]
 pub mod postgres;
 
+#[path = "../support/plugins.rs"]
+pub mod plugins;
+
 /// Whether the servers store their data in PostgreSQL
 /// (`SCIM_TEST_BACKEND=postgres`) rather than in SQLite files (unset, or
 /// `sqlite`).
