@@ -27,6 +27,9 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// take it (the send's timeout, and room to record the outcome).
 pub const CLAIM: Duration = Duration::from_secs(30);
 
+/// Deliveries of one tenant claimed in one round at most (see [`claim`]).
+pub const PER_TENANT: i64 = 4;
+
 /// A new event id: what receivers de-duplicate by.
 pub fn event_id() -> String {
     format!("evt_{}", hex::encode(rand::random::<[u8; 16]>()))
@@ -139,13 +142,35 @@ pub fn claim(conn: &Connection, limit: i64) -> crate::db::sql::Result<Vec<Claime
         crate::db::Dialect::Sqlite => "",
         crate::db::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
     };
-    let ids: Vec<i64> = conn
-        .prepare_cached(&format!(
-            "SELECT id FROM alert_deliveries WHERE state = 'pending' AND next_at <= ?1
-             ORDER BY next_at, id LIMIT ?2{lock}"
-        ))?
-        .query_map(params![now(), limit], |r| r.get(0))?
+    // Tenants in the order of their oldest due delivery, each taking at
+    // most PER_TENANT: a tenant whose failures flood its queue (or whose
+    // receiver hangs for the whole timeout) waits behind itself, not in
+    // front of the other tenants' alerts. Claimed rows move CLAIM ahead,
+    // so the next round turns to the tenants after it.
+    let at = now();
+    let tenants: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT tenant FROM alert_deliveries WHERE state = 'pending' AND next_at <= ?1
+             GROUP BY tenant ORDER BY min(next_at), tenant LIMIT ?2",
+        )?
+        .query_map(params![at, limit], |r| r.get(0))?
         .collect::<crate::db::sql::Result<_>>()?;
+    let mut ids: Vec<i64> = Vec::new();
+    for tenant in tenants {
+        let room = (limit - ids.len() as i64).min(PER_TENANT);
+        if room <= 0 {
+            break;
+        }
+        let mine = conn
+            .prepare_cached(&format!(
+                "SELECT id FROM alert_deliveries
+                 WHERE tenant = ?1 AND state = 'pending' AND next_at <= ?2
+                 ORDER BY next_at, id LIMIT ?3{lock}"
+            ))?
+            .query_map(params![tenant, at, room], |r| r.get::<_, i64>(0))?
+            .collect::<crate::db::sql::Result<Vec<_>>>()?;
+        ids.extend(mine);
+    }
     let until = later(CLAIM);
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -366,6 +391,46 @@ mod tests {
             after_failure(&claimed(3, &old), None, "e".into(), base, 0.5),
             Outcome::Failed { .. }
         ));
+    }
+
+    /// One tenant's flood of due alerts does not hold back another's: each
+    /// round takes a few of each tenant's, oldest tenant first.
+    #[test]
+    fn a_round_takes_a_few_alerts_of_each_tenant() {
+        let (_dir, pool) = crate::db::scratch();
+        let conn = pool.get().unwrap();
+        let mut tenants = Vec::new();
+        for name in ["flood", "quiet"] {
+            let t = crate::db::add_tenant(&conn, name).unwrap();
+            let t = crate::db::tenant_id(&conn, &t.name).unwrap();
+            let new = super::super::hooks::NewHook {
+                url: format!("https://hooks.example.com/{name}"),
+                on: vec!["provisioning-failed".into()],
+                format: None,
+                backlog_minutes: None,
+            };
+            let (hook, _) = super::super::hooks::create(&conn, t, &new, false).unwrap();
+            tenants.push((t, hook.id));
+        }
+        let (flood, quiet) = (tenants[0], tenants[1]);
+        for _ in 0..50 {
+            let body = serde_json::json!({"id": event_id()});
+            insert(&conn, flood.0, flood.1, Kind::ProvisioningFailed, &body).unwrap();
+        }
+        let body = serde_json::json!({"id": event_id()});
+        insert(&conn, quiet.0, quiet.1, Kind::ProvisioningFailed, &body).unwrap();
+
+        let claimed = claim(&conn, 16).unwrap();
+        let quiet_ones = claimed.iter().filter(|c| c.url.ends_with("/quiet")).count();
+        assert_eq!(
+            quiet_ones, 1,
+            "the quiet tenant's alert is in the first round"
+        );
+        assert_eq!(claimed.len() as i64, PER_TENANT + 1);
+        // The flood's next ones come in the next rounds.
+        let next = claim(&conn, 16).unwrap();
+        assert_eq!(next.len() as i64, PER_TENANT);
+        assert!(next.iter().all(|c| c.url.ends_with("/flood")));
     }
 
     /// The batches of one change join its alert until it is tried; then a
