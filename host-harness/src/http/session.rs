@@ -60,8 +60,18 @@ impl Sessions {
 
     fn failed(&self, addr: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() >= THROTTLE_ADDRESSES {
+        if failures.len() >= THROTTLE_ADDRESSES && !failures.contains_key(&addr) {
             failures.retain(|_, (since, _)| since.elapsed() < THROTTLE_WINDOW);
+            // Still full (many addresses failing at once): the oldest goes,
+            // so the map stays bounded.
+            if failures.len() >= THROTTLE_ADDRESSES
+                && let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, (since, _))| *since)
+                    .map(|(a, _)| *a)
+            {
+                failures.remove(&oldest);
+            }
         }
         let entry = failures.entry(addr).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= THROTTLE_WINDOW {
@@ -290,6 +300,22 @@ mod tests {
         s.failed(a);
         assert!(s.blocked(a).is_some_and(|secs| (1..=60).contains(&secs)));
         assert_eq!(s.blocked(IpAddr::from([10, 0, 0, 2])), None);
+    }
+
+    #[test]
+    fn the_throttle_remembers_a_bounded_number_of_addresses() {
+        let s = Sessions::new(false);
+        for i in 0..(THROTTLE_ADDRESSES as u32 + 100) {
+            s.failed(IpAddr::from(i.to_be_bytes()));
+        }
+        let remembered = s.failures.lock().unwrap().len();
+        assert_eq!(remembered, THROTTLE_ADDRESSES);
+        // An address that keeps failing is still counted.
+        let a = IpAddr::from([192, 0, 2, 1]);
+        for _ in 0..MAX_FAILED_SIGN_INS {
+            s.failed(a);
+        }
+        assert!(s.blocked(a).is_some());
     }
 
     #[test]
