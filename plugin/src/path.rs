@@ -140,6 +140,16 @@ impl Path {
         s
     }
 
+    /// The top-level key of a stored resource under which the attribute
+    /// lives: its extension's URN, or its own name.
+    pub fn key(&self) -> &'static str {
+        if self.extension {
+            self.schema.id
+        } else {
+            self.attr.name
+        }
+    }
+
     /// The JSON object holding the attribute: the resource itself, or its
     /// extension object.
     pub fn container<'a>(&self, resource: &'a Value) -> Option<&'a Value> {

@@ -174,7 +174,9 @@ pub fn user_filter() -> impl Strategy<Value = String> {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} or {b}")),
-            inner.prop_map(|a| format!("not ({a})")),
+            inner.clone().prop_map(|a| format!("not ({a})")),
+            // An `or` one of whose branches is another conjunct (implied).
+            (inner.clone(), inner).prop_map(|(a, b)| format!("({a}) and (({b}) or ({a}))")),
         ]
     })
 }

@@ -147,6 +147,24 @@ impl Filter {
         }
     }
 
+    /// The top-level keys of a stored resource the filter reads (an
+    /// attribute's name, or its extension's URN), added to `keys` once each:
+    /// a candidate need not be parsed beyond them to be tested.
+    pub fn keys(&self, keys: &mut Vec<&'static str>) {
+        match self {
+            Filter::Compare { path, .. }
+            | Filter::Present(path)
+            | Filter::ValuePath { path, .. } => {
+                let key = path.key();
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.keys(keys)),
+            Filter::Not(f) => f.keys(keys),
+        }
+    }
+
     /// The conjuncts of a top-level `and` (the filter itself otherwise).
     pub fn conjuncts(&self) -> &[Filter] {
         match self {

@@ -9,6 +9,7 @@ use crate::filter::{self, Filter};
 use crate::http::{Request, Response};
 use crate::path::Path;
 use crate::projection::Projection;
+use crate::resource::partial::parse_keys;
 use crate::resource::render::{
     complete_meta, groups_many, parse_body, relation_values, render_value,
 };
@@ -50,7 +51,30 @@ impl Start {
 struct Hit {
     part: usize,
     doc: Document,
+    /// The parsed body: whole, or only what the filter and sort read (see
+    /// [`Part::keys`]) until [`Hit::whole`] reads the rest.
     body: Value,
+    whole: bool,
+}
+
+impl Hit {
+    /// The hit with its whole body, for a page about to be rendered. What
+    /// testing the filter added (the relation) is kept.
+    fn whole(mut self, part: &Part) -> ScimResult<Hit> {
+        if self.whole {
+            return Ok(self);
+        }
+        let mut body = parse_body(&self.doc)?;
+        let relation = part.rt.relation_attribute().name;
+        if let (Value::Object(from), Value::Object(to)) = (&mut self.body, &mut body)
+            && let Some(values) = from.remove(relation)
+        {
+            to.insert(relation.into(), values);
+        }
+        self.body = body;
+        self.whole = true;
+        Ok(self)
+    }
 }
 
 /// One resource type's share of a query.
@@ -64,6 +88,9 @@ struct Part {
     exact: Option<Selection>,
     /// The filter tests `members`/`groups`, which live in the relation.
     needs_relation: bool,
+    /// The top-level keys the filter and the sort read: candidates are
+    /// parsed only that far, and pages in full.
+    keys: Vec<&'static str>,
     sort: Option<Path>,
 }
 
@@ -106,7 +133,13 @@ pub fn run(
         }
         (Paging::Index(start), None) => index_page(store, base, &parts, *start - 1, q.count)?,
     };
-    let mut hits = hits;
+    let mut hits = hits
+        .into_iter()
+        .map(|h| {
+            let part = &parts[h.part];
+            h.whole(part)
+        })
+        .collect::<ScimResult<Vec<Hit>>>()?;
     prefetch_groups(store, base, &parts, &mut hits)?;
     let mut resources = Vec::with_capacity(hits.len());
     for mut hit in hits {
@@ -193,7 +226,17 @@ fn prepare(types: &[&'static ResourceType], q: &Query) -> ScimResult<Vec<Part>> 
             )));
         }
         let relation = rt.relation_attribute();
+        let mut keys = Vec::new();
+        if let Some(f) = &filter {
+            f.keys(&mut keys);
+        }
+        if let Some(p) = &sort
+            && !keys.contains(&p.key())
+        {
+            keys.push(p.key());
+        }
         parts.push(Part {
+            keys,
             rt,
             plan: plan(rt, filter.as_ref()),
             exact: exact_selection(rt, filter.as_ref()),
@@ -213,7 +256,8 @@ fn prepare(types: &[&'static ResourceType], q: &Query) -> ScimResult<Vec<Part>> 
     }
 }
 
-/// Parses a candidate and keeps it when it matches the part's filter.
+/// Tests a candidate against the part's filter, parsing only the keys the
+/// filter reads, and keeps it when it matches.
 fn offer(
     store: &mut dyn Store,
     base: &str,
@@ -221,26 +265,36 @@ fn offer(
     part: &Part,
     doc: Document,
 ) -> ScimResult<Option<Hit>> {
-    let mut body = parse_body(&doc)?;
-    if let Some(f) = &part.filter {
+    let Some(f) = &part.filter else {
+        let body = parse_body(&doc)?;
+        return Ok(Some(Hit {
+            part: part_index,
+            doc,
+            body,
+            whole: true,
+        }));
+    };
+    let mut body = parse_keys(&doc, &part.keys)?;
+    if part.keys.contains(&"meta") {
         complete_meta(base, part.rt, &doc, &mut body);
-        if part.needs_relation {
-            let values = relation_values(store, base, part.rt, &doc.id)?;
-            if let Value::Object(m) = &mut body {
-                m.insert(
-                    part.rt.relation_attribute().name.into(),
-                    Value::Array(values),
-                );
-            }
+    }
+    if part.needs_relation {
+        let values = relation_values(store, base, part.rt, &doc.id)?;
+        if let Value::Object(m) = &mut body {
+            m.insert(
+                part.rt.relation_attribute().name.into(),
+                Value::Array(values),
+            );
         }
-        if !f.matches(&body) {
-            return Ok(None);
-        }
+    }
+    if !f.matches(&body) {
+        return Ok(None);
     }
     Ok(Some(Hit {
         part: part_index,
         doc,
         body,
+        whole: false,
     }))
 }
 
@@ -366,7 +420,12 @@ fn index_page(
                 }
                 for doc in docs {
                     let body = parse_body(&doc)?;
-                    hits.push(Hit { part: i, doc, body });
+                    hits.push(Hit {
+                        part: i,
+                        doc,
+                        body,
+                        whole: true,
+                    });
                 }
             }
             n

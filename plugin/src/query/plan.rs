@@ -64,23 +64,126 @@ impl Plan {
 }
 
 /// The host selection that holds exactly the filter's matches, when there
-/// is one: no filter (every document), or a filter that is one comparison
-/// the index answers as the engine would (`userName sw "b"`, `active eq
-/// false`, a dateTime range). Then the host can count the matches and read
-/// just a page of them, instead of the engine reading every match.
+/// is one: no filter (every document), or a filter whose every essential
+/// conjunct (see [`essential`]) is a comparison the index answers as the
+/// engine would (`userName sw "b"`, `active eq false`, a dateTime range) or
+/// an `or` of such comparisons. Then the host counts the matches and reads
+/// just a page of them, instead of the engine reading every match: a
+/// filter matching half of a million users costs a count, not half a
+/// million documents.
+///
+/// Conjuncts of a multi-valued attribute are independent in a filter
+/// (`emails.value eq "a" and emails.type eq "work"` asks for some email
+/// valued "a" and some email of type work), so intersecting index lookups
+/// is exact; inside a value filter (`emails[…]`) both must hold for the
+/// same element, which the index cannot tell, so those are not exact.
 pub fn exact_selection(rt: &ResourceType, filter: Option<&Filter>) -> Option<Selection> {
     let Some(filter) = filter else {
         return Some(Selection::All);
     };
-    let Filter::Compare {
-        path, op, value, ..
-    } = filter
-    else {
-        return None;
+    let mut clauses: Vec<(u8, Vec<TermQuery>)> = Vec::new();
+    for c in essential(filter.conjuncts()) {
+        let alternatives = match c {
+            Filter::Or(fs) => fs.as_slice(),
+            other => std::slice::from_ref(other),
+        };
+        let mut queries = Vec::with_capacity(alternatives.len());
+        let mut rank = 0;
+        for f in alternatives {
+            let Filter::Compare {
+                path, op, value, ..
+            } = f
+            else {
+                return None;
+            };
+            match term_plan(rt, path, *op, value)? {
+                (r, Plan::Index(q)) => {
+                    rank = rank.max(r + u8::from(alternatives.len() > 1));
+                    queries.push(q);
+                }
+                _ => return None,
+            }
+        }
+        clauses.push((rank, queries));
+    }
+    // The most selective clause first: the host drives from it.
+    clauses.sort_by_key(|(rank, _)| *rank);
+    match clauses.as_mut_slice() {
+        [] => None,
+        [(_, queries)] if queries.len() == 1 => queries.pop().map(Selection::Term),
+        _ => Some(Selection::Matching(
+            clauses
+                .into_iter()
+                .map(|(_, q)| Clause::AnyTerm(q))
+                .collect(),
+        )),
+    }
+}
+
+/// The conjuncts that decide a filter: duplicates dropped, and an `or`
+/// dropped when one of its alternatives is itself a conjunct, which implies
+/// it (`a and (b or a)` is `a`). Planning on what is left can turn an
+/// intersection into one index lookup, which the host counts cheaply.
+pub fn essential(conjuncts: &[Filter]) -> Vec<&Filter> {
+    let mut kept: Vec<&Filter> = Vec::with_capacity(conjuncts.len());
+    for c in conjuncts {
+        if !kept.iter().any(|k| same(k, c)) {
+            kept.push(c);
+        }
+    }
+    let implied = |f: &Filter| match f {
+        Filter::Or(alternatives) => alternatives.iter().any(|a| {
+            !matches!(a, Filter::Or(_))
+                && kept
+                    .iter()
+                    .any(|k| !matches!(k, Filter::Or(_)) && same(k, a))
+        }),
+        _ => false,
     };
-    match term_plan(rt, path, *op, value)? {
-        (_, Plan::Index(q)) => Some(Selection::Term(q)),
-        _ => None,
+    let implied: Vec<bool> = kept.iter().map(|f| implied(f)).collect();
+    kept.into_iter()
+        .zip(implied)
+        .filter(|(_, implied)| !implied)
+        .map(|(f, _)| f)
+        .collect()
+}
+
+/// Whether two filters are the same test, for [`essential`]: comparisons
+/// and presence tests of one path, with one operator and literal;
+/// compounds of such tests, in the same order. Anything else is treated
+/// as different, which only costs a plan that could have been narrower.
+fn same(a: &Filter, b: &Filter) -> bool {
+    let same_path = |p: &Path, q: &Path| {
+        std::ptr::eq(p.attr, q.attr)
+            && std::ptr::eq(p.schema, q.schema)
+            && match (p.sub, q.sub) {
+                (None, None) => true,
+                (Some(x), Some(y)) => std::ptr::eq(x, y),
+                _ => false,
+            }
+    };
+    let all_same = |xs: &[Filter], ys: &[Filter]| {
+        xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same(x, y))
+    };
+    match (a, b) {
+        (
+            Filter::Compare {
+                path: p,
+                op: o,
+                value: v,
+                ..
+            },
+            Filter::Compare {
+                path: q,
+                op: r,
+                value: w,
+                ..
+            },
+        ) => same_path(p, q) && o == r && v == w,
+        (Filter::Present(p), Filter::Present(q)) => same_path(p, q),
+        (Filter::And(xs), Filter::And(ys)) | (Filter::Or(xs), Filter::Or(ys)) => all_same(xs, ys),
+        (Filter::Not(x), Filter::Not(y)) => same(x, y),
+        _ => false,
     }
 }
 
@@ -91,7 +194,7 @@ pub fn plan(rt: &ResourceType, filter: Option<&Filter>) -> Plan {
     };
     // Every condition each match must meet that the host can test, ranked.
     let mut conditions: Vec<(u8, Plan)> = Vec::new();
-    for c in filter.conjuncts() {
+    for c in essential(filter.conjuncts()) {
         let inner: &[Filter] = match c {
             Filter::ValuePath { filter, .. } => filter.conjuncts(),
             other => std::slice::from_ref(other),
@@ -181,6 +284,8 @@ fn term_plan(rt: &ResourceType, path: &Path, op: CompareOp, value: &Literal) -> 
         })
     };
     let (rank, matches) = match op {
+        // A boolean splits the users in two: any other lookup is narrower.
+        CompareOp::Eq if matches!(value, Literal::Bool(_)) => (2, TermMatch::Exact(key.clone())),
         CompareOp::Eq => (1, TermMatch::Exact(key.clone())),
         CompareOp::Sw => (2, TermMatch::Prefix(key.clone())),
         CompareOp::Gt => (3, TermMatch::Range(bound(false), None)),
@@ -286,11 +391,38 @@ mod tests {
             r#"active eq false"#,
             r#"meta.created gt "2011-05-13T04:42:34Z""#,
             r#"emails.value co "example""#,
+            // An `or` implied by another conjunct adds nothing.
+            r#"active eq true and (name.familyName eq "F7" or active eq true)"#,
+            r#"userName sw "b" and userName sw "b""#,
         ] {
             assert!(matches!(exact(f), Some(Selection::Term(_))), "{f}");
         }
+        // Conjuncts the index answers intersect; the narrowest drives.
+        for (f, clauses) in [
+            (r#"userName sw "b" and active eq true"#, 2),
+            (
+                r#"name.familyName sw "F" and (name.familyName eq "F2" or active eq false)"#,
+                2,
+            ),
+            (r#"userName eq "a" or externalId eq "b""#, 1),
+            (r#"emails.value eq "a" and emails.value co "x""#, 2),
+        ] {
+            match exact(f) {
+                Some(Selection::Matching(c)) => assert_eq!(c.len(), clauses, "{f}"),
+                other => panic!("{f}: {other:?}"),
+            }
+        }
+        match exact(r#"active eq true and userName eq "a""#) {
+            Some(Selection::Matching(c)) => {
+                assert!(matches!(&c[0], Clause::AnyTerm(q) if q[0].name == "userName"))
+            }
+            other => panic!("{other:?}"),
+        }
         for f in [
-            r#"userName sw "b" and active eq true"#,
+            r#"title eq "Manager" and (name.familyName eq "F7" or title eq "Manager")"#,
+            r#"userName sw "b" and title eq "x""#,
+            r#"userName sw "b" and (active eq true or nickName eq "x")"#,
+            r#"emails[type eq "work" and value eq "x"]"#,
             r#"emails[type eq "work"].value eq "x""#,
             r#"title eq "x""#,
             r#"id eq "x""#,
@@ -333,6 +465,10 @@ mod tests {
             p(r#"userName sw "b" and externalId eq "e" and nickName co "x""#),
             exact("externalId", "e")
         );
+        assert_eq!(
+            p(r#"active eq true and userName eq "A""#),
+            exact("userName", "a")
+        );
         // An or of lookups is a union.
         assert!(matches!(
             p(r#"userName eq "a" or userName eq "b""#),
@@ -343,6 +479,23 @@ mod tests {
             p(r#"title eq "x" and (userName eq "a" or nickName pr)"#),
             Plan::Text("x".into())
         );
+    }
+
+    #[test]
+    fn an_implied_or_does_not_widen_the_plan() {
+        assert_eq!(
+            p(r#"externalId eq "e" and (userName eq "a" or externalId eq "e")"#),
+            exact("externalId", "e")
+        );
+        assert_eq!(
+            p(r#"title eq "Manager" and (name.familyName eq "F7" or title eq "Manager")"#),
+            Plan::Text("manager".into())
+        );
+        // Not implied: the `or`'s alternative differs in its literal.
+        assert!(matches!(
+            p(r#"userName sw "b" and (userName sw "c" or active eq false)"#),
+            Plan::Matching(c) if c.len() == 2
+        ));
     }
 
     #[test]

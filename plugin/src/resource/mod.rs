@@ -3,6 +3,7 @@
 
 pub mod membership;
 pub mod normalize;
+pub mod partial;
 pub mod render;
 pub mod terms;
 pub mod verbatim;
