@@ -25,6 +25,7 @@ pub mod fault;
 pub mod gate;
 pub mod http;
 pub mod imports;
+pub mod jobs;
 pub mod lms;
 pub mod mapper;
 pub mod mapping;

@@ -19,6 +19,7 @@ mod discovery;
 mod faults;
 mod groups;
 mod hostile;
+mod jobs;
 mod lms;
 mod mapper;
 mod mapper_python;

@@ -23,6 +23,8 @@ mod discovery;
 mod faults;
 #[path = "../e2e/groups.rs"]
 mod groups;
+#[path = "../e2e/jobs.rs"]
+mod jobs;
 #[path = "../e2e/lms.rs"]
 mod lms;
 #[path = "../e2e/mapper.rs"]

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
 use scim_host::mapper::{self, Outcome, Upload};
-use scim_host::mapping::Change;
+use scim_host::mapping::{Change, heard};
 
 use super::mapping::{open, print_preview, progress, read, refusal};
 use crate::DbArg;
@@ -171,11 +171,16 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
             let (rt, pool, tenant) = open(&db, &tenant)?;
             let candidate = mapper::candidate(&rt, &upload(&plugin, &bytes, settings.as_deref()))
                 .map_err(|r| refusal(r, json))?;
-            let bar = progress();
+            let bar = progress(&pool, &tenant);
             let keep = if json { usize::MAX } else { limit };
-            let r = mapper::preview(&rt, &pool, &tenant, &candidate, keep, &mut |n| {
-                bar.set_position(n)
-            });
+            let r = mapper::preview(
+                &rt,
+                &pool,
+                &tenant,
+                &candidate,
+                keep,
+                &mut heard(|n| bar.set_position(n)),
+            );
             bar.finish_and_clear();
             let r = r.map_err(|r| refusal(r, json))?;
             if json {
@@ -200,7 +205,7 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
             let (rt, pool, t) = open(&db, &tenant)?;
             let mut up = upload(&plugin, &bytes, settings.as_deref());
             up.max_failures = max_failures;
-            let bar = progress();
+            let bar = progress(&pool, &t);
             let keep = if json { 1000 } else { 20 };
             let r = mapper::install(
                 &rt,
@@ -211,8 +216,10 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
                     confirm,
                     by: &by(),
                     keep,
-                    progress: &mut |n| bar.set_position(n),
+                    progress: &mut heard(|n| bar.set_position(n)),
                     writers: None,
+                    previewed: None,
+                    claim: None,
                 },
             );
             bar.finish_and_clear();
@@ -225,7 +232,7 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
             db,
         } => {
             let (rt, pool, t) = open(&db, &tenant)?;
-            let bar = progress();
+            let bar = progress(&pool, &t);
             let r = mapper::rollback(
                 &rt,
                 &pool,
@@ -234,8 +241,10 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
                     confirm,
                     by: &by(),
                     keep: 20,
-                    progress: &mut |n| bar.set_position(n),
+                    progress: &mut heard(|n| bar.set_position(n)),
                     writers: None,
+                    previewed: None,
+                    claim: None,
                 },
             );
             bar.finish_and_clear();
@@ -248,7 +257,7 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
             db,
         } => {
             let (rt, pool, t) = open(&db, &tenant)?;
-            let bar = progress();
+            let bar = progress(&pool, &t);
             let r = mapper::remove(
                 &rt,
                 &pool,
@@ -257,8 +266,10 @@ pub fn run(cmd: MapperCommand) -> Result<()> {
                     confirm,
                     by: &by(),
                     keep: 20,
-                    progress: &mut |n| bar.set_position(n),
+                    progress: &mut heard(|n| bar.set_position(n)),
                     writers: None,
+                    previewed: None,
+                    claim: None,
                 },
             );
             bar.finish_and_clear();

@@ -137,15 +137,25 @@ pub(crate) fn read(file: &PathBuf) -> Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
 }
 
-/// A spinner on a terminal; nothing when stderr is piped.
-pub(crate) fn progress() -> ProgressBar {
+/// The users a preview has visited, of the tenant's, on a terminal (on a
+/// large tenant a preview takes seconds to minutes); nothing when stderr
+/// is piped, so `--json` and scripts see only their output.
+pub(crate) fn progress(pool: &Pool, tenant: &db::Tenant) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new_spinner();
+    let total = pool
+        .get()
+        .ok()
+        .and_then(|c| mapping::users(&c, tenant.id).ok())
+        .unwrap_or(0);
+    let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} users mapped ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(
+            "{spinner} previewing {pos}/{len} users [{bar:30}] {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
@@ -162,6 +172,7 @@ pub(crate) fn refusal(r: Refusal, json: bool) -> anyhow::Error {
                 json!({"error": "refused", "status": status, "detail": detail})
             }
             Refusal::Internal(e) => json!({"error": "internal", "detail": format!("{e:#}")}),
+            Refusal::Cancelled => json!({"error": "cancelled", "detail": r.to_string()}),
         };
         println!("{body}");
     }
@@ -216,11 +227,16 @@ pub fn run(cmd: MappingCommand) -> Result<()> {
                 (None, false) => Choice::Installed,
             };
             let (rt, pool, tenant) = open(&db, &tenant)?;
-            let bar = progress();
+            let bar = progress(&pool, &tenant);
             let keep = if json { usize::MAX } else { limit };
-            let report = mapping::preview(&rt, &pool, &tenant, &choice, keep, &mut |n| {
-                bar.set_position(n)
-            })
+            let report = mapping::preview(
+                &rt,
+                &pool,
+                &tenant,
+                &choice,
+                keep,
+                &mut mapping::heard(|n| bar.set_position(n)),
+            )
             .map_err(|r| refusal(r, json))?;
             bar.finish_and_clear();
             if json {
@@ -326,7 +342,7 @@ fn install(
     json: bool,
 ) -> Result<()> {
     let (rt, pool, tenant) = open(db, tenant)?;
-    let bar = progress();
+    let bar = progress(&pool, &tenant);
     let by = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -341,8 +357,10 @@ fn install(
             confirm,
             by: &by,
             keep: if json { 1000 } else { 20 },
-            progress: &mut |n| bar.set_position(n),
+            progress: &mut mapping::heard(|n| bar.set_position(n)),
             writers: None,
+            previewed: None,
+            claim: None,
         },
     );
     bar.finish_and_clear();

@@ -287,12 +287,40 @@ CREATE INDEX alert_deliveries_by_tenant ON alert_deliveries (tenant, id);
 CREATE INDEX events_by_request ON events (tenant, request_id, id);
 CREATE INDEX events_by_change ON events (tenant, change_id, id);
 "#,
+    // 8: admin jobs (a preview or an install over every user, run in the
+    // background for a client that polls), so that any replica answers
+    // the poll.
+    r#"
+CREATE TABLE jobs (
+    id        TEXT PRIMARY KEY,
+    tenant    INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    -- `running`, `applying` (its change is being recorded; shown as
+    -- running), `done`, `failed`, `needs-confirmation`, `cancelled`,
+    -- `interrupted`.
+    state     TEXT NOT NULL,
+    done      INTEGER NOT NULL DEFAULT 0,
+    total     INTEGER NOT NULL DEFAULT 0,
+    created   TEXT NOT NULL,
+    finished  TEXT,
+    -- The process that runs it, and when it last said it still does.
+    owner     TEXT NOT NULL,
+    heartbeat TEXT NOT NULL,
+    -- JSON: what the synchronous request would have answered.
+    result    TEXT,
+    error     TEXT,
+    -- JSON: what a confirmation resting on its preview must still find.
+    basis     TEXT
+);
+CREATE INDEX jobs_by_tenant ON jobs (tenant, created);
+CREATE INDEX jobs_running ON jobs (state, heartbeat);
+"#,
 ];
 
 /// Migrations after PostgreSQL's first release (schema version 6), in
 /// PostgreSQL's types: (the version each brings the schema to, its SQL).
 /// A new database runs [`POSTGRES_SCHEMA`] and then every one of them.
-const POSTGRES_MIGRATIONS: &[(usize, &str)] = &[(7, POSTGRES_7)];
+const POSTGRES_MIGRATIONS: &[(usize, &str)] = &[(7, POSTGRES_7), (8, POSTGRES_8)];
 
 /// Migration 7 on PostgreSQL (see [`MIGRATIONS`]).
 const POSTGRES_7: &str = r#"
@@ -337,6 +365,27 @@ CREATE INDEX alert_deliveries_by_tenant ON alert_deliveries (tenant, id);
 -- begin with their time (`events::new_id`), so both grow at their end.
 CREATE INDEX events_by_request ON events (tenant, request_id, id);
 CREATE INDEX events_by_change ON events (tenant, change_id, id);
+"#;
+
+/// Migration 8 on PostgreSQL (see [`MIGRATIONS`]).
+const POSTGRES_8: &str = r#"
+CREATE TABLE jobs (
+    id        TEXT COLLATE "C" PRIMARY KEY,
+    tenant    BIGINT NOT NULL,
+    kind      TEXT COLLATE "C" NOT NULL,
+    state     TEXT COLLATE "C" NOT NULL,
+    done      BIGINT NOT NULL DEFAULT 0,
+    total     BIGINT NOT NULL DEFAULT 0,
+    created   TEXT COLLATE "C" NOT NULL,
+    finished  TEXT COLLATE "C",
+    owner     TEXT COLLATE "C" NOT NULL,
+    heartbeat TEXT COLLATE "C" NOT NULL,
+    result    TEXT COLLATE "C",
+    error     TEXT COLLATE "C",
+    basis     TEXT COLLATE "C"
+);
+CREATE INDEX jobs_by_tenant ON jobs (tenant, created);
+CREATE INDEX jobs_running ON jobs (state, heartbeat);
 "#;
 
 /// The schema on PostgreSQL at its first release: the tables and indexes

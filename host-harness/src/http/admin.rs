@@ -74,6 +74,11 @@ pub fn router() -> Router<Arc<App>> {
             axum::routing::post(super::mapper::rollback),
         )
         .route("/mapper/replay", axum::routing::post(super::mapper::replay))
+        .route("/jobs", get(super::jobs::list))
+        .route(
+            "/jobs/{id}",
+            get(super::jobs::get_job).delete(super::jobs::cancel),
+        )
         .route("/catalogue", get(get_catalogue))
         .route("/catalogue/{kind}", axum::routing::post(post_catalogue))
         .fallback(|| async {

@@ -3,7 +3,9 @@
 //! The body of PUT, preview and replay is the component itself; its options
 //! are query parameters: `settings` (URL-encoded JSON object), `fuel`,
 //! `memoryMib`, `maxFailures` and `confirm`. The body is read only after
-//! the admin token is checked.
+//! the admin token is checked. Preview, PUT, DELETE and rollback run as a
+//! job with `Prefer: respond-async` (see `jobs`); `?preview=<job id>`
+//! rests a change on that job's preview instead of previewing again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,11 +18,13 @@ use axum::response::IntoResponse;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::api::{ApiError, Reply, authenticate, db_error, error};
-use super::mapping::{flag, mapping_turn, number, work};
+use super::jobs::{self as http_jobs, prefers_async};
+use super::mapping::{as_json, flag, mapping_turn, number, work};
 use crate::app::App;
 use crate::db::Tenant;
+use crate::jobs::{Kind, Running};
 use crate::mapper::{self, Upload};
-use crate::mapping::Change;
+use crate::mapping::{self, Change, Previewed};
 use crate::sandbox::plugin::MAX_COMPONENT_BYTES;
 
 /// Per-learner differences a preview answers unless `limit` says otherwise.
@@ -74,6 +78,25 @@ fn options(params: &HashMap<String, String>) -> Result<Options, ApiError> {
 }
 
 impl Options {
+    /// What installing the plugin with these options puts in force, for a
+    /// confirmation to match against the preview it rests on (the failure
+    /// limit does not change a preview).
+    fn target(&self, bytes: &[u8]) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(bytes);
+        h.update(
+            format!(
+                "\n{}\n{:?}\n{:?}",
+                self.settings.as_deref().unwrap_or("{}").trim(),
+                self.fuel,
+                self.memory_mib
+            )
+            .as_bytes(),
+        );
+        format!("plugin:{}", hex::encode(h.finalize()))
+    }
+
     fn upload<'a>(&'a self, bytes: &'a [u8]) -> Upload<'a> {
         Upload {
             component: bytes,
@@ -91,6 +114,91 @@ pub async fn get_mapper(State(app): State<Arc<App>>, headers: HeaderMap) -> Repl
     Ok(Json(shown).into_response())
 }
 
+/// Which change of the tenant's plugin.
+#[derive(Clone, Copy)]
+enum Which {
+    Install,
+    Remove,
+    Rollback,
+}
+
+/// Runs a change of the tenant's plugin: in the request, or as a job with
+/// `Prefer: respond-async`; resting on the preview of `?preview=<job id>`
+/// when given.
+async fn change(
+    app: Arc<App>,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    tenant: Tenant,
+    which: Which,
+    upload: Option<(Options, Vec<u8>)>,
+) -> Reply {
+    let confirm = flag(params, "confirm")?;
+    let (kind, target) = match (which, &upload) {
+        (Which::Install, Some((opts, bytes))) => (Kind::MapperInstall, opts.target(bytes)),
+        (Which::Remove, _) => (Kind::MapperRemove, "plugin:none".into()),
+        // What it installs follows from what is in force, which a
+        // confirmation checks anyway.
+        _ => (Kind::MapperRollback, "plugin:rollback".into()),
+    };
+    let previewed = params
+        .get("preview")
+        .map(|id| http_jobs::previewed(&app, &tenant, id, &target))
+        .transpose()?;
+    let run = move |app: &App,
+                    tenant: &Tenant,
+                    progress: mapping::Progress,
+                    previewed: Option<Previewed>,
+                    claim: Option<mapping::Claim>| {
+        let change = Change {
+            confirm,
+            by: "admin-api",
+            keep: KEEP,
+            progress,
+            writers: Some(&app.writers),
+            previewed,
+            claim,
+        };
+        match (which, &upload) {
+            (Which::Install, Some((opts, bytes))) => {
+                mapper::install(&app.runtime, &app.pool, tenant, &opts.upload(bytes), change)
+            }
+            (Which::Remove, _) => mapper::remove(&app.runtime, &app.pool, tenant, change),
+            _ => mapper::rollback(&app.runtime, &app.pool, tenant, change),
+        }
+    };
+    if prefers_async(headers) {
+        let seen = match &previewed {
+            Some(p) => p.in_force,
+            None => http_jobs::in_force(&app, &tenant)?,
+        };
+        let basis = http_jobs::basis(&target, seen);
+        let turn = mapping_turn(&app, tenant.id).await?;
+        let t = tenant.clone();
+        return http_jobs::start(
+            app,
+            &tenant,
+            kind,
+            turn,
+            Some(basis),
+            move |app, job: &mut Running| {
+                let id = job.id().to_string();
+                let claim = move |tx: &crate::db::sql::Connection| crate::jobs::claim(tx, &id);
+                as_json(run(app, &t, &mut |n| job.hear(n), previewed, Some(&claim))?)
+            },
+        )
+        .await;
+    }
+    let app2 = app.clone();
+    let turn = mapping_turn(&app, tenant.id).await?;
+    let outcome = work(turn, move || {
+        run(&app2, &tenant, &mut mapping::heard(|_| {}), previewed, None)
+    })
+    .await?;
+    app.outbox.notify_one();
+    Ok(Json(outcome).into_response())
+}
+
 pub async fn put_mapper(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -100,27 +208,15 @@ pub async fn put_mapper(
     let tenant = tenant_of(&app, &headers)?;
     let bytes = component(body).await?;
     let opts = options(&params)?;
-    let confirm = flag(&params, "confirm")?;
-    let app2 = app.clone();
-    let turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = work(turn, move || {
-        mapper::install(
-            &app2.runtime,
-            &app2.pool,
-            &tenant,
-            &opts.upload(&bytes),
-            Change {
-                confirm,
-                by: "admin-api",
-                keep: KEEP,
-                progress: &mut |_| {},
-                writers: Some(&app2.writers),
-            },
-        )
-    })
-    .await?;
-    app.outbox.notify_one();
-    Ok(Json(outcome).into_response())
+    change(
+        app,
+        &headers,
+        &params,
+        tenant,
+        Which::Install,
+        Some((opts, bytes)),
+    )
+    .await
 }
 
 pub async fn delete_mapper(
@@ -129,26 +225,7 @@ pub async fn delete_mapper(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    let confirm = flag(&params, "confirm")?;
-    let app2 = app.clone();
-    let turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = work(turn, move || {
-        mapper::remove(
-            &app2.runtime,
-            &app2.pool,
-            &tenant,
-            Change {
-                confirm,
-                by: "admin-api",
-                keep: KEEP,
-                progress: &mut |_| {},
-                writers: Some(&app2.writers),
-            },
-        )
-    })
-    .await?;
-    app.outbox.notify_one();
-    Ok(Json(outcome).into_response())
+    change(app, &headers, &params, tenant, Which::Remove, None).await
 }
 
 pub async fn rollback(
@@ -157,26 +234,7 @@ pub async fn rollback(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    let confirm = flag(&params, "confirm")?;
-    let app2 = app.clone();
-    let turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = work(turn, move || {
-        mapper::rollback(
-            &app2.runtime,
-            &app2.pool,
-            &tenant,
-            Change {
-                confirm,
-                by: "admin-api",
-                keep: KEEP,
-                progress: &mut |_| {},
-                writers: Some(&app2.writers),
-            },
-        )
-    })
-    .await?;
-    app.outbox.notify_one();
-    Ok(Json(outcome).into_response())
+    change(app, &headers, &params, tenant, Which::Rollback, None).await
 }
 
 pub async fn preview(
@@ -189,10 +247,42 @@ pub async fn preview(
     let bytes = component(body).await?;
     let opts = options(&params)?;
     let keep = number::<usize>(&params, "limit", "a number")?.unwrap_or(KEEP);
+    if prefers_async(&headers) {
+        // A preview of a plugin can confirm its install.
+        let basis = http_jobs::basis(&opts.target(&bytes), http_jobs::in_force(&app, &tenant)?);
+        let turn = mapping_turn(&app, tenant.id).await?;
+        let t = tenant.clone();
+        return http_jobs::start(
+            app,
+            &tenant,
+            Kind::MapperPreview,
+            turn,
+            Some(basis),
+            move |app, job| {
+                let c = mapper::candidate(&app.runtime, &opts.upload(&bytes))?;
+                as_json(mapper::preview(
+                    &app.runtime,
+                    &app.pool,
+                    &t,
+                    &c,
+                    keep,
+                    &mut |n| job.hear(n),
+                )?)
+            },
+        )
+        .await;
+    }
     let turn = mapping_turn(&app, tenant.id).await?;
     let report = work(turn, move || {
         let c = mapper::candidate(&app.runtime, &opts.upload(&bytes))?;
-        mapper::preview(&app.runtime, &app.pool, &tenant, &c, keep, &mut |_| {})
+        mapper::preview(
+            &app.runtime,
+            &app.pool,
+            &tenant,
+            &c,
+            keep,
+            &mut mapping::heard(|_| {}),
+        )
     })
     .await?;
     Ok(Json(report).into_response())

@@ -2,7 +2,9 @@
 //! `POST /admin/v1/mapping/check`, `POST /admin/v1/mapping/preview` and
 //! `GET /admin/v1/learners/{id}/explain` (`POST` with candidate rules). The
 //! body of PUT, check, preview and a candidate explain is the rules document
-//! itself (TOML or JSON).
+//! itself (TOML or JSON). Preview, PUT, DELETE and rollback run as a job
+//! with `Prefer: respond-async` (see `jobs`); `?preview=<job id>` rests a
+//! change on that job's preview instead of previewing again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,27 +18,69 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::api::{ApiError, Reply, authenticate, db_error, error, internal_error};
+use super::jobs::{self as http_jobs, prefers_async};
 use crate::app::App;
 use crate::db::Tenant;
+use crate::jobs::Kind;
 use crate::mapping::{self, Change, Choice, Refusal};
 
 /// Per-learner differences a preview answers unless `limit` says otherwise.
 const KEEP: usize = 1000;
 
-fn refusal(r: Refusal) -> ApiError {
+/// A refusal's status, detail and further members, as the admin API
+/// answers it (and a job records it).
+pub(super) fn refusal_parts(r: Refusal) -> (StatusCode, String, Option<serde_json::Value>) {
     let detail = r.to_string();
     match r {
-        Refusal::Invalid(report) => {
-            error(StatusCode::BAD_REQUEST, detail).with(json!({"check": report}))
-        }
-        Refusal::NeedsConfirmation { preview, threshold } => error(StatusCode::CONFLICT, detail)
-            .with(json!({"threshold": threshold, "preview": preview})),
-        Refusal::Engine { status, .. } => error(
+        Refusal::Invalid(report) => (
+            StatusCode::BAD_REQUEST,
+            detail,
+            Some(json!({"check": report})),
+        ),
+        Refusal::NeedsConfirmation { preview, threshold } => (
+            StatusCode::CONFLICT,
+            detail,
+            Some(json!({"threshold": threshold, "preview": preview})),
+        ),
+        Refusal::Engine { status, .. } => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
             detail,
+            None,
         ),
-        Refusal::Internal(e) => db_error(e),
+        Refusal::Cancelled => (StatusCode::CONFLICT, detail, None),
+        Refusal::Internal(e) => {
+            tracing::error!(error = %e, "admin mapping work failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; retry later".into(),
+                None,
+            )
+        }
     }
+}
+
+fn refusal(r: Refusal) -> ApiError {
+    let (status, detail, extra) = refusal_parts(r);
+    let e = error(status, detail);
+    match extra {
+        Some(extra) => e.with(extra),
+        None => e,
+    }
+}
+
+/// What installing `document` puts in force, for a confirmation to match
+/// against the preview it rests on.
+fn target(document: Option<&str>) -> String {
+    use sha2::Digest as _;
+    match document {
+        Some(d) => format!("rules:{}", hex::encode(sha2::Sha256::digest(d.as_bytes()))),
+        None => "rules:default".into(),
+    }
+}
+
+/// A job's answer (an outcome or a report) as JSON.
+pub(super) fn as_json(v: impl serde::Serialize) -> Result<serde_json::Value, Refusal> {
+    serde_json::to_value(v).map_err(|e| Refusal::Internal(e.into()))
 }
 
 pub(super) fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
@@ -191,7 +235,9 @@ pub async fn put_mapping(
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
     let text = document(body).await?;
-    change(app, tenant, Some(text), &params).await
+    let target = target(Some(&text));
+    let asked = Asked::of(&headers, &params, Kind::MappingInstall, target)?;
+    change(app, tenant, Some(text), asked).await
 }
 
 pub async fn delete_mapping(
@@ -200,17 +246,87 @@ pub async fn delete_mapping(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
-    change(app, tenant, None, &params).await
+    let asked = Asked::of(&headers, &params, Kind::MappingRemove, target(None))?;
+    change(app, tenant, None, asked).await
 }
 
-async fn change(
-    app: Arc<App>,
-    tenant: Tenant,
-    text: Option<String>,
-    params: &HashMap<String, String>,
-) -> Reply {
-    let confirm = flag(params, "confirm")?;
-    let threshold = number::<f64>(params, "threshold", "a percentage")?;
+/// How a change was asked for.
+struct Asked {
+    confirm: bool,
+    threshold: Option<f64>,
+    /// As a job (`Prefer: respond-async`).
+    background: bool,
+    kind: Kind,
+    target: String,
+    /// `?preview=<job id>`: the preview it rests on.
+    preview: Option<String>,
+}
+
+impl Asked {
+    fn of(
+        headers: &HeaderMap,
+        params: &HashMap<String, String>,
+        kind: Kind,
+        target: String,
+    ) -> Result<Asked, ApiError> {
+        Ok(Asked {
+            confirm: flag(params, "confirm")?,
+            threshold: number::<f64>(params, "threshold", "a percentage")?,
+            background: prefers_async(headers),
+            kind,
+            target,
+            preview: params.get("preview").cloned(),
+        })
+    }
+}
+
+async fn change(app: Arc<App>, tenant: Tenant, text: Option<String>, asked: Asked) -> Reply {
+    let previewed = asked
+        .preview
+        .as_deref()
+        .map(|id| http_jobs::previewed(&app, &tenant, id, &asked.target))
+        .transpose()?;
+    let Asked {
+        confirm, threshold, ..
+    } = asked;
+    if asked.background {
+        let seen = match &previewed {
+            Some(p) => p.in_force,
+            None => http_jobs::in_force(&app, &tenant)?,
+        };
+        let basis = http_jobs::basis(&asked.target, seen);
+        let turn = mapping_turn(&app, tenant.id).await?;
+        let t = tenant.clone();
+        return http_jobs::start(
+            app,
+            &tenant,
+            asked.kind,
+            turn,
+            Some(basis),
+            move |app, job| {
+                let id = job.id().to_string();
+                let claim = move |tx: &crate::db::sql::Connection| crate::jobs::claim(tx, &id);
+                let outcome = mapping::install(
+                    &app.runtime,
+                    &app.pool,
+                    &t,
+                    text.as_deref(),
+                    threshold,
+                    Change {
+                        confirm,
+                        by: "admin-api",
+                        keep: KEEP,
+                        progress: &mut |n| job.hear(n),
+                        writers: Some(&app.writers),
+                        previewed,
+                        claim: Some(&claim),
+                    },
+                )?;
+                as_json(outcome)
+            },
+        )
+        .await;
+    }
     let app2 = app.clone();
     let turn = mapping_turn(&app, tenant.id).await?;
     let outcome = work(turn, move || {
@@ -224,8 +340,10 @@ async fn change(
                 confirm,
                 by: "admin-api",
                 keep: KEEP,
-                progress: &mut |_| {},
+                progress: &mut mapping::heard(|_| {}),
                 writers: Some(&app2.writers),
+                previewed,
+                claim: None,
             },
         )
     })
@@ -241,9 +359,17 @@ pub async fn rollback(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let tenant = tenant_of(&app, &headers)?;
+    // What it installs follows from what is in force, which a confirmation
+    // checks anyway.
+    let asked = Asked::of(
+        &headers,
+        &params,
+        Kind::MappingRollback,
+        "rules:rollback".into(),
+    )?;
     let (app2, t2) = (app.clone(), tenant.clone());
     let (_, document) = blocking(move || mapping::rollback_target(&app2.pool, &t2)).await?;
-    change(app, tenant, document, &params).await
+    change(app, tenant, document, asked).await
 }
 
 pub async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Reply {
@@ -273,9 +399,45 @@ pub async fn preview(
     } else {
         Choice::Document(body)
     };
+    if prefers_async(&headers) {
+        // A preview of what an install would put in force can confirm it.
+        let target = match &choice {
+            Choice::Document(d) => Some(target(Some(d))),
+            Choice::Default => Some(target(None)),
+            _ => None,
+        };
+        let basis = match target {
+            Some(t) => Some(http_jobs::basis(&t, http_jobs::in_force(&app, &tenant)?)),
+            None => None,
+        };
+        let turn = mapping_turn(&app, tenant.id).await?;
+        let t = tenant.clone();
+        return http_jobs::start(
+            app,
+            &tenant,
+            Kind::MappingPreview,
+            turn,
+            basis,
+            move |app, job| {
+                let report =
+                    mapping::preview(&app.runtime, &app.pool, &t, &choice, keep, &mut |n| {
+                        job.hear(n)
+                    })?;
+                as_json(report)
+            },
+        )
+        .await;
+    }
     let turn = mapping_turn(&app, tenant.id).await?;
     let report = work(turn, move || {
-        mapping::preview(&app.runtime, &app.pool, &tenant, &choice, keep, &mut |_| {})
+        mapping::preview(
+            &app.runtime,
+            &app.pool,
+            &tenant,
+            &choice,
+            keep,
+            &mut mapping::heard(|_| {}),
+        )
     })
     .await?;
     Ok(Json(report).into_response())

@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 pub mod connections;
 mod console;
+mod jobs;
 pub mod mapper;
 pub mod mapping;
 mod overview;

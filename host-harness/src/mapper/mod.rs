@@ -98,7 +98,7 @@ pub fn preview(
     tenant: &Tenant,
     candidate: &Candidate,
     keep: usize,
-    progress: &mut dyn FnMut(u64),
+    progress: mapping::Progress,
 ) -> Result<PreviewReport, Refusal> {
     mapping::preview(
         runtime,
@@ -250,12 +250,15 @@ fn put_in_force(
         keep,
         progress,
         writers,
+        previewed,
+        claim,
     } = change;
     let choice = match &next {
         Next::Plugin { candidate, .. } => Choice::Plugin((*candidate).clone()),
         Next::Rules => Choice::Rules,
     };
-    let preview = mapping::preview(runtime, pool, tenant, &choice, keep, progress)?;
+    let (preview, seen) =
+        mapping::rests_on(previewed, runtime, pool, tenant, &choice, keep, progress)?;
     let threshold = crate::db::policy(&*pool.get()?, tenant.id)?.confirm_threshold;
     if preview.losing_percent > threshold && !confirm {
         return Err(Refusal::NeedsConfirmation {
@@ -267,6 +270,7 @@ fn put_in_force(
     let _turn = writers.map(|w| w.blocking_lock());
     let conn = pool.get()?;
     let tx = conn.transaction(crate::db::Begin::Write(Some(tenant.id)))?;
+    mapping::hold(&tx, tenant.id, seen.as_ref(), claim)?;
     let before = store::current(&tx, tenant.id)?.and_then(|c| c.sha256);
     let version = match &next {
         Next::Plugin {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::anyhow;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bindings::exports::lms::scim::mapping_admin::{
@@ -17,6 +17,7 @@ use crate::bindings::lms::scim::outbox::{Task, Work};
 use crate::bindings::lms::scim::types::RequestContext;
 use crate::db::rules as store;
 use crate::db::run;
+use crate::db::sql::OptionalExtension as _;
 use crate::db::{Conn, Pool, Tenant};
 use crate::events::{self, EventRow, Stamp};
 use crate::imports::SqlStore;
@@ -62,9 +63,9 @@ pub struct CheckReport {
 }
 
 /// How many learners gain, lose or skip one item.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ItemCount {
-    pub kind: &'static str,
+    pub kind: String,
     pub name: String,
     pub gained: u64,
     pub lost: u64,
@@ -72,21 +73,22 @@ pub struct ItemCount {
 }
 
 /// One learner's difference.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Difference {
     pub id: String,
     #[serde(rename = "userName")]
     pub user_name: String,
     pub gains: Vec<Value>,
     pub losses: Vec<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
 }
 
-/// A preview over every user of a tenant.
-#[derive(Debug, Clone, Default, Serialize)]
+/// A preview over every user of a tenant. It reads back from a job's
+/// record, so that confirming the job's change need not preview again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PreviewReport {
     /// Users visited.
     pub users: u64,
@@ -123,6 +125,8 @@ pub enum Refusal {
     Engine { status: u16, detail: String },
     /// Storage or the sandbox failed.
     Internal(anyhow::Error),
+    /// Its job was cancelled; nothing was applied.
+    Cancelled,
 }
 
 impl std::fmt::Display for Refusal {
@@ -143,6 +147,7 @@ impl std::fmt::Display for Refusal {
             ),
             Refusal::Engine { detail, .. } => f.write_str(detail),
             Refusal::Internal(e) => write!(f, "{e:#}"),
+            Refusal::Cancelled => f.write_str("the job was cancelled; nothing was applied"),
         }
     }
 }
@@ -315,6 +320,33 @@ pub fn check(
     Ok(diagnostics(report))
 }
 
+/// Hears the users a preview visited so far, after each page; an `Err`
+/// ends the preview with it (a cancelled job), so nothing is applied.
+pub type Progress<'a> = &'a mut dyn FnMut(u64) -> Result<(), Refusal>;
+
+/// Runs first in a change's transaction; an `Err` rolls the change back.
+pub type Claim<'a> = &'a dyn Fn(&crate::db::sql::Connection) -> Result<(), Refusal>;
+
+/// A [`Progress`] that only listens.
+pub fn heard(mut f: impl FnMut(u64)) -> impl FnMut(u64) -> Result<(), Refusal> {
+    move |n| {
+        f(n);
+        Ok(())
+    }
+}
+
+/// Users of the tenant, as counted on every write: what a preview visits.
+pub fn users(conn: &crate::db::sql::Connection, tenant: i64) -> Result<u64, Refusal> {
+    let n: Option<i64> = conn
+        .query_row(
+            "SELECT n FROM kind_counts WHERE tenant = ?1 AND kind = 'User'",
+            [tenant],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
 /// Runs `choice` over every user of the tenant, applying nothing; keeps at
 /// most `keep` per-learner differences. `progress` hears the users visited
 /// so far.
@@ -324,7 +356,7 @@ pub fn preview(
     tenant: &Tenant,
     choice: &Choice,
     keep: usize,
-    progress: &mut dyn FnMut(u64),
+    progress: Progress,
 ) -> Result<PreviewReport, Refusal> {
     let mut snap = Snapshot::begin(runtime, pool.get()?, tenant, choice.plugin_mode())?;
     let wit = choice.wit();
@@ -352,7 +384,9 @@ pub fn preview(
         for u in page.users {
             tally(&mut report, &mut items, u, keep);
         }
-        progress(report.users);
+        if let Err(stop) = progress(report.users) {
+            break Err(stop);
+        }
         match page.next {
             Some(next) => after = Some(next),
             None => break Ok(()),
@@ -394,7 +428,7 @@ fn tally(
             let entry = items
                 .entry((kind, i.name.clone()))
                 .or_insert_with(|| ItemCount {
-                    kind,
+                    kind: kind.to_string(),
                     name: i.name.clone(),
                     ..ItemCount::default()
                 });
@@ -443,11 +477,97 @@ pub struct Change<'a> {
     pub by: &'a str,
     /// Per-learner differences the preview keeps.
     pub keep: usize,
-    /// Hears the users previewed so far.
-    pub progress: &'a mut dyn FnMut(u64),
+    /// Hears the users previewed so far; may end the preview.
+    pub progress: Progress<'a>,
     /// The server's queue for the write lock, held just for the
     /// transaction that records the change; `None` outside the server.
     pub writers: Option<&'a tokio::sync::Mutex<()>>,
+    /// A complete preview of this same change taken before (a job's): the
+    /// change rests on it instead of previewing again, and is refused if
+    /// what maps the tenant changed since.
+    pub previewed: Option<Previewed>,
+    /// Runs first in the change's transaction; an `Err` rolls the change
+    /// back (its job was cancelled). Committing also commits what it wrote.
+    pub claim: Option<Claim<'a>>,
+}
+
+/// What maps a tenant's users: the versions of its rules and of its plugin
+/// in force (0: none ever installed), and whether the plugin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InForce {
+    pub rules: i64,
+    pub plugin: i64,
+    #[serde(rename = "pluginRuns")]
+    pub plugin_runs: bool,
+}
+
+impl InForce {
+    pub fn read(conn: &crate::db::sql::Connection, tenant: i64) -> Result<InForce, Refusal> {
+        let plugin = crate::db::plugins::current(conn, tenant)?;
+        Ok(InForce {
+            rules: store::current(conn, tenant)?.map_or(0, |r| r.version),
+            plugin: plugin.as_ref().map_or(0, |p| p.version),
+            plugin_runs: plugin
+                .as_ref()
+                .is_some_and(crate::db::plugins::Version::runs),
+        })
+    }
+}
+
+/// A preview taken before, and what mapped the tenant when it began.
+#[derive(Debug, Clone)]
+pub struct Previewed {
+    pub report: PreviewReport,
+    pub in_force: InForce,
+    /// Where it came from, for the refusal (a job's id).
+    pub source: String,
+}
+
+/// What a change rests on: the preview given, or a new one; and what was
+/// in force under the one given, for [`hold`].
+pub(crate) fn rests_on(
+    previewed: Option<Previewed>,
+    runtime: &Runtime,
+    pool: &Pool,
+    tenant: &Tenant,
+    choice: &Choice,
+    keep: usize,
+    progress: Progress,
+) -> Result<(PreviewReport, Option<(InForce, String)>), Refusal> {
+    match previewed {
+        Some(p) => Ok((p.report, Some((p.in_force, p.source)))),
+        None => Ok((
+            preview(runtime, pool, tenant, choice, keep, progress)?,
+            None,
+        )),
+    }
+}
+
+/// First in a change's transaction (under the tenant's write lock): refuses
+/// when what maps the tenant changed since the preview the change rests on,
+/// then runs the change's claim.
+pub(crate) fn hold(
+    tx: &crate::db::sql::Connection,
+    tenant: i64,
+    seen: Option<&(InForce, String)>,
+    claim: Option<Claim>,
+) -> Result<(), Refusal> {
+    if let Some((then, source)) = seen {
+        let now = InForce::read(tx, tenant)?;
+        if now != *then {
+            return Err(Refusal::Engine {
+                status: 409,
+                detail: format!(
+                    "What maps this tenant changed since the preview of {source} (rules version {} then, {} now; plugin version {} then, {} now): preview again, then confirm that preview",
+                    then.rules, now.rules, then.plugin, now.plugin
+                ),
+            });
+        }
+    }
+    match claim {
+        Some(claim) => claim(tx),
+        None => Ok(()),
+    }
 }
 
 /// Installs `document` (or, with `None`, returns to the default mapping)
@@ -469,6 +589,8 @@ pub fn install(
         keep,
         progress,
         writers,
+        previewed,
+        claim,
     } = change;
     let (choice, compiled) = match document {
         Some(d) => {
@@ -489,7 +611,7 @@ pub fn install(
             (Choice::Default, None)
         }
     };
-    let preview = preview(runtime, pool, tenant, &choice, keep, progress)?;
+    let (preview, seen) = rests_on(previewed, runtime, pool, tenant, &choice, keep, progress)?;
     let threshold = match threshold {
         Some(t) => t,
         None => crate::db::policy(&*pool.get()?, tenant.id)?.confirm_threshold,
@@ -504,6 +626,7 @@ pub fn install(
     let _turn = writers.map(|w| w.blocking_lock());
     let conn = pool.get()?;
     let tx = conn.transaction(crate::db::Begin::Write(Some(tenant.id)))?;
+    hold(&tx, tenant.id, seen.as_ref(), claim)?;
     let before = store::current(&tx, tenant.id)?.and_then(|c| c.sha256);
     let installed = store::insert(&tx, tenant.id, document, compiled.as_deref(), by)?;
     // A re-mapping of every user still queued is superseded by this one.
