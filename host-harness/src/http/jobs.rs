@@ -68,7 +68,7 @@ pub(super) async fn start(
     let heartbeat = {
         let (app, id) = (app.clone(), id.clone());
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(jobs::HEARTBEAT);
+            let mut every = tokio::time::interval(jobs::heartbeat());
             every.tick().await;
             loop {
                 every.tick().await;

@@ -7,7 +7,7 @@
 //! poll and a cancellation. Its progress is written every few thousand
 //! users, with a heartbeat; a job whose server died is shown `interrupted`:
 //! on SQLite (one server per file) as soon as another process reads it, on
-//! PostgreSQL once its heartbeat is [`STALE`].
+//! PostgreSQL once it missed a few heartbeats ([`stale`]).
 
 mod store;
 
@@ -25,9 +25,9 @@ use crate::mapping::Refusal;
 pub use store::{Cancel, cancel, claim, create, finish, get, list};
 
 /// How often a running job says it is still running, at least.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-/// A running job silent for this long has lost its server.
-pub const STALE: Duration = Duration::from_secs(60);
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// Heartbeats a running job may miss before it counts as lost.
+const MISSED: u32 = 6;
 /// Users previewed between two writes of a job's progress, at most...
 const PROGRESS_USERS: u64 = 5_000;
 /// ...or seconds, whichever comes first.
@@ -35,6 +35,25 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Finished jobs kept per tenant (the newest), and for how long at most.
 const KEEP_JOBS: i64 = 50;
 const KEEP_DAYS: i64 = 7;
+
+/// How often a running job says it is still running. Debug builds take
+/// `SCIM_JOB_HEARTBEAT_MS`, so that tests see a lost job without waiting
+/// a minute.
+pub fn heartbeat() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("SCIM_JOB_HEARTBEAT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    HEARTBEAT
+}
+
+/// A running job silent for this long has lost its server.
+pub fn stale() -> Duration {
+    heartbeat() * MISSED
+}
 
 /// What a job does; its name in the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Job, KEEP_DAYS, KEEP_JOBS, Kind, STALE, owner};
+use super::{Job, KEEP_DAYS, KEEP_JOBS, Kind, owner, stale};
 use crate::db::sql::{Connection, Dialect, OptionalExtension as _, Row, params};
 use crate::db::{now, timestamp};
 use crate::mapping::Refusal;
@@ -112,7 +112,7 @@ fn orphaned(conn: &Connection, s: &Stored) -> bool {
     if !matches!(s.job.state.as_str(), "running" | "applying") {
         return false;
     }
-    let silent = s.heartbeat < before_now(STALE);
+    let silent = s.heartbeat < before_now(stale());
     silent || (conn.dialect() == Dialect::Sqlite && s.owner != owner())
 }
 
@@ -346,7 +346,7 @@ mod tests {
         let silent = create(&conn, 1, Kind::MapperPreview, 0, None).unwrap();
         conn.execute(
             "UPDATE jobs SET heartbeat = ?2 WHERE id = ?1",
-            params![silent.id, before_now(STALE * 2)],
+            params![silent.id, before_now(stale() * 2)],
         )
         .unwrap();
         let gone = create(&conn, 1, Kind::MappingInstall, 0, None).unwrap();
