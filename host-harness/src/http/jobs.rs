@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::api::{ApiError, Reply, authenticate, db_error, error};
-use super::mapping::{number, refusal_parts};
+use super::refusals::refusal_parts;
 use crate::app::App;
 use crate::db::Tenant;
 use crate::gate::MappingTurn;
@@ -232,9 +232,16 @@ pub async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
-    let limit = number::<u32>(&params, "limit", "a number")?
-        .unwrap_or(20)
-        .min(100);
+    let limit = match params.get("limit") {
+        None => 20,
+        Some(v) => v.parse::<u32>().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("'limit' must be a number, not '{v}'"),
+            )
+        })?,
+    }
+    .min(100);
     let jobs = jobs::list(&conn, tenant.id, limit).map_err(db_error)?;
     Ok(Json(json!({"jobs": jobs})).into_response())
 }

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::api::{ApiError, Reply, authenticate, db_error, error, internal_error};
 use super::jobs::{self as http_jobs, prefers_async};
+use super::refusals::refusal;
 use crate::app::App;
 use crate::db::Tenant;
 use crate::jobs::Kind;
@@ -26,47 +27,6 @@ use crate::mapping::{self, Change, Choice, Refusal};
 
 /// Per-learner differences a preview answers unless `limit` says otherwise.
 const KEEP: usize = 1000;
-
-/// A refusal's status, detail and further members, as the admin API
-/// answers it (and a job records it).
-pub(super) fn refusal_parts(r: Refusal) -> (StatusCode, String, Option<serde_json::Value>) {
-    let detail = r.to_string();
-    match r {
-        Refusal::Invalid(report) => (
-            StatusCode::BAD_REQUEST,
-            detail,
-            Some(json!({"check": report})),
-        ),
-        Refusal::NeedsConfirmation { preview, threshold } => (
-            StatusCode::CONFLICT,
-            detail,
-            Some(json!({"threshold": threshold, "preview": preview})),
-        ),
-        Refusal::Engine { status, .. } => (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            detail,
-            None,
-        ),
-        Refusal::Cancelled => (StatusCode::CONFLICT, detail, None),
-        Refusal::Internal(e) => {
-            tracing::error!(error = %e, "admin mapping work failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The database is unavailable; retry later".into(),
-                None,
-            )
-        }
-    }
-}
-
-fn refusal(r: Refusal) -> ApiError {
-    let (status, detail, extra) = refusal_parts(r);
-    let e = error(status, detail);
-    match extra {
-        Some(extra) => e.with(extra),
-        None => e,
-    }
-}
 
 /// What installing `document` puts in force, for a confirmation to match
 /// against the preview it rests on.

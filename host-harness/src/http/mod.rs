@@ -12,6 +12,7 @@ mod jobs;
 pub mod mapper;
 pub mod mapping;
 mod overview;
+mod refusals;
 pub mod scim;
 pub mod session;
 pub mod test_api;
