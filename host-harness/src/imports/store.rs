@@ -178,21 +178,19 @@ fn term_condition(q: &wit::TermQuery, args: &mut Vec<Box<dyn ToSql>>) -> String 
 }
 
 /// `FROM … WHERE …` (ending in a condition, so more can follow with `AND`)
-/// over the documents `d` that pass every clause. The first `any-term`
-/// clause drives: its terms' documents are collected (a union when it has
-/// several queries) and joined to `documents` by seq; every other clause is
-/// checked on those rows only.
+/// over the documents `d` that pass every clause. The `driver` clause (an
+/// `any-term` one; see [`SqlStore::driver`]) drives: its terms' documents
+/// are collected (a union when it has several queries) and joined to
+/// `documents` by seq; every other clause is checked on those rows only.
 fn matching_from(
     tenant: i64,
     kind: &str,
     clauses: &[wit::Clause],
+    driver: Option<usize>,
     args: &mut Vec<Box<dyn ToSql>>,
 ) -> String {
-    let driver = clauses
-        .iter()
-        .position(|c| matches!(c, wit::Clause::AnyTerm(qs) if !qs.is_empty()));
     let mut sql = match driver.map(|i| &clauses[i]) {
-        Some(wit::Clause::AnyTerm(queries)) => {
+        Some(wit::Clause::AnyTerm(queries)) if !queries.is_empty() => {
             // One row per document: a document may hold several matching
             // terms (two work emails); `UNION` merges them across parts,
             // `DISTINCT` within a lone part.
@@ -226,14 +224,33 @@ fn matching_from(
         match clause {
             wit::Clause::AnyTerm(queries) if queries.is_empty() => sql.push_str(" AND FALSE"),
             wit::Clause::AnyTerm(queries) => {
-                let any: Vec<String> = queries
+                // An exact value is one seek in the lookup index; the others
+                // test the document's own terms.
+                let (exact, other): (Vec<_>, Vec<_>) = queries
                     .iter()
-                    .map(|q| format!("({})", term_condition(q, args)))
+                    .partition(|q| matches!(q.match_, TermMatch::Exact(_)));
+                let mut any: Vec<String> = exact
+                    .iter()
+                    .map(|q| {
+                        args.push(Box::new(tenant));
+                        args.push(Box::new(kind.to_string()));
+                        let cond = term_condition(q, args);
+                        format!(
+                            "EXISTS (SELECT 1 FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond} AND t.seq = d.seq)"
+                        )
+                    })
                     .collect();
-                sql.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM terms t WHERE t.seq = d.seq AND ({}))",
-                    any.join(" OR ")
-                ));
+                if !other.is_empty() {
+                    let conds: Vec<String> = other
+                        .iter()
+                        .map(|q| format!("({})", term_condition(q, args)))
+                        .collect();
+                    any.push(format!(
+                        "EXISTS (SELECT 1 FROM terms t WHERE t.seq = d.seq AND ({}))",
+                        conds.join(" OR ")
+                    ));
+                }
+                sql.push_str(&format!(" AND ({})", any.join(" OR ")));
             }
             wit::Clause::BodyContains(needle) => {
                 sql.push_str(&format!(" AND {BODY_CONTAINS}"));
@@ -243,6 +260,10 @@ fn matching_from(
     }
     sql
 }
+
+/// Terms counted at most, per query, to tell which clause of a
+/// [`Selection::Matching`] is narrowest.
+const DRIVER_ESTIMATE_CAP: i64 = 2000;
 
 /// Matching terms counted one by one before the count switches to
 /// counting the terms outside the range.
@@ -558,7 +579,14 @@ impl SqlStore {
             }
             Selection::Matching(clauses) => {
                 let mut sql = format!("SELECT {cols} ");
-                sql.push_str(&matching_from(self.tenant, kind, clauses, &mut args));
+                let driver = self.driver(kind, clauses)?;
+                sql.push_str(&matching_from(
+                    self.tenant,
+                    kind,
+                    clauses,
+                    driver,
+                    &mut args,
+                ));
                 if let Some(a) = after {
                     sql.push_str(&format!(" AND d.seq {cmp} ?"));
                     args.push(Box::new(a));
@@ -642,6 +670,58 @@ impl SqlStore {
     /// range, a large count is the total minus the terms outside the range,
     /// which the index counts in O(outside): a prefix that matches a million
     /// users costs no more than one that matches fifty.
+    /// The clause of a [`Selection::Matching`] whose terms are fewest, to
+    /// drive its query: the engine orders clauses by the kind of lookup
+    /// (`eq` before `sw`), which cannot know that `sw "a"` matches ten users
+    /// and `active eq false` ten thousand. Each query's terms are counted up
+    /// to [`DRIVER_ESTIMATE_CAP`]; ties keep the engine's order. The
+    /// estimates last until the next write, like term counts.
+    fn driver(&mut self, kind: &str, clauses: &[wit::Clause]) -> R<Option<usize>> {
+        let candidates: Vec<usize> = clauses
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, wit::Clause::AnyTerm(qs) if !qs.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
+        if candidates.len() < 2 {
+            return Ok(candidates.first().copied());
+        }
+        let mut best: Option<(usize, u64)> = None;
+        for i in candidates {
+            let wit::Clause::AnyTerm(queries) = &clauses[i] else {
+                continue;
+            };
+            let mut estimate = 0u64;
+            for q in queries {
+                let key = format!("estimate\u{0}{kind}\u{0}{}\u{0}{:?}", q.name, q.match_);
+                let n = match self.counts.get(&key) {
+                    Some(n) => *n,
+                    None => {
+                        let mut args: Vec<Box<dyn ToSql>> =
+                            vec![Box::new(self.tenant), Box::new(kind.to_string())];
+                        let cond = term_condition(q, &mut args);
+                        args.push(Box::new(DRIVER_ESTIMATE_CAP));
+                        let n: i64 = db(&self.conn)?
+                            .prepare_cached(&format!(
+                                "SELECT count(*) FROM (SELECT 1 FROM terms t WHERE t.tenant = ? AND t.kind = ? AND {cond} LIMIT ?) c"
+                            ))
+                            .and_then(|mut s| {
+                                s.query_row(params_from_iter(args.iter()), |r| r.get(0))
+                            })
+                            .map_err(unavailable)?;
+                        self.counts.insert(key, n as u64);
+                        n as u64
+                    }
+                };
+                estimate += n;
+            }
+            if best.is_none_or(|(_, b)| estimate < b) {
+                best = Some((i, estimate));
+            }
+        }
+        Ok(best.map(|(i, _)| i))
+    }
+
     fn count_term(&mut self, kind: &str, q: &wit::TermQuery) -> R<u64> {
         let key = format!("{kind}\u{0}{}\u{0}{:?}", q.name, q.match_);
         if let Some(n) = self.counts.get(&key) {
@@ -878,10 +958,13 @@ impl wit::Host for SqlStore {
                     "SELECT count(*) FROM documents d WHERE d.tenant = ? AND d.kind = ? AND {BODY_CONTAINS}"
                 )
             }
-            Selection::Matching(clauses) => format!(
-                "SELECT count(*) {}",
-                matching_from(self.tenant, &kind, clauses, &mut args)
-            ),
+            Selection::Matching(clauses) => {
+                let driver = self.driver(&kind, clauses)?;
+                format!(
+                    "SELECT count(*) {}",
+                    matching_from(self.tenant, &kind, clauses, driver, &mut args)
+                )
+            }
         };
         db(&self.conn)?
             .prepare_cached(&sql)
