@@ -18,7 +18,7 @@ use super::refusals::refusal_parts;
 use crate::app::App;
 use crate::db::Tenant;
 use crate::gate::MappingTurn;
-use crate::jobs::{self, Cancel, Job, Kind, Running};
+use crate::jobs::{self, Cancel, Job, Kind, Running, Watcher};
 use crate::mapping::{InForce, PreviewReport, Previewed, Refusal};
 
 /// Whether the request prefers an answer at once and the work in the
@@ -64,16 +64,18 @@ pub(super) async fn start(
         jobs::create(&conn, tenant.id, kind, total, basis.as_ref()).map_err(db_error)?
     };
     let id = job.id.clone();
-    let _stop = jobs::watch(&id);
-    let heartbeat = {
+    // Writes its progress and heartbeat beside the work.
+    let watcher = {
         let (app, id) = (app.clone(), id.clone());
+        let mut w = Watcher::new(&id);
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(jobs::heartbeat());
-            every.tick().await;
+            let mut every = tokio::time::interval(Watcher::every());
             loop {
                 every.tick().await;
-                let _turn = app.writers.lock().await;
-                jobs::beat(&app.pool, &id);
+                if w.due() {
+                    let _turn = app.writers.lock().await;
+                    w.write(&app.pool);
+                }
             }
         })
     };
@@ -83,13 +85,13 @@ pub(super) async fn start(
         let outcome = tokio::task::spawn_blocking(move || {
             let _turn = turn;
             crate::sandbox::threads::inline(|| {
-                let mut running = Running::new(&id2, &ran.pool);
+                let mut running = Running::new(&id2);
                 let r = running.test_delay().and_then(|()| work(&ran, &mut running));
                 (r, running.heard())
             })
         })
         .await;
-        heartbeat.abort();
+        watcher.abort();
         record(&app, &id, kind, outcome).await;
     });
     Ok(accepted(&job))

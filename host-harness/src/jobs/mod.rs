@@ -12,7 +12,7 @@
 mod store;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,8 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const MISSED: u32 = 6;
 /// Users previewed between two writes of a job's progress, at most...
 const PROGRESS_USERS: u64 = 5_000;
-/// ...or seconds, whichever comes first.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// ...or this long, whichever comes first.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Finished jobs kept per tenant (the newest), and for how long at most.
 const KEEP_JOBS: i64 = 50;
 const KEEP_DAYS: i64 = 7;
@@ -119,19 +119,26 @@ fn owner() -> &'static str {
     OWNER.get_or_init(crate::events::new_id)
 }
 
-/// The stop flags of the jobs this process runs, by id: a cancellation
-/// received here stops its job at the next page of users rather than at
-/// the next write of its progress.
-fn flags() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
-    static FLAGS: OnceLock<Mutex<HashMap<String, Arc<AtomicBool>>>> = OnceLock::new();
-    FLAGS.get_or_init(Default::default)
+/// What a running job's work and its watcher share: the users heard so
+/// far, and whether to stop.
+#[derive(Debug, Default)]
+pub struct Shared {
+    heard: AtomicU64,
+    stop: AtomicBool,
 }
 
-/// The stop flag of a job this process is about to run: registered as the
-/// job is created, so that a cancellation arriving before its work starts
-/// is not missed.
-pub fn watch(id: &str) -> Arc<AtomicBool> {
-    flags()
+/// The jobs this process runs, by id: a cancellation received here stops
+/// its job at the next page of users.
+fn running() -> &'static Mutex<HashMap<String, Arc<Shared>>> {
+    static RUNNING: OnceLock<Mutex<HashMap<String, Arc<Shared>>>> = OnceLock::new();
+    RUNNING.get_or_init(Default::default)
+}
+
+/// What a job this process is about to run shares: registered as the job
+/// is created, so that a cancellation arriving before its work starts is
+/// not missed.
+pub fn watch(id: &str) -> Arc<Shared> {
+    running()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(id.to_string())
@@ -141,34 +148,25 @@ pub fn watch(id: &str) -> Arc<AtomicBool> {
 
 /// Stops the job if this process runs it.
 fn stop_here(id: &str) {
-    if let Some(f) = flags().lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-        f.store(true, Ordering::Relaxed);
+    if let Some(f) = running().lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+        f.stop.store(true, Ordering::Relaxed);
     }
 }
 
-/// The side of a job its work sees: hears the users previewed, writes the
-/// progress every few thousand users, and ends the work once the job was
-/// cancelled.
-pub struct Running<'a> {
+/// The side of a job its work sees: hears the users previewed and ends the
+/// work once the job was cancelled. It never waits for the database: the
+/// [`Watcher`] writes the progress.
+pub struct Running {
     id: String,
-    pool: &'a Pool,
-    stop: Arc<AtomicBool>,
-    heard: u64,
-    written: u64,
-    at: Instant,
+    shared: Arc<Shared>,
 }
 
-impl<'a> Running<'a> {
-    /// The job `id`, whose stop flag [`watch`] registered.
-    pub fn new(id: &str, pool: &'a Pool) -> Running<'a> {
-        let stop = watch(id);
+impl Running {
+    /// The job `id`, which [`watch`] registered.
+    pub fn new(id: &str) -> Running {
         Running {
             id: id.to_string(),
-            pool,
-            stop,
-            heard: 0,
-            written: 0,
-            at: Instant::now(),
+            shared: watch(id),
         }
     }
 
@@ -178,33 +176,16 @@ impl<'a> Running<'a> {
 
     /// Users heard so far.
     pub fn heard(&self) -> u64 {
-        self.heard
+        self.shared.heard.load(Ordering::Relaxed)
     }
 
     /// A [`crate::mapping::Progress`] callback.
     pub fn hear(&mut self, users: u64) -> Result<(), Refusal> {
-        self.heard = users;
-        if self.stop.load(Ordering::Relaxed) {
+        self.shared.heard.store(users, Ordering::Relaxed);
+        if self.shared.stop.load(Ordering::Relaxed) {
             return Err(Refusal::Cancelled);
         }
-        if users.saturating_sub(self.written) < PROGRESS_USERS && self.at.elapsed() < PROGRESS_EVERY
-        {
-            return Ok(());
-        }
-        self.written = users;
-        self.at = Instant::now();
-        // A failed write of progress is no reason to end the work.
-        match store::progress(&*self.pool.get()?, &self.id, users) {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                self.stop.store(true, Ordering::Relaxed);
-                Err(Refusal::Cancelled)
-            }
-            Err(e) => {
-                tracing::warn!(job = self.id, error = %e, "could not record a job's progress");
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// Debug builds only: `SCIM_JOB_DELAY_MS` holds each job that long
@@ -218,17 +199,9 @@ impl<'a> Running<'a> {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let until = Instant::now() + Duration::from_millis(ms);
-            let mut asked = Instant::now();
             while Instant::now() < until {
-                if self.stop.load(Ordering::Relaxed) {
+                if self.shared.stop.load(Ordering::Relaxed) {
                     return Err(Refusal::Cancelled);
-                }
-                // Cancelled on another replica?
-                if asked.elapsed() >= Duration::from_millis(500) {
-                    asked = Instant::now();
-                    if let Ok(false) = store::running(&*self.pool.get()?, &self.id) {
-                        return Err(Refusal::Cancelled);
-                    }
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -237,22 +210,66 @@ impl<'a> Running<'a> {
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        flags()
+        running()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
     }
 }
 
-/// Says that the job still runs (between writes of its progress).
-pub fn beat(pool: &Pool, id: &str) {
-    let done = pool
-        .get()
-        .map_err(anyhow::Error::from)
-        .and_then(|c| Ok(store::beat(&c, id)?));
-    if let Err(e) = done {
-        tracing::warn!(job = id, error = %e, "could not record a job's heartbeat");
+/// Writes a running job's progress every few thousand users, and a
+/// heartbeat at least every [`heartbeat`]; stops the work when the row
+/// says the job was cancelled (on any replica). Runs beside the work, so
+/// that a wait for the database's write lock never holds the work up.
+pub struct Watcher {
+    id: String,
+    shared: Arc<Shared>,
+    written: u64,
+    at: Instant,
+}
+
+impl Watcher {
+    pub fn new(id: &str) -> Watcher {
+        Watcher {
+            id: id.to_string(),
+            shared: watch(id),
+            written: 0,
+            at: Instant::now(),
+        }
+    }
+
+    /// How often to call [`Watcher::tick`].
+    pub fn every() -> Duration {
+        (heartbeat() / 4).min(Duration::from_millis(250))
+    }
+
+    /// Whether a write is due: [`PROGRESS_USERS`] more users heard, or
+    /// [`PROGRESS_EVERY`] (or the heartbeat, if shorter) since the last.
+    pub fn due(&self) -> bool {
+        let heard = self.shared.heard.load(Ordering::Relaxed);
+        heard.saturating_sub(self.written) >= PROGRESS_USERS
+            || (heard > self.written && self.at.elapsed() >= PROGRESS_EVERY)
+            || self.at.elapsed() >= heartbeat()
+    }
+
+    /// Writes the progress and the heartbeat (call when [`Watcher::due`]).
+    pub fn write(&mut self, pool: &Pool) {
+        let heard = self.shared.heard.load(Ordering::Relaxed);
+        self.written = heard;
+        self.at = Instant::now();
+        let written = pool
+            .get()
+            .map_err(anyhow::Error::from)
+            .and_then(|c| Ok(store::progress(&c, &self.id, heard)?));
+        match written {
+            Ok(true) => {}
+            Ok(false) => self.shared.stop.store(true, Ordering::Relaxed),
+            // A failed write of progress is no reason to end the work.
+            Err(e) => {
+                tracing::warn!(job = self.id, error = %e, "could not record a job's progress")
+            }
+        }
     }
 }

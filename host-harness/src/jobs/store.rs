@@ -182,32 +182,15 @@ pub fn list(conn: &Connection, tenant: i64, limit: u32) -> crate::db::sql::Resul
     Ok(jobs)
 }
 
-/// Writes the users previewed so far; `false` when the job no longer runs
-/// (cancelled, or taken for interrupted).
+/// Writes the users previewed so far, and that the job still runs;
+/// `false` when it no longer does (cancelled, or taken for interrupted).
 pub(super) fn progress(conn: &Connection, id: &str, done: u64) -> crate::db::sql::Result<bool> {
     let n = conn.execute(
-        "UPDATE jobs SET done = ?2, heartbeat = ?3 WHERE id = ?1 AND state = 'running'",
+        "UPDATE jobs SET done = ?2, heartbeat = ?3
+         WHERE id = ?1 AND state IN ('running', 'applying')",
         params![id, done as i64, now()],
     )?;
     Ok(n == 1)
-}
-
-/// Whether the job still runs (not cancelled).
-#[cfg(debug_assertions)]
-pub(super) fn running(conn: &Connection, id: &str) -> crate::db::sql::Result<bool> {
-    let state: Option<String> = conn
-        .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?;
-    Ok(state.as_deref() == Some("running"))
-}
-
-/// The job still runs.
-pub(super) fn beat(conn: &Connection, id: &str) -> crate::db::sql::Result<()> {
-    conn.execute(
-        "UPDATE jobs SET heartbeat = ?2 WHERE id = ?1 AND state IN ('running', 'applying')",
-        params![id, now()],
-    )
-    .map(|_| ())
 }
 
 /// In the change's transaction: the job's change is being recorded, so it
