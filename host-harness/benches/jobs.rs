@@ -227,8 +227,8 @@ fn main() {
         assert_eq!(body["installed"]["version"], version, "{body}");
         let t = started.elapsed();
         row("install confirming a preview job", t, t);
+        drained();
     }
-    drained();
 
     println!("{users} users; {rounds} rounds (min–max)");
     println!("| request | answered in ms | done in ms |");
