@@ -22,7 +22,10 @@
 //! - `broad-page`: `GET /Users?filter=userName sw "bench0"&count=50`, which
 //!   every user matches;
 //! - `compound`: `title eq "Manager" and (name.familyName eq "F7" or active
-//!   eq false)`, half the users being managers.
+//!   eq false)`, half the users being managers;
+//! - `compound-half`: `title eq "Manager" and (name.familyName eq "F7" or
+//!   title eq "Manager")`, which half the users match: the count of 5,000
+//!   matches and a page of 50.
 //!
 //! The client is the minimal HTTP/1.1 client of `support` ([`Conn`]) so
 //! that the generator costs little next to the server on the same two cores.
@@ -363,6 +366,16 @@ fn main() {
                 Box::new(move |_| {
                     let f = enc(
                         "title eq \"Manager\" and (name.familyName eq \"F7\" or active eq false)",
+                    );
+                    ("GET", format!("/Users?filter={f}&count=50"), None)
+                })
+            })
+        }),
+        ("compound-half", 200, {
+            Box::new(move |_| {
+                Box::new(move |_| {
+                    let f = enc(
+                        "title eq \"Manager\" and (name.familyName eq \"F7\" or title eq \"Manager\")",
                     );
                     ("GET", format!("/Users?filter={f}&count=50"), None)
                 })
