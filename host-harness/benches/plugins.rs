@@ -1,14 +1,16 @@
 //! What a mapping plugin costs per user, next to the built-in rules: one
 //! call of the example plugins in the plugin sandbox, in a fresh instance
-//! (a single user's change) and in the instance a batch reuses (preview,
-//! background re-mapping), and their install time (check + compile). A
-//! hand-written plugin that does almost nothing gives the sandbox's own cost.
+//! (a single user's change: started inside the call, or, for the plugin in
+//! force, one the sandbox started ahead) and in the instance a batch reuses
+//! (preview, background re-mapping), and their install time (check +
+//! compile). A hand-written plugin that does almost nothing gives the
+//! sandbox's own cost.
 //!
 //! Run: `cargo bench -p scim-host --bench plugins`. The Rust example is
 //! built first (`cargo build -p example-rust-mapper --target wasm32-wasip2
-//! --profile wasm --target-dir target/mappers`); the Python one is measured
-//! when `plugin/mappers/example-python/mapper.wasm` exists (its `build.sh`
-//! makes it). The rules figure is `cargo bench -p scim-engine --bench rules`.
+//! --profile wasm --target-dir target/mappers`), and the Python one when
+//! its `mapper.wasm` is missing or stale (its `build.sh`, componentize-py
+//! from PyPI). The rules figure is `cargo bench -p scim-engine --bench rules`.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +52,18 @@ fn sample() -> (User, String) {
     (user, settings)
 }
 
+/// The process's resident memory (`VmRSS`), KiB.
+fn resident_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn bench(c: &mut Criterion) {
     let (user, settings) = sample();
     let mut plugins: Vec<(&str, Vec<u8>, PluginLimits)> = vec![
@@ -74,7 +88,7 @@ fn bench(c: &mut Criterion) {
     for (name, bytes, limits) in &plugins {
         // Install: check imports and exports, compile (no cache).
         let started = Instant::now();
-        let sandbox = Plugins::new(None, 4).unwrap();
+        let sandbox = Plugins::new(None, 16).unwrap();
         let loaded = sandbox.load(bytes).unwrap();
         eprintln!(
             "{name}: {} bytes, install (check + compile) {:.2} s",
@@ -83,11 +97,50 @@ fn bench(c: &mut Criterion) {
         );
         let got = sandbox.run(&loaded, limits, &user, &settings).unwrap();
         assert!(!got.is_empty());
-        // A SCIM request's single user: a fresh instance, the call handed
-        // to a plugin thread (the engine runs on a Tokio worker).
-        g.bench_function(format!("{name}: one user (instantiate + assign)"), |b| {
-            b.iter(|| sandbox.run(&loaded, limits, &user, &settings).unwrap())
-        });
+        // A single user's change of a plugin not in force (a replay): a
+        // fresh instance started inside the call, which is handed to a
+        // plugin thread (the engine runs on a Tokio worker).
+        g.bench_function(
+            format!("{name}: one user, instance started in the call"),
+            |b| b.iter(|| sandbox.run(&loaded, limits, &user, &settings).unwrap()),
+        );
+        // A SCIM request's single user under the plugin in force: a fresh
+        // instance the sandbox started ahead (a spare), the call handed to
+        // a plugin thread. Timed with a spare ready, as between requests.
+        let resident = resident_kib();
+        sandbox.keep(1, &loaded, bytes);
+        sandbox.run(&loaded, limits, &user, &settings).unwrap();
+        let waiting = Instant::now();
+        while sandbox.spares_ready() < 2 && waiting.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        eprintln!(
+            "{name}: {} spares ready; the process's resident memory grew by {:.1} MiB",
+            sandbox.spares_ready(),
+            (resident_kib() - resident) as f64 / 1024.0
+        );
+        g.bench_function(
+            format!("{name}: one user, fresh instance (a spare ready)"),
+            |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        let waiting = Instant::now();
+                        while sandbox.spares_ready() < 2 {
+                            assert!(
+                                waiting.elapsed() < Duration::from_secs(10),
+                                "no spare started"
+                            );
+                            std::thread::sleep(Duration::from_micros(100));
+                        }
+                        let started = Instant::now();
+                        sandbox.run(&loaded, limits, &user, &settings).unwrap();
+                        spent += started.elapsed();
+                    }
+                    spent
+                })
+            },
+        );
         // A batch (preview, background re-mapping): one instance serves
         // user after user, on the blocking thread itself.
         let mut session = None;

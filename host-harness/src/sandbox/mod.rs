@@ -5,6 +5,7 @@
 
 mod capture;
 pub mod plugin;
+mod spares;
 pub mod threads;
 
 use std::path::{Path, PathBuf};

@@ -23,6 +23,7 @@ use wasmtime::{
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::capture::Capture;
+use super::spares::{Make, Refiller, Spares};
 use super::threads::CallThreads;
 use super::{
     Ticker, cached_path, disallowed, exports, imports, read_or_compile, ticks, write_cached,
@@ -93,6 +94,9 @@ const RECENT_MAX: usize = 16;
 const DISK_CACHE_BYTES: u64 = 1 << 30;
 /// Bytes of a plugin's stdout and of its stderr kept for a failure's detail.
 const OUTPUT_KEPT: usize = 2048;
+/// Never-called instances of the plugins in force kept ready, in all, at
+/// most (and at most a quarter of the instance slots).
+const MAX_SPARES: u32 = 8;
 
 /// Limits of one plugin call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +195,11 @@ impl Compiled {
         }
     }
 
+    /// The hashes of the plugins in force.
+    fn in_force_hashes(&self) -> Vec<String> {
+        self.installed.keys().cloned().collect()
+    }
+
     fn get(&mut self, sha256: &str) -> Option<Arc<Loaded>> {
         if let Some(l) = self.installed.get(sha256) {
             return Some(l.clone());
@@ -284,6 +293,9 @@ pub struct Plugins {
     compiled: Mutex<Compiled>,
     cache_dir: Option<PathBuf>,
     threads: CallThreads,
+    /// Never-called instances of the plugins in force, by hash, started
+    /// under the limits they were asked with.
+    spares: Refiller<PluginLimits, Session>,
     _ticker: Ticker,
 }
 
@@ -338,6 +350,7 @@ impl Plugins {
             compiled: Mutex::default(),
             cache_dir: cache_dir.map(Path::to_path_buf),
             threads: CallThreads::start(2 * cores + 1)?,
+            spares: Spares::start(MAX_SPARES.min(slots / 4) as usize)?,
             _ticker: ticker,
         })
     }
@@ -405,7 +418,9 @@ impl Plugins {
             .installed
             .insert(loaded.sha256.clone(), loaded.clone());
         compiled.set_in_force(tenant, Some(&loaded.sha256));
+        let in_force = compiled.in_force_hashes();
         drop(compiled);
+        self.spares.retain(&in_force);
         if let Some(dir) = &self.cache_dir {
             let path = cached_path(&self.engine, "plugin", wasm, dir);
             write_cached(loaded.pre.component(), &path);
@@ -416,7 +431,42 @@ impl Plugins {
     /// `tenant` runs no plugin any more: the one it ran joins the recent
     /// uploads.
     pub fn release(&self, tenant: i64) {
-        self.compiled().set_in_force(tenant, None);
+        let mut compiled = self.compiled();
+        compiled.set_in_force(tenant, None);
+        let in_force = compiled.in_force_hashes();
+        drop(compiled);
+        self.spares.retain(&in_force);
+    }
+
+    /// Never-called instances started ahead and ready now, in all.
+    pub fn spares_ready(&self) -> usize {
+        self.spares.ready()
+    }
+
+    /// A never-called instance of `plugin` started ahead under `limits`, if
+    /// it is a plugin in force and one is ready; a thread of the sandbox
+    /// starts the next one behind it (see [`super::spares`]).
+    fn spare(&self, plugin: &Loaded, limits: &PluginLimits) -> Option<Session> {
+        // Under the lock, so that a plugin leaving force meanwhile cannot
+        // get a shelf after `release` or `keep` emptied it.
+        let compiled = self.compiled();
+        if !compiled.installed.contains_key(&plugin.sha256) {
+            return None;
+        }
+        self.spares.take(&plugin.sha256, limits, || {
+            let (engine, pre) = (self.engine.clone(), plugin.pre.clone());
+            let (sha256, limits) = (plugin.sha256.clone(), limits.clone());
+            let make: Make<Session> = Arc::new(move |rt| {
+                // The timer is made inside the runtime, which it needs.
+                rt.block_on(async {
+                    tokio::time::timeout(limits.deadline, start(&engine, &pre, &sha256, &limits))
+                        .await
+                })
+                .map_err(|_| timed_out(&limits).detail)?
+                .map_err(|f| format!("{}: {}", f.reason, f.detail))
+            });
+            make
+        })
     }
 
     /// The compiled plugin with this hash, if it was loaded before.
@@ -473,6 +523,9 @@ impl Plugins {
             .take()
             .filter(|s| s.sha256 == plugin.sha256 && s.calls < MAX_CALLS_PER_INSTANCE);
         let served_others = kept.as_ref().is_some_and(|s| s.calls > 0);
+        // Not one the engine call kept: a pristine one started ahead, if
+        // ready, which is as fresh as one started now.
+        let kept = kept.or_else(|| self.spare(plugin, limits));
         let call = Call {
             engine: self.engine.clone(),
             pre: plugin.pre.clone(),
@@ -531,7 +584,12 @@ impl Call {
         let limits = &self.limits;
         let mut current = match kept {
             Some(s) => s,
-            None => match tokio::time::timeout(limits.deadline, self.start()).await {
+            None => match tokio::time::timeout(
+                limits.deadline,
+                start(&self.engine, &self.pre, &self.sha256, limits),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(f)) => return (None, Err(f)),
                 Err(_) => return (None, Err(timed_out(limits))),
@@ -568,58 +626,62 @@ impl Call {
         };
         (keep.then_some(current), outcome)
     }
+}
 
-    /// A fresh instance: a new store whose limits the first call sets,
-    /// instantiated from the pre-linked template (this runs the plugin's
-    /// start function, under the same fuel and deadline).
-    async fn start(&self) -> Result<Session, Failure> {
-        let limits = &self.limits;
-        let (stdout, stderr) = (Capture::new(OUTPUT_KEPT), Capture::new(OUTPUT_KEPT));
-        let state = PluginState {
-            // stdin is empty; no variables, arguments, files or sockets.
-            wasi: WasiCtxBuilder::new()
-                .stdout(stdout.clone())
-                .stderr(stderr.clone())
-                .build(),
-            table: ResourceTable::new(),
-            cap: Cap {
-                memory: limits.memory_bytes,
-                hit: false,
-            },
-            stdout,
-            stderr,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.cap);
-        store
-            .set_fuel(limits.fuel)
-            .expect("fuel is enabled on the plugin engine");
-        store.set_epoch_deadline(ticks(limits.deadline));
-        store.epoch_deadline_trap();
-        match self.pre.instantiate_async(&mut store).await {
-            Ok(instance) => {
-                let func = instance
-                    .get_func(&mut store, "assign")
-                    .ok_or_else(|| Failure {
-                        reason: "plugin-output-invalid",
-                        detail: "the plugin exports no function `assign`".into(),
-                    })?;
-                Ok(Session {
-                    store,
-                    func,
-                    sha256: self.sha256.clone(),
-                    calls: 0,
-                })
-            }
-            Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().cap.hit => {
-                // Not the plugin's doing: every instance slot is in use.
-                Err(Failure {
-                    reason: "plugin-busy",
-                    detail: format!("the host could not start the plugin: {e:#}"),
-                })
-            }
-            Err(e) => Err(classify(&e, store.data(), limits)),
+/// A fresh instance: a new store whose limits the first call sets,
+/// instantiated from the pre-linked template (this runs the plugin's start
+/// function, under the same fuel and deadline).
+async fn start(
+    engine: &wasmtime::Engine,
+    pre: &InstancePre<PluginState>,
+    sha256: &str,
+    limits: &PluginLimits,
+) -> Result<Session, Failure> {
+    let (stdout, stderr) = (Capture::new(OUTPUT_KEPT), Capture::new(OUTPUT_KEPT));
+    let state = PluginState {
+        // stdin is empty; no variables, arguments, files or sockets.
+        wasi: WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build(),
+        table: ResourceTable::new(),
+        cap: Cap {
+            memory: limits.memory_bytes,
+            hit: false,
+        },
+        stdout,
+        stderr,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.cap);
+    store
+        .set_fuel(limits.fuel)
+        .expect("fuel is enabled on the plugin engine");
+    store.set_epoch_deadline(ticks(limits.deadline));
+    store.epoch_deadline_trap();
+    match pre.instantiate_async(&mut store).await {
+        Ok(instance) => {
+            let func = instance
+                .get_func(&mut store, "assign")
+                .ok_or_else(|| Failure {
+                    reason: "plugin-output-invalid",
+                    detail: "the plugin exports no function `assign`".into(),
+                })?;
+            Ok(Session {
+                store,
+                func,
+                sha256: sha256.to_string(),
+                calls: 0,
+            })
         }
+        Err(e) if e.downcast_ref::<Trap>().is_none() && !store.data().cap.hit => {
+            // Not the plugin's doing: every instance slot is in use.
+            Err(Failure {
+                reason: "plugin-busy",
+                detail: format!("the host could not start the plugin: {e:#}"),
+            })
+        }
+        Err(e) => Err(classify(&e, store.data(), limits)),
     }
 }
 
