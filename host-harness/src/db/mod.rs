@@ -9,6 +9,7 @@ mod schema;
 pub mod sql;
 mod sqlite_malloc;
 mod tenants;
+mod wal_writes;
 
 pub use clock::{now, timestamp};
 pub use schema::{SchemaStatus, migrate_explicitly, schema_status};
@@ -162,6 +163,8 @@ pub(crate) fn configure_sqlite() {
         }
         page_cache::install();
         sqlite_malloc::install();
+        // Last: registering a VFS initialises SQLite.
+        wal_writes::install();
     });
 }
 
