@@ -457,3 +457,25 @@ fn a_job_whose_server_was_killed_is_interrupted_and_applied_nothing() {
     // The tenant may start again at once.
     admin(&s, "POST", "/admin/v1/mapping/preview", STRIP_RULES, false).expect(200);
 }
+
+/// The command line works on the database directly: a preview there shows
+/// its progress on a terminal only, so piped output is just the report.
+#[test]
+fn the_command_line_preview_prints_no_progress_when_piped() {
+    let s = LmsServer::start();
+    sellers(&s, 3);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = dir.path().join("rules.toml");
+    std::fs::write(&file, STRIP_RULES).expect("rules file");
+    let file = file.to_str().expect("UTF-8 path");
+    let out = s.cli(&["mapping", "preview", "--tenant", "default", file]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = s.cli_json(&["mapping", "preview", "--tenant", "default", file, "--json"]);
+    assert_eq!(report["users"], 3, "{report}");
+    assert_eq!(report["losing"], 3, "{report}");
+}

@@ -285,3 +285,25 @@ pub async fn cancel(
         Cancel::Unknown => Err(unknown(&id)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respond_async_is_found_among_other_preferences() {
+        let prefer = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("prefer", HeaderValue::from_str(v).unwrap());
+            }
+            prefers_async(&h)
+        };
+        assert!(prefer(&["respond-async"]));
+        assert!(prefer(&["return=minimal, Respond-Async; wait=10"]));
+        assert!(prefer(&["return=minimal", "respond-async"]));
+        assert!(!prefer(&[]));
+        assert!(!prefer(&["return=representation", "wait=5"]));
+        assert!(!prefer(&["respond-asynchronously"]));
+    }
+}
