@@ -81,6 +81,16 @@ impl PluginCtx {
     }
 }
 
+impl Drop for PluginCtx {
+    /// The instance that served this engine call is released by the
+    /// sandbox's own thread, not the request's.
+    fn drop(&mut self) {
+        if let Some(used) = self.session.take() {
+            self.plugins.discard(used);
+        }
+    }
+}
+
 impl SqlStore {
     /// Finds the plugin this call runs, loading and compiling the installed
     /// one if this process has not yet.

@@ -489,7 +489,18 @@ impl Plugins {
         user: &User,
         settings: &str,
     ) -> Result<Vec<Grant>, Failure> {
-        self.run_in(&mut None, plugin, limits, user, settings)
+        let mut session = None;
+        let outcome = self.run_in(&mut session, plugin, limits, user, settings);
+        if let Some(used) = session {
+            self.discard(used);
+        }
+        outcome
+    }
+
+    /// Releases an instance that served its engine call, off the caller's
+    /// thread (see [`super::spares`]).
+    pub fn discard(&self, used: Session) {
+        self.spares.discard(used);
     }
 
     /// Runs the plugin for one user within `limits`, in the instance
