@@ -273,7 +273,10 @@ pub fn status(
             let what = if let Some(s) = work.get("source") {
                 json!({"remap": "source", "via": s})
             } else if let Some(Value::Array(u)) = work.get("users") {
-                json!({"remap": "users", "users": u.len()})
+                // The cursor of a list of users is how many are done.
+                let cursor: Option<String> = r.get(4)?;
+                let done = cursor.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+                json!({"remap": "users", "users": u.len(), "done": done})
             } else if work.get("everyone").is_some() {
                 let cursor: Option<String> = r.get(4)?;
                 let (done, total) =

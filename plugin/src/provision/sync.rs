@@ -133,7 +133,12 @@ pub fn drain(
             )?;
             Ok(resume_after(&ids, batch))
         }
+        Work::Everyone if task.cursor.is_none() => {
+            enqueue_in_id_order(store, lms)?;
+            Ok(None)
+        }
         Work::Everyone => {
+            // A task queued, and started, before it was split up.
             let (users, next) = users_page(store, seq_cursor(task)?, batch)?;
             let ids: Vec<String> = users.iter().map(|(id, _)| id.clone()).collect();
             let known: HashMap<String, &Value> =
@@ -174,6 +179,42 @@ pub fn drain(
             Ok((end < users.len()).then(|| end.to_string()))
         }
     }
+}
+
+/// Keys read per store call while listing every user.
+const KEYS_PAGE: u32 = 10_000;
+
+/// Queues every user of the tenant as tasks of [`TASK_USERS`] users in id
+/// order. The LMS keeps learners, their assignments and the sync log's
+/// per-user index by user id; walked in creation order, each user of a
+/// batch lands on pages of its own, and a batch of 500 rewrites thousands of
+/// pages. In id order, neighbours share pages. A user created meanwhile is
+/// mapped by its own request, under the rules already in force; one deleted
+/// meanwhile is found gone when its turn comes.
+fn enqueue_in_id_order(store: &mut dyn Store, lms: &mut dyn LmsHost) -> ScimResult<()> {
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let keys = store.scan_keys(
+            USER_TYPE.name,
+            &Selection::All,
+            Page::after(after, KEYS_PAGE),
+        )?;
+        let done = keys.len() < KEYS_PAGE as usize;
+        after = keys.last().map(|(_, seq)| *seq).or(after);
+        ids.extend(keys.into_iter().map(|(id, _)| id));
+        if done {
+            break;
+        }
+    }
+    ids.sort_unstable();
+    for chunk in ids.chunks(TASK_USERS) {
+        lms.enqueue(Task {
+            work: Work::Users(chunk.to_vec()),
+            cursor: None,
+        });
+    }
+    Ok(())
 }
 
 /// Where the next batch starts after a full batch of learners in id order;

@@ -1106,3 +1106,40 @@ mod plugins {
         assert_eq!(e.status, 400);
     }
 }
+
+#[test]
+fn re_mapping_everyone_walks_the_users_in_id_order() {
+    let mut f = Fixture::new();
+    let mut ids: Vec<String> = (0..7)
+        .map(|i| f.user(&format!("u{i}"), json!({})))
+        .collect();
+    f.lms.outbox.clear();
+    f.lms.outbox.push(Task {
+        work: Work::Everyone,
+        cursor: None,
+    });
+    let task = f.lms.outbox.remove(0);
+    // The first step maps no one: it queues every user, in id order.
+    let next = crate::drain(&task, 3, &mut f.store, &mut f.lms).unwrap();
+    assert_eq!(next, None);
+    let queued: Vec<String> = f
+        .lms
+        .outbox
+        .iter()
+        .flat_map(|t| match &t.work {
+            Work::Users(users) => users.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(queued, ids);
+    // A task that was already under way goes on in creation order.
+    f.lms.outbox.clear();
+    let started = Task {
+        work: Work::Everyone,
+        cursor: Some("0".into()),
+    };
+    let next = crate::drain(&started, 3, &mut f.store, &mut f.lms).unwrap();
+    assert!(next.is_some());
+    assert!(f.lms.outbox.is_empty());
+}
