@@ -324,6 +324,7 @@ fn a_first_release_database_is_migrated() {
              DROP TABLE learners; DROP TABLE catalogue; DROP TABLE assignments;
              DROP TABLE outbox; DROP TABLE events; DROP TABLE event_names;
              DROP TABLE admin_sessions; DROP TABLE alert_hooks; DROP TABLE alert_deliveries;
+             DROP TABLE jobs;
              PRAGMA user_version = 0;",
         )
         .unwrap();
@@ -347,7 +348,7 @@ fn a_first_release_database_is_migrated() {
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     // Migrations 2 and 3 gave the existing tenant its LMS catalogue and a
     // policy.
     let (role, policy, drift): (String, String, String) = conn
