@@ -163,8 +163,12 @@ pub(crate) fn configure_sqlite() {
         }
         page_cache::install();
         sqlite_malloc::install();
-        // Last: registering a VFS initialises SQLite.
-        wal_writes::install();
+        // Last: registering a VFS initialises SQLite. `SCIM_WAL_BATCHING=off`
+        // leaves SQLite's own log writes, should an operator ever want to
+        // rule the wrapper out.
+        if std::env::var("SCIM_WAL_BATCHING").as_deref() != Ok("off") {
+            wal_writes::install();
+        }
     });
 }
 
