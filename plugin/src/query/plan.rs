@@ -83,28 +83,13 @@ pub fn exact_selection(rt: &ResourceType, filter: Option<&Filter>) -> Option<Sel
     };
     let mut clauses: Vec<(u8, Vec<TermQuery>)> = Vec::new();
     for c in essential(filter.conjuncts()) {
-        let alternatives = match c {
-            Filter::Or(fs) => fs.as_slice(),
-            other => std::slice::from_ref(other),
-        };
-        let mut queries = Vec::with_capacity(alternatives.len());
-        let mut rank = 0;
-        for f in alternatives {
-            let Filter::Compare {
-                path, op, value, ..
-            } = f
-            else {
-                return None;
-            };
-            match term_plan(rt, path, *op, value)? {
-                (r, Plan::Index(q)) => {
-                    rank = rank.max(r + u8::from(alternatives.len() > 1));
-                    queries.push(q);
-                }
-                _ => return None,
+        clauses.push(match c {
+            Filter::Or(alternatives) => term_union(rt, alternatives)?,
+            other => {
+                let (rank, queries) = term_union(rt, std::slice::from_ref(other))?;
+                (rank - 1, queries)
             }
-        }
-        clauses.push((rank, queries));
+        });
     }
     // The most selective clause first: the host drives from it.
     clauses.sort_by_key(|(rank, _)| *rank);
@@ -232,7 +217,15 @@ pub fn plan(rt: &ResourceType, filter: Option<&Filter>) -> Plan {
 /// An `or` whose every branch is an index lookup: one clause that any of
 /// them satisfies (`name.familyName eq "F7" or active eq false`).
 fn any_term(rt: &ResourceType, alternatives: &[Filter]) -> Option<(u8, Plan)> {
-    let mut queries = Vec::new();
+    let (rank, queries) = term_union(rt, alternatives)?;
+    Some((rank, Plan::Matching(vec![Clause::AnyTerm(queries)])))
+}
+
+/// The index lookups of comparisons any of which may hold, ranked after
+/// the least selective of them (a union is wider than its parts); `None`
+/// unless the index answers every one.
+fn term_union(rt: &ResourceType, alternatives: &[Filter]) -> Option<(u8, Vec<TermQuery>)> {
+    let mut queries = Vec::with_capacity(alternatives.len());
     let mut rank = 0;
     for f in alternatives {
         let Filter::Compare {
@@ -249,8 +242,7 @@ fn any_term(rt: &ResourceType, alternatives: &[Filter]) -> Option<(u8, Plan)> {
             _ => return None,
         }
     }
-    // A union is less selective than its parts: rank it after single terms.
-    Some((rank + 1, Plan::Matching(vec![Clause::AnyTerm(queries)])))
+    Some((rank + 1, queries))
 }
 
 /// The lookup for one comparison, ranked (lower is more selective).
