@@ -331,6 +331,11 @@ impl Plugins {
         // would take every core for the seconds an 18 MB Python plugin
         // takes, from every tenant's requests.
         config.parallel_compilation(false);
+        // Tables are filled when an instance starts, not entry by entry on
+        // first use: a Python plugin's first call otherwise spent about 2 ms
+        // filling its interpreter's function table. Starting ahead (see
+        // `spares`) then leaves a request none of that work.
+        config.table_lazy_init(false);
         config
             .consume_fuel(true)
             .epoch_interruption(true)
