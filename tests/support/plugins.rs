@@ -21,6 +21,7 @@ pub fn build_rust_plugin(package: &str, wasm_name: &str) -> Vec<u8> {
     let root = workspace();
     let target = root.join("target/mappers");
     let started = Instant::now();
+    scim_engine_build::ensure_target("wasm32-wasip2").unwrap_or_else(|e| panic!("{e:#}"));
     let out = Command::new(env!("CARGO"))
         .current_dir(&root)
         .args([

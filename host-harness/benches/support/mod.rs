@@ -262,6 +262,7 @@ pub fn root() -> PathBuf {
 /// The example Rust mapping plugin (`plugin/mappers/example-rust`), built.
 pub fn rust_example() -> Vec<u8> {
     let root = root();
+    scim_engine_build::ensure_target("wasm32-wasip2").unwrap_or_else(|e| panic!("{e:#}"));
     let status = std::process::Command::new(env!("CARGO"))
         .current_dir(&root)
         .args([

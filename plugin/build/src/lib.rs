@@ -45,7 +45,7 @@ pub struct Options {
 /// Builds the component and returns its path. The file is rewritten only
 /// when its bytes change, so that builds depending on it stay fresh.
 pub fn build(opts: &Options) -> Result<PathBuf> {
-    ensure_target()?;
+    ensure_target(TARGET)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&opts.root)
@@ -128,9 +128,10 @@ fn allowed(name: &str) -> bool {
     name.starts_with(OWN_PACKAGE) || ALLOWED_IMPORTS.contains(&bare)
 }
 
-/// Makes sure the target's standard library is installed: rustup does not
-/// fetch targets by itself when `RUSTUP_AUTO_INSTALL=0`.
-fn ensure_target() -> Result<()> {
+/// Makes sure `target`'s standard library is installed: rustup does not
+/// fetch targets by itself when `RUSTUP_AUTO_INSTALL=0`. Also used by the
+/// tests and benchmarks that build mapping plugins for `wasm32-wasip2`.
+pub fn ensure_target(target: &str) -> Result<()> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -138,18 +139,18 @@ fn ensure_target() -> Result<()> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let installed = |root: &Path| root.join("lib/rustlib").join(TARGET).join("lib").exists();
+    let installed = |root: &Path| root.join("lib/rustlib").join(target).join("lib").exists();
     if sysroot.as_deref().is_some_and(installed) {
         return Ok(());
     }
-    eprintln!("installing the {TARGET} target with rustup");
+    eprintln!("installing the {target} target with rustup");
     let ok = Command::new("rustup")
-        .args(["target", "add", TARGET])
+        .args(["target", "add", target])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         bail!(
-            "the {TARGET} Rust target is missing and `rustup target add {TARGET}` failed; \
+            "the {target} Rust target is missing and `rustup target add {target}` failed; \
              install it by hand and build again"
         );
     }
