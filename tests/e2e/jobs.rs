@@ -141,6 +141,19 @@ fn sellers(s: &LmsServer, n: usize) {
 }
 
 /// Versions of the tenant's rules installed so far.
+/// Installs [`STRIP_RULES`] as a job, which every seller's loss takes over
+/// the threshold: its id and its ended state, `needs-confirmation`.
+fn install_needing_confirmation(s: &LmsServer) -> (String, Value) {
+    let job = started(
+        admin(s, "PUT", "/admin/v1/mapping", STRIP_RULES, true),
+        "mapping-install",
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let ended = poll(s, &s.admin_token, &id);
+    assert_eq!(ended["state"], "needs-confirmation", "{ended}");
+    (id, ended)
+}
+
 fn rules_history(s: &LmsServer) -> usize {
     let m = s.admin_get("/admin/v1/mapping").expect(200).json;
     m["history"].as_array().map_or(0, Vec::len)
@@ -172,6 +185,12 @@ fn a_preview_in_the_background_answers_at_once_and_polls_to_its_report() {
     let list = s.admin_get("/admin/v1/jobs").expect(200).json;
     assert_eq!(list["jobs"][0]["id"], id, "{list}");
     assert_eq!(list["jobs"][0]["result"], Value::Null, "{list}");
+    for bad in ["0", "101", "ten"] {
+        let r = s
+            .admin_get(&format!("/admin/v1/jobs?limit={bad}"))
+            .expect(400);
+        assert!(r.text.contains("from 1 to 100"), "{}", r.text);
+    }
     // A preview applies nothing.
     assert_eq!(rules_history(&s), 0);
 }
@@ -180,13 +199,7 @@ fn a_preview_in_the_background_answers_at_once_and_polls_to_its_report() {
 fn an_install_over_the_threshold_waits_for_confirmation_of_its_own_preview() {
     let s = LmsServer::start();
     sellers(&s, 4);
-    let job = started(
-        admin(&s, "PUT", "/admin/v1/mapping", STRIP_RULES, true),
-        "mapping-install",
-    );
-    let id = job["id"].as_str().unwrap().to_string();
-    let ended = poll(&s, &s.admin_token, &id);
-    assert_eq!(ended["state"], "needs-confirmation", "{ended}");
+    let (id, ended) = install_needing_confirmation(&s);
     assert_eq!(ended["result"], Value::Null, "{ended}");
     let e = &ended["error"];
     assert_eq!(e["status"], 409, "{ended}");
@@ -236,12 +249,7 @@ fn an_install_over_the_threshold_waits_for_confirmation_of_its_own_preview() {
 fn a_confirmation_resting_on_a_stale_or_other_preview_is_refused() {
     let s = LmsServer::start();
     sellers(&s, 2);
-    let job = started(
-        admin(&s, "PUT", "/admin/v1/mapping", STRIP_RULES, true),
-        "mapping-install",
-    );
-    let id = job["id"].as_str().unwrap().to_string();
-    assert_eq!(poll(&s, &s.admin_token, &id)["state"], "needs-confirmation");
+    let (id, _) = install_needing_confirmation(&s);
 
     // Other rules than the preview's.
     let r = admin(

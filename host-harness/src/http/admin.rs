@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
-use super::api::{ApiError, Reply, authenticate, db_error, error, internal_error};
+use super::api::{ApiError, Reply, authenticate, db_error, error, internal_error, limit_param};
 use crate::app::App;
 use crate::db::Conn;
 use crate::events::{self, Stamp};
@@ -323,14 +323,7 @@ pub fn events_query(params: &HashMap<String, String>) -> Result<events::Query, S
         Some("true") => true,
         Some(other) => return Err(format!("'failed' must be true or false, not '{other}'")),
     };
-    let limit = match params.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=10_000).contains(l))
-            .ok_or_else(|| format!("'limit' must be a number from 1 to 10000, not '{l}'"))?,
-    };
+    let limit = limit_param(params, 100, 10_000)?;
     let before = match params.get("before") {
         None => None,
         Some(b) => Some(b.parse::<i64>().ok().filter(|b| *b > 0).ok_or_else(|| {
@@ -381,19 +374,7 @@ async fn search_learners(
         ));
     }
     let max = lms::search::MAX_RESULTS;
-    let limit = match params.get("limit") {
-        None => 20,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=max).contains(l))
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("'limit' must be a number from 1 to {max}, not '{l}'"),
-                )
-            })?,
-    };
+    let limit = limit_param(&params, 20, max).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let found = lms::search::learners(&conn, tenant.id, q, limit).map_err(db_error)?;
     Ok(Json(json!({"learners": found})).into_response())
 }

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::api::{ApiError, Reply, authenticate, db_error, error};
+use super::api::{ApiError, Reply, authenticate, db_error, error, limit_param};
 use crate::alerts::hooks::{self, HookError, NewHook};
 use crate::alerts::{self, Kind, payload, queue};
 use crate::app::App;
@@ -155,19 +155,7 @@ async fn deliveries(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
-    let limit = match params.get("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("'limit' must be a number from 1 to 1000, not '{l}'"),
-                )
-            })?,
-    };
-    let list = queue::list(&conn, tenant.id, limit).map_err(db_error)?;
+    let limit = limit_param(&params, 100, 1000).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    let list = queue::list(&conn, tenant.id, limit.into()).map_err(db_error)?;
     Ok(Json(json!({"deliveries": list})).into_response())
 }

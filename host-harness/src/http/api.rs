@@ -50,6 +50,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The `limit` query parameter of a listing: `default` when absent,
+/// otherwise a number from 1 to `max`, or a detail saying so.
+pub(crate) fn limit_param(
+    params: &std::collections::HashMap<String, String>,
+    default: u32,
+    max: u32,
+) -> Result<u32, String> {
+    match params.get("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| format!("'limit' must be a number from 1 to {max}, not '{l}'")),
+    }
+}
+
 pub(crate) fn error(status: StatusCode, detail: impl Into<String>) -> ApiError {
     ApiError {
         status,

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::api::{ApiError, Reply, authenticate, db_error, error};
+use super::api::{ApiError, Reply, authenticate, db_error, error, limit_param};
 use super::refusals::refusal_parts;
 use crate::app::App;
 use crate::db::Tenant;
@@ -234,16 +234,7 @@ pub async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Reply {
     let (tenant, conn) = authenticate(&app, &headers)?;
-    let limit = match params.get("limit") {
-        None => 20,
-        Some(v) => v.parse::<u32>().map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("'limit' must be a number, not '{v}'"),
-            )
-        })?,
-    }
-    .min(100);
+    let limit = limit_param(&params, 20, 100).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let jobs = jobs::list(&conn, tenant.id, limit).map_err(db_error)?;
     Ok(Json(json!({"jobs": jobs})).into_response())
 }
