@@ -154,6 +154,21 @@ fn install_needing_confirmation(s: &LmsServer) -> (String, Value) {
     (id, ended)
 }
 
+/// Starts a confirmed install of [`STRIP_RULES`] as a job; its id.
+fn confirmed_install(s: &LmsServer) -> String {
+    let job = started(
+        admin(
+            s,
+            "PUT",
+            "/admin/v1/mapping?confirm=true",
+            STRIP_RULES,
+            true,
+        ),
+        "mapping-install",
+    );
+    job["id"].as_str().unwrap().to_string()
+}
+
 fn rules_history(s: &LmsServer) -> usize {
     let m = s.admin_get("/admin/v1/mapping").expect(200).json;
     m["history"].as_array().map_or(0, Vec::len)
@@ -351,17 +366,7 @@ fn a_plugin_install_waits_for_confirmation_and_applies_the_preview_confirmed() {
 fn a_cancelled_job_applies_nothing_and_frees_the_tenant() {
     let s = LmsServer::start_env(&[], &[DELAY]);
     sellers(&s, 2);
-    let job = started(
-        admin(
-            &s,
-            "PUT",
-            "/admin/v1/mapping?confirm=true",
-            STRIP_RULES,
-            true,
-        ),
-        "mapping-install",
-    );
-    let id = job["id"].as_str().unwrap().to_string();
+    let id = confirmed_install(&s);
     // It holds the tenant's turn at mapping work while it runs.
     admin(&s, "POST", "/admin/v1/mapping/preview", STRIP_RULES, false).expect(429);
 
@@ -435,17 +440,7 @@ fn tenants_see_only_their_own_jobs_and_tokens_are_required() {
 fn a_job_whose_server_was_killed_is_interrupted_and_applied_nothing() {
     let mut s = LmsServer::start_env(&[], &[DELAY, HEARTBEAT]);
     sellers(&s, 2);
-    let job = started(
-        admin(
-            &s,
-            "PUT",
-            "/admin/v1/mapping?confirm=true",
-            STRIP_RULES,
-            true,
-        ),
-        "mapping-install",
-    );
-    let id = job["id"].as_str().unwrap().to_string();
+    let id = confirmed_install(&s);
     // Alive, it keeps running past the time a silent job is given.
     std::thread::sleep(Duration::from_millis(2500));
     let alive = admin(&s, "GET", &format!("/admin/v1/jobs/{id}"), "", false).expect(200);
