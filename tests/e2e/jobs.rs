@@ -3,24 +3,14 @@
 //! job's preview (and is refused once that preview is stale), cancelling,
 //! tenants kept apart, and a job whose server was killed.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::mapper::client;
 use crate::mapper::hostile::{Plugin, build};
-use crate::support::{ENTERPRISE, LmsServer, Resp, USER_SCHEMA, into_resp};
-
-/// Only Finance keeps a role, and nobody is in Finance: every learner loses
-/// one, far above the 5% threshold.
-const STRIP_RULES: &str = r#"version = 1
-default_role = ""
-
-[[rule]]
-name = "finance-learners"
-when = { attribute = "department", equals = "Finance" }
-grant = { role = "learner" }
-"#;
+use crate::mapping::{STRIP_RULES, user};
+use crate::support::{LmsServer, Resp, into_resp};
 
 /// Sales keeps its role: nobody loses anything.
 const SALES_RULES: &str = r#"version = 1
@@ -37,16 +27,6 @@ grant = { role = "learner" }
 const DELAY: (&str, &str) = ("SCIM_JOB_DELAY_MS", "60000");
 /// A heartbeat every 0.3 s: a job silent for 1.8 s has lost its server.
 const HEARTBEAT: (&str, &str) = ("SCIM_JOB_HEARTBEAT_MS", "300");
-
-fn client() -> &'static reqwest::blocking::Client {
-    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client")
-    })
-}
 
 /// An admin request with this token (none: `None`), a body of bytes, and
 /// `Prefer: respond-async` when `background`.
@@ -120,27 +100,12 @@ fn poll(s: &LmsServer, token: &str, id: &str) -> Value {
     }
 }
 
-#[track_caller]
-fn user(s: &LmsServer, user_name: &str, department: &str) -> String {
-    let body = json!({
-        "schemas": [USER_SCHEMA, ENTERPRISE],
-        "userName": user_name,
-        "active": true,
-        ENTERPRISE: {"department": department},
-    });
-    s.post("/Users", &body).expect(201).json["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
-
 fn sellers(s: &LmsServer, n: usize) {
     for i in 1..=n {
-        user(s, &format!("seller{i}"), "Sales");
+        user(s, &format!("seller{i}"), "Sales", None);
     }
 }
 
-/// Versions of the tenant's rules installed so far.
 /// Installs [`STRIP_RULES`] as a job, which every seller's loss takes over
 /// the threshold: its id and its ended state, `needs-confirmation`.
 fn install_needing_confirmation(s: &LmsServer) -> (String, Value) {
@@ -169,6 +134,7 @@ fn confirmed_install(s: &LmsServer) -> String {
     job["id"].as_str().unwrap().to_string()
 }
 
+/// Versions of the tenant's rules installed so far.
 fn rules_history(s: &LmsServer) -> usize {
     let m = s.admin_get("/admin/v1/mapping").expect(200).json;
     m["history"].as_array().map_or(0, Vec::len)

@@ -33,7 +33,8 @@ const TEAMS_LEARNER: &str = "plugin:assign@active";
 // ---------------------------------------------------------------------------
 // Helpers
 
-fn client() -> &'static reqwest::blocking::Client {
+/// The admin API client of the tests that send plugins, rules and jobs.
+pub(crate) fn client() -> &'static reqwest::blocking::Client {
     static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::blocking::Client::builder()

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -23,7 +22,12 @@ const RULES_DEFAULT_ROLE: &str = "default:learner-role@active";
 
 /// Creates an active user with an enterprise department and a title.
 #[track_caller]
-fn user(s: &LmsServer, user_name: &str, department: &str, title: Option<&str>) -> String {
+pub(crate) fn user(
+    s: &LmsServer,
+    user_name: &str,
+    department: &str,
+    title: Option<&str>,
+) -> String {
     let mut body = json!({
         "schemas": [USER_SCHEMA, ENTERPRISE],
         "userName": user_name,
@@ -164,14 +168,7 @@ fn touches(e: &Value, kind: &str, side: &str, name: &str) -> bool {
 /// A request to the admin API whose body is text (a rules document), with
 /// the given bearer token (none when `None`).
 fn send_text(s: &LmsServer, token: Option<&str>, method: &str, path: &str, body: &str) -> Resp {
-    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client")
-    });
-    let mut req = client
+    let mut req = crate::mapper::client()
         .request(method.parse().expect("method"), s.admin_url(path))
         .header("content-type", "application/toml")
         .body(body.to_string());
@@ -533,7 +530,7 @@ fn cli_checks_a_file_installs_it_and_existing_users_are_remapped() {
 // 2. The admin API and the confirmation
 
 /// Only Finance keeps a role, and nobody is in Finance.
-const STRIP_RULES: &str = r#"version = 1
+pub(crate) const STRIP_RULES: &str = r#"version = 1
 default_role = ""
 
 [[rule]]
