@@ -19,10 +19,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::api::{ApiError, Reply, authenticate, db_error, error};
 use super::jobs::{self as http_jobs, prefers_async};
-use super::mapping::{as_json, flag, mapping_turn, number, work};
+use super::mapping::{as_json, changed, flag, mapping_turn, number, work};
 use crate::app::App;
 use crate::db::Tenant;
-use crate::jobs::{Kind, Running};
+use crate::jobs::Kind;
 use crate::mapper::{self, Upload};
 use crate::mapping::{self, Change, Previewed};
 use crate::sandbox::plugin::MAX_COMPONENT_BYTES;
@@ -167,36 +167,16 @@ async fn change(
             _ => mapper::rollback(&app.runtime, &app.pool, tenant, change),
         }
     };
-    if prefers_async(headers) {
-        let seen = match &previewed {
-            Some(p) => p.in_force,
-            None => http_jobs::in_force(&app, &tenant)?,
-        };
-        let basis = http_jobs::basis(&target, seen);
-        let turn = mapping_turn(&app, tenant.id).await?;
-        let t = tenant.clone();
-        return http_jobs::start(
-            app,
-            &tenant,
-            kind,
-            turn,
-            Some(basis),
-            move |app, job: &mut Running| {
-                let id = job.id().to_string();
-                let claim = move |tx: &crate::db::sql::Connection| crate::jobs::claim(tx, &id);
-                as_json(run(app, &t, &mut |n| job.hear(n), previewed, Some(&claim))?)
-            },
-        )
-        .await;
-    }
-    let app2 = app.clone();
-    let turn = mapping_turn(&app, tenant.id).await?;
-    let outcome = work(turn, move || {
-        run(&app2, &tenant, &mut mapping::heard(|_| {}), previewed, None)
-    })
-    .await?;
-    app.outbox.notify_one();
-    Ok(Json(outcome).into_response())
+    changed(
+        app,
+        tenant,
+        prefers_async(headers),
+        kind,
+        &target,
+        previewed,
+        run,
+    )
+    .await
 }
 
 pub async fn put_mapper(

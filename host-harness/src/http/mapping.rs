@@ -23,7 +23,7 @@ use super::refusals::refusal;
 use crate::app::App;
 use crate::db::Tenant;
 use crate::jobs::Kind;
-use crate::mapping::{self, Change, Choice, Refusal};
+use crate::mapping::{self, Change, Choice, Previewed, Refusal};
 
 /// Per-learner differences a preview answers unless `limit` says otherwise.
 const KEEP: usize = 1000;
@@ -249,63 +249,76 @@ async fn change(app: Arc<App>, tenant: Tenant, text: Option<String>, asked: Aske
     let Asked {
         confirm, threshold, ..
     } = asked;
-    if asked.background {
+    changed(
+        app,
+        tenant,
+        asked.background,
+        asked.kind,
+        &asked.target,
+        previewed,
+        move |app, tenant, progress, previewed, claim| {
+            mapping::install(
+                &app.runtime,
+                &app.pool,
+                tenant,
+                text.as_deref(),
+                threshold,
+                Change {
+                    confirm,
+                    by: "admin-api",
+                    keep: KEEP,
+                    progress,
+                    writers: Some(&app.writers),
+                    previewed,
+                    claim,
+                },
+            )
+        },
+    )
+    .await
+}
+
+/// Runs a change of the tenant's mapping (its rules or its plugin) through
+/// `run`: as a job when the client prefers it (answered 202 at once, the
+/// job hearing `run`'s progress and claimed inside its transaction), or
+/// else in the request; either way holding the tenant's mapping turn, and
+/// resting on `previewed` when given.
+pub(super) async fn changed<T: serde::Serialize + Send + 'static>(
+    app: Arc<App>,
+    tenant: Tenant,
+    background: bool,
+    kind: Kind,
+    target: &str,
+    previewed: Option<Previewed>,
+    run: impl FnOnce(
+        &App,
+        &Tenant,
+        mapping::Progress<'_>,
+        Option<Previewed>,
+        Option<mapping::Claim<'_>>,
+    ) -> Result<T, Refusal>
+    + Send
+    + 'static,
+) -> Reply {
+    if background {
         let seen = match &previewed {
             Some(p) => p.in_force,
             None => http_jobs::in_force(&app, &tenant)?,
         };
-        let basis = http_jobs::basis(&asked.target, seen);
+        let basis = http_jobs::basis(target, seen);
         let turn = mapping_turn(&app, tenant.id).await?;
         let t = tenant.clone();
-        return http_jobs::start(
-            app,
-            &tenant,
-            asked.kind,
-            turn,
-            Some(basis),
-            move |app, job| {
-                let id = job.id().to_string();
-                let claim = move |tx: &crate::db::sql::Connection| crate::jobs::claim(tx, &id);
-                let outcome = mapping::install(
-                    &app.runtime,
-                    &app.pool,
-                    &t,
-                    text.as_deref(),
-                    threshold,
-                    Change {
-                        confirm,
-                        by: "admin-api",
-                        keep: KEEP,
-                        progress: &mut |n| job.hear(n),
-                        writers: Some(&app.writers),
-                        previewed,
-                        claim: Some(&claim),
-                    },
-                )?;
-                as_json(outcome)
-            },
-        )
+        return http_jobs::start(app, &tenant, kind, turn, Some(basis), move |app, job| {
+            let id = job.id().to_string();
+            let claim = move |tx: &crate::db::sql::Connection| crate::jobs::claim(tx, &id);
+            as_json(run(app, &t, &mut |n| job.hear(n), previewed, Some(&claim))?)
+        })
         .await;
     }
     let app2 = app.clone();
     let turn = mapping_turn(&app, tenant.id).await?;
     let outcome = work(turn, move || {
-        mapping::install(
-            &app2.runtime,
-            &app2.pool,
-            &tenant,
-            text.as_deref(),
-            threshold,
-            Change {
-                confirm,
-                by: "admin-api",
-                keep: KEEP,
-                progress: &mut mapping::heard(|_| {}),
-                writers: Some(&app2.writers),
-                previewed,
-                claim: None,
-            },
-        )
+        run(&app2, &tenant, &mut mapping::heard(|_| {}), previewed, None)
     })
     .await?;
     app.outbox.notify_one();
