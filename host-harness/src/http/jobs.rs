@@ -57,10 +57,15 @@ pub(super) async fn start(
     basis: Option<Value>,
     work: impl FnOnce(&App, &mut Running) -> Result<Value, Refusal> + Send + 'static,
 ) -> Reply {
-    let job = {
+    let total = {
         let conn = app.pool.get().map_err(db_error)?;
-        let total = crate::mapping::users(&conn, tenant.id).map_err(|_| db_error("users"))?;
+        crate::mapping::users(&conn, tenant.id).map_err(|_| db_error("users"))?
+    };
+    // No connection held while waiting for the write turn: its holder may
+    // need one from the pool.
+    let job = {
         let _turn = app.writers.lock().await;
+        let conn = app.pool.get().map_err(db_error)?;
         jobs::create(&conn, tenant.id, kind, total, basis.as_ref()).map_err(db_error)?
     };
     let id = job.id.clone();

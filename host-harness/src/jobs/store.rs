@@ -11,6 +11,10 @@ use crate::mapping::Refusal;
 
 const COLUMNS: &str =
     "id, kind, state, done, total, created, finished, result, error, basis, owner, heartbeat";
+/// [`COLUMNS`] for a listing, which shows no results: a preview's report
+/// is not read only to be dropped.
+const LISTED: &str =
+    "id, kind, state, done, total, created, finished, NULL, error, basis, owner, heartbeat";
 
 /// A time `ago` before now, as stored.
 fn before_now(ago: std::time::Duration) -> String {
@@ -167,7 +171,7 @@ pub fn get(conn: &Connection, tenant: i64, id: &str) -> crate::db::sql::Result<O
 pub fn list(conn: &Connection, tenant: i64, limit: u32) -> crate::db::sql::Result<Vec<Job>> {
     let rows: Vec<Stored> = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE tenant = ?1 ORDER BY created DESC, id DESC LIMIT ?2"
+            "SELECT {LISTED} FROM jobs WHERE tenant = ?1 ORDER BY created DESC, id DESC LIMIT ?2"
         ))?
         .query_map(params![tenant, limit], row)?
         .collect::<Result<_, _>>()?;
@@ -176,7 +180,6 @@ pub fn list(conn: &Connection, tenant: i64, limit: u32) -> crate::db::sql::Resul
         if orphaned(conn, &s) {
             interrupt(conn, &mut s)?;
         }
-        s.job.result = None;
         jobs.push(shown(s));
     }
     Ok(jobs)
