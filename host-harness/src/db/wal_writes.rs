@@ -331,12 +331,45 @@ macro_rules! flush_then {
     };
 }
 
+/// A method that gives something up (a lock, the shared memory): called
+/// even when the flush before it failed, since SQLite ignores what an
+/// unlock returns and a lock left held would stop every other writer; the
+/// flush's error is still returned.
+macro_rules! flush_and_release {
+    ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(f: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            // SAFETY: SQLite passes this file and the arguments its method
+            // takes.
+            unsafe { release(f, |real, m| m.$method.map_or(ffi::SQLITE_OK, |method| method(real $(, $arg)*))) }
+        }
+    };
+}
+
+/// Flushes, then runs `call` on the real file whatever the flush gave;
+/// the flush's error first, else `call`'s code.
+unsafe fn release(
+    f: *mut ffi::sqlite3_file,
+    call: impl FnOnce(*mut ffi::sqlite3_file, &ffi::sqlite3_io_methods) -> c_int,
+) -> c_int {
+    // SAFETY: per the contract of the method calling it.
+    unsafe {
+        let flushed = flush(f);
+        let (real, m) = real(f);
+        let rc = call(real, m);
+        if flushed != ffi::SQLITE_OK {
+            flushed
+        } else {
+            rc
+        }
+    }
+}
+
 flush_then!(truncate, xTruncate, (size: ffi::sqlite3_int64), ffi::SQLITE_IOERR_TRUNCATE);
 flush_then!(sync, xSync, (flags: c_int), ffi::SQLITE_IOERR_FSYNC);
 flush_then!(file_size, xFileSize, (size: *mut ffi::sqlite3_int64), ffi::SQLITE_IOERR_FSTAT);
 flush_then!(file_control, xFileControl, (op: c_int, arg: *mut c_void), ffi::SQLITE_NOTFOUND);
 flush_then!(lock, xLock, (level: c_int), ffi::SQLITE_OK);
-flush_then!(unlock, xUnlock, (level: c_int), ffi::SQLITE_OK);
+flush_and_release!(unlock, xUnlock, (level: c_int));
 flush_then!(check_reserved_lock, xCheckReservedLock, (out: *mut c_int), ffi::SQLITE_OK);
 flush_then!(fetch, xFetch, (offset: ffi::sqlite3_int64, amount: c_int, out: *mut *mut c_void), {
     // No memory map: SQLite reads instead.
@@ -345,8 +378,28 @@ flush_then!(fetch, xFetch, (offset: ffi::sqlite3_int64, amount: c_int, out: *mut
 });
 flush_then!(unfetch, xUnfetch, (offset: ffi::sqlite3_int64, p: *mut c_void), ffi::SQLITE_OK);
 flush_then!(shm_map, xShmMap, (page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void), ffi::SQLITE_IOERR_SHMMAP);
-flush_then!(shm_lock, xShmLock, (offset: c_int, n: c_int, flags: c_int), ffi::SQLITE_IOERR_SHMLOCK);
-flush_then!(shm_unmap, xShmUnmap, (delete: c_int), ffi::SQLITE_OK);
+flush_then!(shm_take, xShmLock, (offset: c_int, n: c_int, flags: c_int), ffi::SQLITE_IOERR_SHMLOCK);
+flush_and_release!(shm_unmap, xShmUnmap, (delete: c_int));
+
+unsafe extern "C" fn shm_lock(
+    f: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: SQLite passes this file and the arguments its method takes.
+    unsafe {
+        if flags & ffi::SQLITE_SHM_UNLOCK != 0 {
+            release(f, |real, m| {
+                m.xShmLock.map_or(ffi::SQLITE_IOERR_SHMLOCK, |lock| {
+                    lock(real, offset, n, flags)
+                })
+            })
+        } else {
+            shm_take(f, offset, n, flags)
+        }
+    }
+}
 
 unsafe extern "C" fn sector_size(f: *mut ffi::sqlite3_file) -> c_int {
     // SAFETY: SQLite passes this file.
