@@ -665,11 +665,6 @@ impl SqlStore {
             .map_err(unavailable)
     }
 
-    /// Documents with a term matching `q`. When every document carries at
-    /// most one term of the name (`term_stats`) and the match is a value
-    /// range, a large count is the total minus the terms outside the range,
-    /// which the index counts in O(outside): a prefix that matches a million
-    /// users costs no more than one that matches fifty.
     /// The clause of a [`Selection::Matching`] whose terms are fewest, to
     /// drive its query: the engine orders clauses by the kind of lookup
     /// (`eq` before `sw`), which cannot know that `sw "a"` matches ten users
@@ -722,6 +717,11 @@ impl SqlStore {
         Ok(best.map(|(i, _)| i))
     }
 
+    /// Documents with a term matching `q`. When every document carries at
+    /// most one term of the name (`term_stats`) and the match is a value
+    /// range, a large count is the total minus the terms outside the range,
+    /// which the index counts in O(outside): a prefix that matches a million
+    /// users costs no more than one that matches fifty.
     fn count_term(&mut self, kind: &str, q: &wit::TermQuery) -> R<u64> {
         let key = format!("{kind}\u{0}{}\u{0}{:?}", q.name, q.match_);
         if let Some(n) = self.counts.get(&key) {
