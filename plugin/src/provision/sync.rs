@@ -73,12 +73,7 @@ pub fn after_writes(
         inline.extend(moved.into_iter().cloned());
     } else {
         let moved: Vec<String> = moved.into_iter().cloned().collect();
-        for chunk in moved.chunks(TASK_USERS) {
-            lms.enqueue(Task {
-                work: Work::Users(chunk.to_vec()),
-                cursor: None,
-            });
-        }
+        enqueue_users(lms, &moved);
     }
     for g in &set.groups {
         let name = |d: &Option<Value>| {
@@ -208,13 +203,18 @@ fn enqueue_in_id_order(store: &mut dyn Store, lms: &mut dyn LmsHost) -> ScimResu
         }
     }
     ids.sort_unstable();
+    enqueue_users(lms, &ids);
+    Ok(())
+}
+
+/// Queues `ids` for re-mapping, [`TASK_USERS`] to a task.
+fn enqueue_users(lms: &mut dyn LmsHost, ids: &[String]) {
     for chunk in ids.chunks(TASK_USERS) {
         lms.enqueue(Task {
             work: Work::Users(chunk.to_vec()),
             cursor: None,
         });
     }
-    Ok(())
 }
 
 /// Where the next batch starts after a full batch of learners in id order;
